@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs Vireo's build and test dependencies from Debian's archive when any is missing.
+# Idempotent and quiet when everything is present, so `make` can call it every time.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ make pkg-config
+  libfmt-dev libcli11-dev libexpected-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+# Extra packages for `make bench` only (the QEMU peer it compares against).
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(qemu-system-x86)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

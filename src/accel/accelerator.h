@@ -1,0 +1,69 @@
+// The accelerator interface: everything the VMM asks of a CPU virtualizer.
+// KVM (accel/kvm) is the first implementation; the software x86-64 CPU is the second.
+// Devices and boot code never see these types' internals, only the VMM core does.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "accel/cpu_state.h"
+#include "accel/vcpu_exit.h"
+#include "base/result.h"
+#include "memory/guest_memory.h"
+
+namespace vireo::accel {
+
+class Vcpu {
+ public:
+  virtual ~Vcpu() = default;
+
+  // Runs guest code until an exit the VMM must handle. Hot path: no allocation.
+  // Returns kInterrupted when Kick() was called (or a signal arrived).
+  virtual VcpuExit Run() = 0;
+
+  // Makes a Run() in progress on another thread return kInterrupted soon, and the next
+  // Run() return at once. Async-signal-safe and callable from any thread.
+  virtual void Kick() = 0;
+  // Clears a pending kick before the vCPU resumes.
+  virtual void ClearKick() = 0;
+
+  virtual Result<Registers> GetRegisters() = 0;
+  virtual Status SetRegisters(const Registers& regs) = 0;
+  virtual Result<SpecialRegisters> GetSpecialRegisters() = 0;
+  virtual Status SetSpecialRegisters(const SpecialRegisters& sregs) = 0;
+  virtual Status SetCpuid(std::span<const CpuidEntry> entries) = 0;
+  virtual Status SetMsrs(std::span<const MsrEntry> msrs) = 0;
+  virtual Result<std::vector<MsrEntry>> GetMsrs(std::span<const uint32_t> indices) = 0;
+  // FPU reset state as after FNINIT, MXCSR default, XCR0 = x87|SSE (+AVX when supported).
+  virtual Status SetupFpu() = 0;
+  // LAPIC LINT0 = ExtINT (PIC), LINT1 = NMI, as a PC's firmware leaves them.
+  virtual Status SetupLocalApic() = 0;
+
+  virtual int id() const = 0;
+};
+
+class Vm {
+ public:
+  virtual ~Vm() = default;
+
+  // Registers guest RAM with the accelerator. Memory must outlive the VM.
+  virtual Status MapMemory(const GuestMemory& memory) = 0;
+  virtual Result<std::unique_ptr<Vcpu>> CreateVcpu(int id) = 0;
+  // Drives a GSI line of the interrupt controller (edge devices pulse it).
+  virtual Status SetIrqLine(uint32_t gsi, bool level) = 0;
+  // CPUID the accelerator can offer, before the VMM shapes it for topology.
+  virtual Result<std::vector<CpuidEntry>> SupportedCpuid() = 0;
+};
+
+class Accelerator {
+ public:
+  virtual ~Accelerator() = default;
+  virtual std::string name() const = 0;
+  virtual Result<std::unique_ptr<Vm>> CreateVm(int vcpu_count) = 0;
+  virtual int max_vcpus() const = 0;
+};
+
+}  // namespace vireo::accel

@@ -1,0 +1,80 @@
+// GuestMemory: the guest's RAM as a set of host mappings, reached only through
+// bounds-checked accessors (rule 1). No raw guest pointer escapes: a caller gets a
+// span that lies wholly inside one region, or nothing.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "base/mapping.h"
+#include "base/result.h"
+
+namespace vireo {
+
+using GuestAddress = uint64_t;
+
+// One contiguous range of guest-physical RAM.
+struct RamRange {
+  GuestAddress base = 0;
+  uint64_t size = 0;
+  GuestAddress end() const { return base + size; }
+};
+
+enum class MemoryBacking { kAnonymous, kHugePages };
+
+struct MemoryOptions {
+  MemoryBacking backing = MemoryBacking::kAnonymous;
+  bool mlock = false;
+  bool transparent_huge_pages = true;  // madvise(MADV_HUGEPAGE) on anonymous memory
+};
+
+class GuestMemory {
+ public:
+  struct Region {
+    RamRange range;
+    Mapping mapping;
+  };
+
+  // Maps each range as its own host mapping. Errors name the fix (e.g. reserve hugepages).
+  static Result<GuestMemory> Create(std::span<const RamRange> ranges, const MemoryOptions& options);
+
+  GuestMemory(GuestMemory&&) = default;
+  GuestMemory& operator=(GuestMemory&&) = default;
+
+  // A host view of [addr, addr+len) when it lies wholly inside one RAM region.
+  std::optional<std::span<uint8_t>> Span(GuestAddress addr, uint64_t len) const;
+
+  // Copies; false (nothing copied) when any byte falls outside RAM.
+  bool Read(GuestAddress addr, std::span<uint8_t> out) const;
+  bool Write(GuestAddress addr, std::span<const uint8_t> data) const;
+
+  template <typename T>
+    requires std::is_trivially_copyable_v<T>
+  std::optional<T> ReadObj(GuestAddress addr) const {
+    T value;
+    if (!Read(addr, {reinterpret_cast<uint8_t*>(&value), sizeof(T)})) return std::nullopt;
+    return value;
+  }
+  template <typename T>
+    requires std::is_trivially_copyable_v<T>
+  bool WriteObj(GuestAddress addr, const T& value) const {
+    return Write(addr, {reinterpret_cast<const uint8_t*>(&value), sizeof(T)});
+  }
+
+  // Same as Write but returns an error naming what did not fit (for loaders).
+  Status WriteOrFail(GuestAddress addr, std::span<const uint8_t> data, std::string_view what) const;
+
+  bool Contains(GuestAddress addr, uint64_t len) const { return Span(addr, len).has_value(); }
+  uint64_t total_size() const;
+  std::span<const Region> regions() const { return regions_; }
+
+ private:
+  GuestMemory() = default;
+  std::vector<Region> regions_;
+};
+
+}  // namespace vireo

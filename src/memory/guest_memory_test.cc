@@ -1,0 +1,55 @@
+#include "memory/guest_memory.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+
+namespace vireo {
+namespace {
+
+GuestMemory TwoRegions() {
+  const RamRange ranges[] = {{0, 0x10000}, {0x100000, 0x10000}};
+  auto memory = GuestMemory::Create(ranges, {});
+  EXPECT_TRUE(memory) << memory.error().message;
+  return std::move(*memory);
+}
+
+TEST(GuestMemory, ReadBackWhatWasWritten) {
+  GuestMemory memory = TwoRegions();
+  ASSERT_TRUE(memory.WriteObj<uint32_t>(0x100010, 0xdeadbeef));
+  EXPECT_EQ(memory.ReadObj<uint32_t>(0x100010), 0xdeadbeefu);
+}
+
+TEST(GuestMemory, SpanMustLieInOneRegion) {
+  GuestMemory memory = TwoRegions();
+  EXPECT_TRUE(memory.Span(0xfff0, 0x10));
+  EXPECT_FALSE(memory.Span(0xfff0, 0x11));   // runs off the end of region 0
+  EXPECT_FALSE(memory.Span(0x20000, 1));     // in the gap
+  EXPECT_FALSE(memory.Span(0x10fffc, 8));    // runs off the end of region 1
+}
+
+TEST(GuestMemory, HugeLengthsDoNotWrap) {
+  GuestMemory memory = TwoRegions();
+  EXPECT_FALSE(memory.Span(0x100000, UINT64_MAX));
+  EXPECT_FALSE(memory.Span(UINT64_MAX - 4, 8));
+  std::array<uint8_t, 8> buffer{};
+  EXPECT_FALSE(memory.Read(UINT64_MAX - 3, buffer));
+}
+
+TEST(GuestMemory, WriteOrFailNamesWhatDidNotFit) {
+  GuestMemory memory = TwoRegions();
+  std::array<uint8_t, 32> data{};
+  auto status = memory.WriteOrFail(0x10fff0, data, "initrd");
+  ASSERT_FALSE(status);
+  EXPECT_NE(status.error().message.find("initrd"), std::string::npos);
+}
+
+TEST(GuestMemory, RejectsOverlappingRanges) {
+  const RamRange ranges[] = {{0, 0x10000}, {0x8000, 0x10000}};
+  EXPECT_FALSE(GuestMemory::Create(ranges, {}));
+}
+
+TEST(GuestMemory, TotalSizeSumsRegions) { EXPECT_EQ(TwoRegions().total_size(), 0x20000u); }
+
+}  // namespace
+}  // namespace vireo
