@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ class Vcpu {
   virtual Status SetupFpu() = 0;
   // LAPIC LINT0 = ExtINT (PIC), LINT1 = NMI, as a PC's firmware leaves them.
   virtual Status SetupLocalApic() = 0;
+
+  // Guest linear → physical address under the vCPU's current paging, for diagnostics.
+  virtual std::optional<uint64_t> TranslateAddress(uint64_t linear) = 0;
 
   virtual int id() const = 0;
 };

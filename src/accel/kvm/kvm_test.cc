@@ -1,0 +1,138 @@
+// Proves the KVM backend against the host's /dev/kvm with tiny real-mode programs.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <thread>
+
+#include "accel/kvm/kvm_system.h"
+#include "arch/x86/layout.h"
+
+namespace vireo::kvm {
+namespace {
+
+using accel::ExitReason;
+
+class KvmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm on this host";
+    auto kvm = KvmAccelerator::Open();
+    ASSERT_TRUE(kvm) << kvm.error().message;
+    kvm_ = std::move(*kvm);
+    auto vm = kvm_->CreateVm(1);
+    ASSERT_TRUE(vm) << vm.error().message;
+    vm_ = std::move(*vm);
+    auto memory = GuestMemory::Create(x86::RamLayout(16 << 20), {});
+    ASSERT_TRUE(memory);
+    memory_.emplace(std::move(*memory));
+    ASSERT_TRUE(vm_->MapMemory(*memory_));
+    auto vcpu = vm_->CreateVcpu(0);
+    ASSERT_TRUE(vcpu) << vcpu.error().message;
+    vcpu_ = std::move(*vcpu);
+  }
+
+  // Real mode, CS base 0, IP 0x1000.
+  void LoadRealModeCode(std::span<const uint8_t> code) {
+    ASSERT_TRUE(memory_->Write(0x1000, code));
+    auto sregs = vcpu_->GetSpecialRegisters();
+    ASSERT_TRUE(sregs);
+    sregs->cs.base = 0;
+    sregs->cs.selector = 0;
+    ASSERT_TRUE(vcpu_->SetSpecialRegisters(*sregs));
+    accel::Registers regs;
+    regs.rip = 0x1000;
+    ASSERT_TRUE(vcpu_->SetRegisters(regs));
+  }
+
+  std::unique_ptr<KvmAccelerator> kvm_;
+  std::unique_ptr<accel::Vm> vm_;
+  std::optional<GuestMemory> memory_;
+  std::unique_ptr<accel::Vcpu> vcpu_;
+};
+
+TEST_F(KvmTest, OutInstructionExitsWithPortAndData) {
+  // Ports 0xe0-0xe2 are unclaimed by KVM's in-kernel devices (the PIT owns 0x40-0x43).
+  // No trailing HLT: with the in-kernel irqchip it would block in the kernel.
+  // mov al, 0x5a; out 0xe0, al; in al, 0xe1; out 0xe2, al; jmp $
+  const uint8_t code[] = {0xb0, 0x5a, 0xe6, 0xe0, 0xe4, 0xe1, 0xe6, 0xe2, 0xeb, 0xfe};
+  LoadRealModeCode(code);
+  auto exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kIo);
+  EXPECT_TRUE(exit.is_write);
+  EXPECT_EQ(exit.address, 0xe0u);
+  ASSERT_EQ(exit.data.size(), 1u);
+  EXPECT_EQ(exit.data[0], 0x5a);
+  // The IN: the handler's data is what the guest sees.
+  exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kIo);
+  EXPECT_FALSE(exit.is_write);
+  EXPECT_EQ(exit.address, 0xe1u);
+  exit.data[0] = 0x77;
+  exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kIo);
+  EXPECT_EQ(exit.address, 0xe2u);
+  EXPECT_EQ(exit.data[0], 0x77);
+}
+
+TEST_F(KvmTest, AccessOutsideRamIsAnMmioExit) {
+  // A load from 0x20000000, outside the 16 MiB of RAM, with a 32-bit address override.
+  // mov eax, 0x20000000 ; mov bl, [eax] ; jmp $
+  const uint8_t code[] = {0x66, 0xb8, 0x00, 0x00, 0x00, 0x20, 0x67, 0x8a, 0x18, 0xeb, 0xfe};
+  LoadRealModeCode(code);
+  // Real mode limits segments to 64 KiB, so give DS a flat 4 GiB limit (unreal mode).
+  auto sregs = vcpu_->GetSpecialRegisters();
+  ASSERT_TRUE(sregs);
+  sregs->ds.limit = 0xffffffff;
+  sregs->ds.g = true;
+  ASSERT_TRUE(vcpu_->SetSpecialRegisters(*sregs));
+  auto exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kMmio);
+  EXPECT_FALSE(exit.is_write);
+  EXPECT_EQ(exit.address, 0x20000000u);
+  EXPECT_EQ(exit.size, 1u);
+}
+
+TEST_F(KvmTest, KickInterruptsARunningVcpu) {
+  const uint8_t spin[] = {0xeb, 0xfe};  // jmp $
+  LoadRealModeCode(spin);
+  std::thread kicker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    vcpu_->Kick();
+  });
+  auto exit = vcpu_->Run();
+  kicker.join();
+  EXPECT_EQ(exit.reason, ExitReason::kInterrupted);
+  // A pending kick makes the next Run() return at once; ClearKick() lets it run again.
+  exit = vcpu_->Run();
+  EXPECT_EQ(exit.reason, ExitReason::kInterrupted);
+  vcpu_->ClearKick();
+}
+
+TEST_F(KvmTest, SupportedCpuidIsReadableAndSettable) {
+  auto cpuid = vm_->SupportedCpuid();
+  ASSERT_TRUE(cpuid) << cpuid.error().message;
+  ASSERT_FALSE(cpuid->empty());
+  EXPECT_EQ((*cpuid)[0].function, 0u);
+  EXPECT_TRUE(vcpu_->SetCpuid(*cpuid)) << "KVM_SET_CPUID2 must accept what KVM supports";
+}
+
+TEST_F(KvmTest, MsrsRoundTrip) {
+  constexpr uint32_t kSysenterCs = 0x174;
+  const accel::MsrEntry msr{kSysenterCs, 0x10};
+  ASSERT_TRUE(vcpu_->SetMsrs({&msr, 1}));
+  auto got = vcpu_->GetMsrs(std::array<uint32_t, 1>{kSysenterCs});
+  ASSERT_TRUE(got) << got.error().message;
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].value, 0x10u);
+}
+
+TEST(KvmOpen, MissingDeviceNamesTheFix) {
+  auto kvm = KvmAccelerator::Open("/nonexistent/kvm");
+  ASSERT_FALSE(kvm);
+  EXPECT_NE(kvm.error().message.find("modprobe"), std::string::npos) << kvm.error().message;
+}
+
+}  // namespace
+}  // namespace vireo::kvm

@@ -1,0 +1,53 @@
+// KvmVcpu: one vCPU fd and its shared kvm_run page.
+#pragma once
+
+#include <linux/kvm.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <memory>
+
+#include "accel/accelerator.h"
+#include "base/mapping.h"
+#include "base/unique_fd.h"
+
+namespace vireo::kvm {
+
+class KvmAccelerator;
+class KvmVm;
+
+class KvmVcpu : public accel::Vcpu {
+ public:
+  static Result<std::unique_ptr<KvmVcpu>> Create(const KvmAccelerator& kvm, const KvmVm& vm,
+                                                 int id);
+
+  accel::VcpuExit Run() override;
+  void Kick() override;
+  void ClearKick() override;
+
+  Result<accel::Registers> GetRegisters() override;
+  Status SetRegisters(const accel::Registers& regs) override;
+  Result<accel::SpecialRegisters> GetSpecialRegisters() override;
+  Status SetSpecialRegisters(const accel::SpecialRegisters& sregs) override;
+  Status SetCpuid(std::span<const accel::CpuidEntry> entries) override;
+  Status SetMsrs(std::span<const accel::MsrEntry> msrs) override;
+  Result<std::vector<accel::MsrEntry>> GetMsrs(std::span<const uint32_t> indices) override;
+  Status SetupFpu() override;
+  Status SetupLocalApic() override;
+  std::optional<uint64_t> TranslateAddress(uint64_t linear) override;
+  int id() const override { return id_; }
+
+ private:
+  KvmVcpu(int id, UniqueFd fd, Mapping run) : id_(id), fd_(std::move(fd)), run_(std::move(run)) {}
+  kvm_run* run() const { return static_cast<kvm_run*>(run_.get()); }
+
+  int id_;
+  UniqueFd fd_;
+  Mapping run_;
+  std::atomic<pthread_t> thread_{0};  // the thread inside Run(), for Kick()
+};
+
+// The signal Kick() sends to interrupt KVM_RUN. Installed once, without SA_RESTART.
+int KickSignal();
+
+}  // namespace vireo::kvm

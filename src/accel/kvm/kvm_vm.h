@@ -1,0 +1,32 @@
+// KvmVm: one KVM VM fd with the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
+#pragma once
+
+#include <memory>
+
+#include "accel/accelerator.h"
+#include "base/unique_fd.h"
+
+namespace vireo::kvm {
+
+class KvmAccelerator;
+
+class KvmVm : public accel::Vm {
+ public:
+  static Result<std::unique_ptr<KvmVm>> Create(const KvmAccelerator& kvm);
+
+  Status MapMemory(const GuestMemory& memory) override;
+  Result<std::unique_ptr<accel::Vcpu>> CreateVcpu(int id) override;
+  Status SetIrqLine(uint32_t gsi, bool level) override;
+  Result<std::vector<accel::CpuidEntry>> SupportedCpuid() override;
+
+  int fd() const { return fd_.get(); }
+
+ private:
+  KvmVm(const KvmAccelerator& kvm, UniqueFd fd) : kvm_(kvm), fd_(std::move(fd)) {}
+
+  const KvmAccelerator& kvm_;
+  UniqueFd fd_;
+  uint32_t next_slot_ = 0;
+};
+
+}  // namespace vireo::kvm
