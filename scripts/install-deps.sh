@@ -7,6 +7,7 @@ packages=(
   cmake ninja-build g++ make pkg-config
   libfmt-dev libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  acpica-tools
 )
 # Extra packages for `make bench` only (the QEMU peer it compares against).
 if [[ "${1:-}" == "--bench" ]]; then

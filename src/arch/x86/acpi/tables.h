@@ -1,0 +1,37 @@
+// One builder per ACPI table. Each returns the finished table (length and checksum
+// set) as host bytes; WriteAcpiTables decides where they go and links them.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "arch/x86/acpi/acpi.h"
+#include "memory/guest_memory.h"
+
+namespace vireo::x86::acpi {
+
+// §5.2.5.3 Root System Description Pointer, revision 2 (36 bytes, both checksums).
+inline constexpr size_t kRsdpSize = 36;
+std::vector<uint8_t> BuildRsdp(GuestAddress xsdt);
+
+// §5.2.8 Extended System Description Table: 64-bit pointers to every table but the
+// DSDT and FACS, which the FADT points to.
+std::vector<uint8_t> BuildXsdt(std::span<const GuestAddress> tables);
+
+// §5.2.10 Firmware ACPI Control Structure (64 bytes, 64-byte aligned, no checksum).
+inline constexpr size_t kFacsSize = 64;
+inline constexpr uint64_t kFacsAlignment = 64;
+std::vector<uint8_t> BuildFacs();
+
+// §5.2.9 Fixed ACPI Description Table, revision 6.
+inline constexpr size_t kFadtSize = 276;
+std::vector<uint8_t> BuildFadt(const AcpiConfig& config, GuestAddress dsdt, GuestAddress facs);
+
+// §5.2.12 Multiple APIC Description Table.
+std::vector<uint8_t> BuildMadt(const AcpiConfig& config);
+
+// §5.2.11.1 Differentiated System Description Table: \_S5 and the ISA devices.
+std::vector<uint8_t> BuildDsdt();
+
+}  // namespace vireo::x86::acpi
