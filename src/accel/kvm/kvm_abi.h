@@ -3,7 +3,7 @@
 // Debian 12's <linux/kvm.h> (linux-libc-dev 6.1) declares these arrays with
 // __DECLARE_FLEX_ARRAY, which in C++ adds an empty struct member: sizeof(kvm_cpuid2)
 // becomes 12 instead of 8, and every ioctl number that encodes that size (GET_SUPPORTED_CPUID,
-// SET_CPUID2, GET/SET_MSRS, GET_MSR_INDEX_LIST) is wrong — the kernel answers EINVAL.
+// SET_CPUID2, GET/SET_MSRS, GET_MSR_INDEX_LIST, SET_GSI_ROUTING) is wrong — the kernel answers EINVAL.
 // So Vireo encodes these ioctls itself from the kernel ABI's real header sizes, and
 // keeps the arrays in buffers of its own.
 #pragma once
@@ -27,7 +27,13 @@ struct MsrsHeader {
 struct MsrListHeader {
   uint32_t nmsrs;
 };
+struct IrqRoutingHeader {
+  uint32_t nr;
+  uint32_t flags;
+};
 static_assert(sizeof(Cpuid2Header) == 8);
+static_assert(sizeof(IrqRoutingHeader) == 8);
+static_assert(sizeof(kvm_irq_routing_entry) == 48);
 static_assert(sizeof(MsrsHeader) == 8);
 static_assert(sizeof(kvm_cpuid_entry2) == 40);
 static_assert(sizeof(kvm_msr_entry) == 16);
@@ -40,6 +46,8 @@ inline constexpr unsigned long kGetMsrs =
     _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, sizeof(MsrsHeader));
 inline constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, sizeof(MsrsHeader));
 inline constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, sizeof(Cpuid2Header));
+inline constexpr unsigned long kSetGsiRouting =
+    _IOC(_IOC_WRITE, KVMIO, 0x6a, sizeof(IrqRoutingHeader));
 inline constexpr unsigned long kGetCpuid2 =
     _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x91, sizeof(Cpuid2Header));
 

@@ -5,12 +5,56 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
+#include "accel/kvm/kvm_abi.h"
 #include "accel/kvm/kvm_system.h"
 #include "accel/kvm/kvm_vcpu.h"
 #include "arch/x86/layout.h"
 
 namespace vireo::kvm {
+
+namespace {
+
+// A PC's interrupt wiring (what QEMU's pc machine sets up): ISA IRQs 0-15 reach the
+// master/slave 8259s, and GSIs 0-23 reach the IOAPIC pin of the same number, except that
+// the PIT's IRQ 0 is wired to IOAPIC pin 2 (and nothing else is), matching the MADT's
+// interrupt source override IRQ0 -> GSI2. KVM's default table would send GSI 0 to pin 0.
+Status SetPcGsiRouting(int vm_fd) {
+  std::vector<kvm_irq_routing_entry> entries;
+  auto route = [&](uint32_t gsi, uint32_t chip, uint32_t pin) {
+    kvm_irq_routing_entry e{};
+    e.gsi = gsi;
+    e.type = KVM_IRQ_ROUTING_IRQCHIP;
+    e.u.irqchip.irqchip = chip;
+    e.u.irqchip.pin = pin;
+    entries.push_back(e);
+  };
+  for (uint32_t irq = 0; irq < 8; ++irq) {
+    if (irq != 2) route(irq, KVM_IRQCHIP_PIC_MASTER, irq);  // IRQ 2 is the cascade
+  }
+  for (uint32_t irq = 8; irq < 16; ++irq) route(irq, KVM_IRQCHIP_PIC_SLAVE, irq - 8);
+  for (uint32_t gsi = 0; gsi < 24; ++gsi) {
+    if (gsi == 0) {
+      route(0, KVM_IRQCHIP_IOAPIC, 2);
+    } else if (gsi != 2) {
+      route(gsi, KVM_IRQCHIP_IOAPIC, gsi);
+    }
+  }
+  std::vector<uint8_t> buffer(sizeof(kvm_abi::IrqRoutingHeader) +
+                              entries.size() * sizeof(kvm_irq_routing_entry));
+  auto* header = reinterpret_cast<kvm_abi::IrqRoutingHeader*>(buffer.data());
+  header->nr = static_cast<uint32_t>(entries.size());
+  header->flags = 0;
+  std::memcpy(buffer.data() + sizeof(*header), entries.data(),
+              entries.size() * sizeof(kvm_irq_routing_entry));
+  if (::ioctl(vm_fd, kvm_abi::kSetGsiRouting, buffer.data()) < 0) {
+    return Fail("KVM_SET_GSI_ROUTING failed: {}", std::strerror(errno));
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
   UniqueFd fd;
@@ -32,6 +76,7 @@ Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
   if (::ioctl(fd.get(), KVM_CREATE_IRQCHIP, 0) < 0) {
     return Fail("KVM_CREATE_IRQCHIP failed: {}", std::strerror(errno));
   }
+  VIREO_TRY_STATUS(SetPcGsiRouting(fd.get()));
   kvm_pit_config pit{};
   pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 handled in the kernel, no speaker
   if (::ioctl(fd.get(), KVM_CREATE_PIT2, &pit) < 0) {
