@@ -1,0 +1,268 @@
+#include "cli/run_command.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <fstream>
+#include <thread>
+
+#include "accel/kvm/kvm_system.h"
+#include "arch/x86/acpi/acpi.h"
+#include "arch/x86/layout.h"
+#include "base/log.h"
+#include "base/size_parse.h"
+#include "vmm/default_guest.h"
+#include "vmm/machine.h"
+
+namespace vireo::cli {
+namespace {
+
+Result<int> ParseInt(std::string_view text, std::string_view what) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return Fail("{}: '{}' is not a number", what, text);
+  }
+  return value;
+}
+
+Result<std::map<int, int>> ParseAffinity(std::string_view text, int cpus) {
+  std::map<int, int> out;
+  const int host_cpus = static_cast<int>(std::thread::hardware_concurrency());
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? "" : text.substr(comma + 1);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return Fail("--cpu-affinity: '{}' should look like VCPU=HOSTCPU (e.g. 0=2,1=3)", item);
+    }
+    int vcpu = VIREO_TRY(ParseInt(item.substr(0, eq), "--cpu-affinity vCPU"));
+    int host = VIREO_TRY(ParseInt(item.substr(eq + 1), "--cpu-affinity host CPU"));
+    if (vcpu < 0 || vcpu >= cpus) {
+      return Fail("--cpu-affinity: vCPU {} does not exist (the VM has {} vCPUs: 0-{})", vcpu, cpus,
+                  cpus - 1);
+    }
+    if (host < 0 || host >= host_cpus) {
+      return Fail("--cpu-affinity: host CPU {} does not exist (this host has CPUs 0-{})", host,
+                  host_cpus - 1);
+    }
+    out[vcpu] = host;
+  }
+  return out;
+}
+
+Result<std::vector<uint8_t>> ReadFile(const std::string& path, std::string_view what,
+                                      uint64_t limit) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return Fail("cannot read {} '{}': {}", what, path, std::strerror(errno));
+  auto size = static_cast<uint64_t>(in.tellg());
+  if (size > limit) {
+    return Fail("{} '{}' is {} MiB, more than the VM's {} MiB of memory; give the VM more --memory",
+                what, path, size >> 20, limit >> 20);
+  }
+  std::vector<uint8_t> data(size);
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size))) {
+    return Fail("cannot read {} '{}'", what, path);
+  }
+  return data;
+}
+
+// SIGINT/SIGTERM are blocked in every thread and read from a signalfd by the main loop,
+// so a signal stops the VM cleanly instead of killing the process mid-write.
+int BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return ::signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+void AddCounters(std::vector<VcpuCounters>& total, const std::vector<VcpuCounters>& run) {
+  if (total.size() < run.size()) total.resize(run.size());
+  for (size_t i = 0; i < run.size(); ++i) {
+    for (size_t r = 0; r < run[i].exits.size(); ++r) total[i].exits[r] += run[i].exits[r];
+    total[i].pio_unclaimed_reads += run[i].pio_unclaimed_reads;
+    total[i].pio_unclaimed_writes += run[i].pio_unclaimed_writes;
+    total[i].mmio_unclaimed_reads += run[i].mmio_unclaimed_reads;
+    total[i].mmio_unclaimed_writes += run[i].mmio_unclaimed_writes;
+  }
+}
+
+}  // namespace
+
+CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
+  CLI::App* run = app.add_subcommand("run", "Boot a VM (the built-in default guest if no --kernel)");
+  run->add_option_function<std::string>(
+      "--kernel", [&o](const std::string& v) { o.config.kernel_path = v; },
+      "Kernel: bzImage, ELF vmlinux, PVH ELF or multiboot image");
+  run->add_option_function<std::string>(
+      "--initrd", [&o](const std::string& v) { o.config.initrd_path = v; }, "Initial ramdisk");
+  run->add_option_function<std::string>(
+         "--cmdline",
+         [&o](const std::string& v) {
+           o.config.cmdline = v;
+           o.cmdline_given = true;
+         },
+         "Kernel command line (default with --kernel: \"console=ttyS0\")");
+  run->add_option("--cpus", o.config.cpus, "Number of vCPUs")->default_val(1);
+  run->add_option("--memory", o.memory_text, "Guest RAM, e.g. 512M or 2G (bare number: MiB)")
+      ->default_val("256M");
+  run->add_option("--serial", o.serial_text, "Serial console: stdio, file:PATH or none")
+      ->default_val("stdio");
+  run->add_option("--cpu-affinity", o.affinity_text, "Pin vCPU threads: VCPU=HOSTCPU,...");
+  run->add_option("--memory-backing", o.backing_text, "Guest RAM backing: anon or hugepages")
+      ->default_val("anon");
+  run->add_flag("--mlock", o.config.memory_options.mlock, "Lock guest RAM in host memory");
+  run->add_flag("--stats", o.config.stats,
+                "At exit, print exits per reason and vCPU and the time to first guest entry");
+  run->add_option("--boot", o.boot_text,
+                  "Boot protocol: auto, linux, pvh or multiboot")
+      ->default_val("auto");
+  run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
+  run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
+  return run;
+}
+
+Status ValidateRunOptions(RunOptions& o) {
+  VmConfig& c = o.config;
+  if (c.cpus < 1) return Fail("--cpus {}: a VM needs at least 1 vCPU", c.cpus);
+  if (c.cpus > x86::acpi::kMaxCpus) {
+    return Fail("--cpus {}: Vireo supports at most {} vCPUs", c.cpus, x86::acpi::kMaxCpus);
+  }
+  auto memory = ParseSize(o.memory_text, /*default_unit_mib=*/true);
+  if (!memory) return Wrap("--memory", memory.error());
+  c.memory = *memory;
+  if (c.memory < x86::kMinMemory) {
+    return Fail("--memory {}: too small, a VM needs at least {} MiB", o.memory_text,
+                x86::kMinMemory >> 20);
+  }
+  if (c.memory > x86::kMaxMemory) {
+    return Fail("--memory {}: too large, Vireo supports at most {} GiB", o.memory_text,
+                x86::kMaxMemory >> 30);
+  }
+  if (c.memory % (2ull << 20) != 0 && o.backing_text == "hugepages") {
+    return Fail("--memory {}: must be a multiple of 2 MiB with --memory-backing hugepages",
+                o.memory_text);
+  }
+  if (c.memory % 4096 != 0) return Fail("--memory {}: must be a multiple of 4 KiB", o.memory_text);
+
+  if (o.serial_text == "stdio") {
+    c.serial = SerialMode::kStdio;
+  } else if (o.serial_text == "none") {
+    c.serial = SerialMode::kNone;
+  } else if (o.serial_text.rfind("file:", 0) == 0 && o.serial_text.size() > 5) {
+    c.serial = SerialMode::kFile;
+    c.serial_path = o.serial_text.substr(5);
+  } else {
+    return Fail("--serial {}: expected stdio, file:PATH or none", o.serial_text);
+  }
+
+  if (o.backing_text == "anon") {
+    c.memory_options.backing = MemoryBacking::kAnonymous;
+  } else if (o.backing_text == "hugepages") {
+    c.memory_options.backing = MemoryBacking::kHugePages;
+  } else {
+    return Fail("--memory-backing {}: expected anon or hugepages", o.backing_text);
+  }
+
+  if (o.boot_text == "auto") {
+    c.boot_protocol = boot::BootProtocol::kAuto;
+  } else if (o.boot_text == "linux") {
+    c.boot_protocol = boot::BootProtocol::kLinux;
+  } else if (o.boot_text == "pvh") {
+    c.boot_protocol = boot::BootProtocol::kPvh;
+  } else if (o.boot_text == "multiboot") {
+    c.boot_protocol = boot::BootProtocol::kMultiboot;
+  } else {
+    return Fail("--boot {}: expected auto, linux, pvh or multiboot", o.boot_text);
+  }
+
+  if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
+  if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";
+  return {};
+}
+
+int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
+  if (o.verbose) SetLogLevel(LogLevel::kInfo);
+  const VmConfig& config = o.config;
+  auto fail = [](const Error& e) {
+    fmt::print(stderr, "vireo: error: {}\n", e.message);
+    return kExitError;
+  };
+
+  boot::BootImage image;
+  if (config.kernel_path) {
+    auto kernel = ReadFile(*config.kernel_path, "kernel", config.memory);
+    if (!kernel) return fail(kernel.error());
+    image.kernel = std::move(*kernel);
+  } else {
+    auto builtin = DefaultGuestImage();
+    image.kernel.assign(builtin.begin(), builtin.end());
+  }
+  if (config.initrd_path) {
+    auto initrd = ReadFile(*config.initrd_path, "initrd", config.memory);
+    if (!initrd) return fail(initrd.error());
+    image.initrd = std::move(*initrd);
+  }
+  image.cmdline = config.cmdline;
+
+  int signal_fd = BlockStopSignals();
+  auto kvm = kvm::KvmAccelerator::Open();
+  if (!kvm) return fail(kvm.error());
+  if (config.cpus > (*kvm)->max_vcpus()) {
+    return fail(Error{fmt::format("--cpus {}: KVM on this host supports at most {} vCPUs",
+                                  config.cpus, (*kvm)->max_vcpus())});
+  }
+
+  RunOutcome outcome;
+  std::vector<VcpuCounters> counters;
+  RunTimings timings;
+  timings.process_start = process_start;
+  {
+    auto persistent = PersistentDevices::Create(config);
+    if (!persistent) return fail(persistent.error());
+    for (int boot_count = 0;; ++boot_count) {
+      auto machine = Machine::Build(config, **kvm, *persistent, image);
+      if (!machine) {
+        outcome = {StopReason::kError, kExitError, machine.error().message};
+        break;
+      }
+      Log(LogLevel::kInfo, "booting: {}", (*machine)->boot_entry().description);
+      RunTimings run_timings = timings;
+      outcome = (*machine)->Run(signal_fd, run_timings);
+      if (boot_count == 0) timings.first_guest_entry = run_timings.first_guest_entry;
+      timings.end = run_timings.end;
+      AddCounters(counters, (*machine)->counters());
+      if (outcome.reason != StopReason::kReset || config.no_reboot) break;
+      Log(LogLevel::kInfo, "guest reset ({}): restarting", outcome.detail);
+    }
+  }  // the console (and the terminal's mode) is restored here, before the last words
+
+  if (config.stats) fmt::print(stderr, "{}", FormatStats(counters, timings));
+  switch (outcome.reason) {
+    case StopReason::kPowerOff:
+      return kExitOk;
+    case StopReason::kDebugExit:
+      return outcome.exit_status;
+    case StopReason::kReset:
+      fmt::print(stderr, "vireo: guest reset ({}), not restarting (--no-reboot)\n",
+                 outcome.detail);
+      return kExitOk;
+    case StopReason::kSignal:
+      fmt::print(stderr, "vireo: stopped by signal ({})\n", outcome.detail);
+      return outcome.exit_status;
+    case StopReason::kError:
+      fmt::print(stderr, "vireo: error: {}\n", outcome.detail);
+      return kExitError;
+  }
+  return kExitError;
+}
+
+}  // namespace vireo::cli

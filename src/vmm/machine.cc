@@ -1,0 +1,194 @@
+#include "vmm/machine.h"
+
+#include <pthread.h>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "arch/x86/acpi/acpi.h"
+#include "arch/x86/boot_cpu.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "base/log.h"
+#include "devices/acpi/pm_device.h"
+#include "devices/acpi/reset_control.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/fw_cfg.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/port80.h"
+#include "devices/legacy/serial_8250.h"
+#include "vmm/exit_handler.h"
+
+namespace vireo {
+namespace {
+
+constexpr uint32_t kKeyboardGsi = 1;
+constexpr uint16_t kAcpiPmBase = 0x600;
+
+}  // namespace
+
+Result<PersistentDevices> PersistentDevices::Create(const VmConfig& config) {
+  PersistentDevices p;
+  p.console = VIREO_TRY(Console::Create(config.serial, config.serial_path));
+  p.com1_irq = std::make_shared<VmIrqLine>(Serial8250::kCom1Irq);
+  p.com1 = std::make_shared<Serial8250>(p.com1_irq, p.console->OutputSink());
+  uint64_t low_ram = std::min(config.memory, x86::kMmioHoleStart);
+  p.rtc = std::make_shared<CmosRtc>(low_ram, config.memory - low_ram);
+  return p;
+}
+
+Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
+                                                accel::Accelerator& accelerator,
+                                                PersistentDevices& persistent,
+                                                const boot::BootImage& image) {
+  std::unique_ptr<Machine> m(new Machine(config, persistent));
+  auto ranges = x86::RamLayout(config.memory);
+  m->memory_.emplace(VIREO_TRY(GuestMemory::Create(ranges, config.memory_options)));
+  m->vm_ = VIREO_TRY(accelerator.CreateVm(config.cpus));
+  VIREO_TRY_STATUS(m->vm_->MapMemory(*m->memory_));
+
+  x86::acpi::AcpiConfig acpi;
+  acpi.cpus = config.cpus;
+  acpi.ioapic_id = static_cast<uint8_t>(config.cpus);
+  acpi.pm_base = kAcpiPmBase;
+  GuestAddress rsdp = VIREO_TRY(x86::acpi::WriteAcpiTables(*m->memory_, acpi));
+
+  boot::MachineInfo machine{config.memory, x86::E820Map(config.memory), rsdp};
+  auto entry = boot::LoadKernel(*m->memory_, image, config.boot_protocol, machine);
+  if (!entry) return Wrap("loading the kernel", entry.error());
+  m->boot_entry_ = std::move(*entry);
+  x86::CpuMode mode =
+      m->boot_entry_.mode == boot::EntryMode::kLong64 ? x86::CpuMode::kLong64 : x86::CpuMode::kProtected32;
+  VIREO_TRY_STATUS(x86::WriteBootTables(*m->memory_, mode));
+
+  VIREO_TRY_STATUS(m->BuildDevices());
+  VIREO_TRY_STATUS(m->BuildVcpus(accelerator));
+  return m;
+}
+
+Machine::~Machine() {
+  // Persistent devices must not signal a VM that is going away.
+  persistent_.com1_irq->Attach(nullptr);
+}
+
+Status Machine::BuildDevices() {
+  auto control = [this](const char* source) -> VmControl& {
+    controls_.push_back(std::make_unique<DeviceVmControl>(stop_, source));
+    return *controls_.back();
+  };
+  persistent_.com1_irq->Attach(vm_.get());
+  persistent_.rtc->Reset();
+  keyboard_irq_ = std::make_shared<VmIrqLine>(kKeyboardGsi);
+  keyboard_irq_->Attach(vm_.get());
+
+  auto i8042 = I8042::Create(keyboard_irq_, control("i8042"));
+  FwCfgConfig fw;
+  fw.ram_size = config_.memory;
+  fw.nb_cpus = static_cast<uint16_t>(config_.cpus);
+  fw.max_cpus = static_cast<uint16_t>(config_.cpus);
+  fw.cmdline = config_.cmdline;
+  auto fw_cfg = std::make_shared<FwCfg>(fw);
+  std::vector<FwCfgE820Entry> e820;
+  for (const auto& e : x86::E820Map(config_.memory)) {
+    e820.push_back({e.addr, e.size, static_cast<uint32_t>(e.type)});
+  }
+  VIREO_TRY_STATUS(fw_cfg->AddFile("etc/e820", BuildE820File(e820)));
+
+  VIREO_TRY_STATUS(pio_.Insert(persistent_.com1, Serial8250::kCom1Base, Serial8250::kSize));
+  VIREO_TRY_STATUS(pio_.Insert(i8042->data_port(), 0x60, 1));
+  VIREO_TRY_STATUS(pio_.Insert(i8042->command_port(), 0x64, 1));
+  VIREO_TRY_STATUS(pio_.Insert(persistent_.rtc, 0x70, CmosRtc::kSize));
+  VIREO_TRY_STATUS(pio_.Insert(std::make_shared<Port80>(), 0x80, Port80::kSize));
+  VIREO_TRY_STATUS(
+      pio_.Insert(std::make_shared<DebugExit>(control("debug-exit")), 0xf4, DebugExit::kSize));
+  VIREO_TRY_STATUS(pio_.Insert(fw_cfg, 0x510, FwCfg::kSize));
+  VIREO_TRY_STATUS(pio_.Insert(std::make_shared<AcpiPmDevice>(control("acpi")), kAcpiPmBase,
+                               AcpiPmDevice::kSize));
+  VIREO_TRY_STATUS(pio_.Insert(std::make_shared<ResetControlDevice>(control("acpi")),
+                               ResetControlDevice::kPort, ResetControlDevice::kSize));
+  return {};
+}
+
+Status Machine::BuildVcpus(accel::Accelerator& /*accelerator*/) {
+  auto supported = vm_->SupportedCpuid();
+  if (!supported) return Wrap("reading the CPUID KVM supports", supported.error());
+  x86::EntryState entry;
+  entry.mode = boot_entry_.mode == boot::EntryMode::kLong64 ? x86::CpuMode::kLong64
+                                                             : x86::CpuMode::kProtected32;
+  entry.rip = boot_entry_.entry_point;
+  entry.rsi = boot_entry_.rsi;
+  entry.rbx = boot_entry_.rbx;
+  entry.rax = boot_entry_.rax;
+  for (int id = 0; id < config_.cpus; ++id) {
+    auto vcpu = VIREO_TRY(vm_->CreateVcpu(id));
+    auto cpuid = x86::BuildCpuid(*supported, {config_.cpus}, static_cast<uint32_t>(id));
+    VIREO_TRY_STATUS(vcpu->SetCpuid(cpuid));
+    VIREO_TRY_STATUS(x86::SetupCpuMsrs(*vcpu));
+    VIREO_TRY_STATUS(vcpu->SetupFpu());
+    VIREO_TRY_STATUS(vcpu->SetupLocalApic());
+    // Only the BSP gets boot state; APs wait in the in-kernel LAPIC for INIT/SIPI.
+    if (id == 0) VIREO_TRY_STATUS(x86::SetupBootCpu(*vcpu, entry));
+    vcpus_.push_back(std::move(vcpu));
+  }
+  counters_.resize(vcpus_.size());
+  return {};
+}
+
+void Machine::VcpuThread(size_t index, RunTimings* timings) {
+  accel::Vcpu& vcpu = *vcpus_[index];
+  if (auto pin = config_.cpu_affinity.find(static_cast<int>(index));
+      pin != config_.cpu_affinity.end()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(pin->second, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+      Log(LogLevel::kWarn, "cannot pin vCPU {} to host CPU {}", index, pin->second);
+    }
+  }
+  ExitContext context{pio_, mmio_, stop_, counters_[index]};
+  if (index == 0) timings->first_guest_entry = std::chrono::steady_clock::now();
+  while (!stop_.stopped()) {
+    accel::VcpuExit exit = vcpu.Run();
+    ExitAction action = HandleExit(exit, context);
+    if (action == ExitAction::kContinue) {
+      if (exit.reason == accel::ExitReason::kInterrupted) vcpu.ClearKick();
+      continue;
+    }
+    if (action == ExitAction::kFatal) {
+      stop_.Request({StopReason::kError, 1, DescribeFatalExit(exit, vcpu, *memory_)});
+    }
+    break;
+  }
+}
+
+RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
+  stop_.set_on_stop([this] {
+    for (auto& vcpu : vcpus_) vcpu->Kick();
+  });
+  persistent_.console->StartInput(*persistent_.com1);
+  std::vector<std::thread> threads;
+  threads.reserve(vcpus_.size());
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    threads.emplace_back([this, i, &timings] { VcpuThread(i, &timings); });
+  }
+  while (!stop_.stopped()) {
+    pollfd fds[2] = {{stop_.event_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    int n = ::poll(fds, signal_fd >= 0 ? 2 : 1, -1);
+    if (n < 0) continue;
+    if (signal_fd >= 0 && (fds[1].revents & POLLIN)) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+        int sig = static_cast<int>(info.ssi_signo);
+        stop_.Request({StopReason::kSignal, 128 + sig, strsignal(sig)});
+      }
+    }
+  }
+  for (auto& t : threads) t.join();
+  timings.end = std::chrono::steady_clock::now();
+  return stop_.outcome();
+}
+
+}  // namespace vireo

@@ -1,0 +1,74 @@
+// Machine: one boot of a VM. Build() assembles guest memory, the accelerator VM, ACPI
+// tables, the loaded kernel, the devices on their buses and the vCPUs; Run() starts one
+// thread per vCPU and returns when the VM stops. A guest reset ends this Machine; the
+// caller builds a new one, handing over the devices that outlive a reset.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "accel/accelerator.h"
+#include "boot/kernel_loader.h"
+#include "devices/bus.h"
+#include "memory/guest_memory.h"
+#include "vmm/console.h"
+#include "vmm/exit_stats.h"
+#include "vmm/run_outcome.h"
+#include "vmm/stop_controller.h"
+#include "vmm/vm_config.h"
+#include "vmm/vm_irq_line.h"
+
+namespace vireo {
+
+class Serial8250;
+class CmosRtc;
+
+// What survives a guest reset: the console and its UART, and the battery-backed CMOS.
+struct PersistentDevices {
+  std::unique_ptr<Console> console;
+  std::shared_ptr<VmIrqLine> com1_irq;
+  std::shared_ptr<Serial8250> com1;
+  std::shared_ptr<CmosRtc> rtc;
+
+  static Result<PersistentDevices> Create(const VmConfig& config);
+};
+
+class Machine {
+ public:
+  static Result<std::unique_ptr<Machine>> Build(const VmConfig& config,
+                                                accel::Accelerator& accelerator,
+                                                PersistentDevices& persistent,
+                                                const boot::BootImage& image);
+  ~Machine();
+
+  // Runs until the guest or the host stops the VM. `signal_fd` (a signalfd for SIGINT and
+  // SIGTERM, or -1) is watched so a signal stops the VM cleanly.
+  RunOutcome Run(int signal_fd, RunTimings& timings);
+
+  const std::vector<VcpuCounters>& counters() const { return counters_; }
+  const boot::BootEntry& boot_entry() const { return boot_entry_; }
+
+ private:
+  explicit Machine(const VmConfig& config, PersistentDevices& persistent)
+      : config_(config), persistent_(persistent) {}
+  Status BuildDevices();
+  Status BuildVcpus(accel::Accelerator& accelerator);
+  void VcpuThread(size_t index, RunTimings* timings);
+
+  VmConfig config_;
+  PersistentDevices& persistent_;
+  StopController stop_;
+  std::vector<std::unique_ptr<DeviceVmControl>> controls_;
+  std::optional<GuestMemory> memory_;  // outlives the accelerator VM that maps it
+  std::unique_ptr<accel::Vm> vm_;
+  std::vector<std::unique_ptr<accel::Vcpu>> vcpus_;
+  std::vector<VcpuCounters> counters_;
+  Bus pio_{"pio"};
+  Bus mmio_{"mmio"};
+  std::shared_ptr<VmIrqLine> keyboard_irq_;
+  boot::BootEntry boot_entry_{};
+};
+
+}  // namespace vireo

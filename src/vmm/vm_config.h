@@ -1,0 +1,31 @@
+// Everything `vireo run` was asked for, after parsing and validation.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "boot/kernel_loader.h"
+#include "memory/guest_memory.h"
+
+namespace vireo {
+
+enum class SerialMode { kStdio, kFile, kNone };
+
+struct VmConfig {
+  std::optional<std::string> kernel_path;  // none: the built-in default guest
+  std::optional<std::string> initrd_path;
+  std::string cmdline;
+  int cpus = 1;
+  uint64_t memory = 256ull << 20;
+  SerialMode serial = SerialMode::kStdio;
+  std::string serial_path;              // for SerialMode::kFile
+  std::map<int, int> cpu_affinity;      // vCPU index → host CPU
+  MemoryOptions memory_options;
+  bool stats = false;
+  bool no_reboot = false;               // a guest reset ends vireo instead of restarting
+  boot::BootProtocol boot_protocol = boot::BootProtocol::kAuto;
+};
+
+}  // namespace vireo
