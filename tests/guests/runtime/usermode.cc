@@ -3,7 +3,6 @@
 #include "io.h"
 
 extern "C" uint64_t rt_gdt[];
-extern "C" char rt_user_return[];
 extern "C" uint8_t rt_user_use_syscall;
 extern "C" uint64_t rt_enter_user(rt::UserFunction fn, uint64_t arg, uint64_t user_rsp);
 
@@ -24,11 +23,6 @@ struct __attribute__((packed)) Tss {
 static_assert(sizeof(Tss) == 104);
 
 alignas(16) Tss tss;
-constexpr uint32_t kMsrEfer = 0xc0000080;
-constexpr uint32_t kMsrStar = 0xc0000081;
-constexpr uint32_t kMsrLstar = 0xc0000082;
-constexpr uint32_t kMsrFmask = 0xc0000084;
-constexpr uint64_t kEferSce = 1;
 
 constexpr int kTssSlot = 6;  // selector 0x30
 constexpr uint16_t kTssSelector = kTssSlot * 8;
@@ -49,22 +43,11 @@ void UsermodeInit() {
   rt_gdt[kTssSlot + 1] = base >> 32;
   asm volatile("ltr %0" ::"r"(kTssSelector));
 
-  // CPUID.80000001h:EDX[11]: syscall/sysret in 64-bit mode. Without it EFER.SCE may #GP.
-  uint32_t eax = 0x80000000, ebx, ecx, edx;
-  asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx));
-  if (eax < 0x80000001) return;
-  eax = 0x80000001;
-  ecx = 0;
-  asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-  if (!(edx & (1u << 11))) return;
-  rt_user_use_syscall = 1;
-
-  // SDM Vol. 3A 5.8.8: syscall takes CS from STAR[47:32] (SS = +8); sysret would use
-  // STAR[63:48] + 16 / + 8, i.e. 0x2b / 0x23 with base 0x18. FMASK clears IF, TF and DF.
-  Wrmsr(kMsrEfer, Rdmsr(kMsrEfer) | kEferSce);
-  Wrmsr(kMsrStar, uint64_t{0x0018} << 48 | uint64_t{0x0010} << 32);
-  Wrmsr(kMsrLstar, reinterpret_cast<uint64_t>(rt_user_return));
-  Wrmsr(kMsrFmask, 0x700);
+  // The way back from CPL3 is always the ud2 at rt_user_exit_ud2 (a #UD the handler in
+  // idt.cc recognises), never syscall: on kvm_pvm, syscall from CPL3 reaches LSTAR without
+  // switching to CPL0 (the guest then #GPs loading kernel segments), and `int n` raises #UD.
+  // An exception is the one CPL3 -> CPL0 path every KVM, software-assisted or not, handles.
+  rt_user_use_syscall = 0;
 }
 
 bool UserReturnUsesSyscall() { return rt_user_use_syscall != 0; }
