@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "arch/x86/acpi/acpi.h"
@@ -139,6 +140,10 @@ Status Machine::BuildVcpus(accel::Accelerator& /*accelerator*/) {
 
 void Machine::VcpuThread(size_t index, RunTimings* timings) {
   accel::Vcpu& vcpu = *vcpus_[index];
+  // Named so `top -H`, /proc/PID/task/*/comm and tests can find each vCPU.
+  char name[16];
+  std::snprintf(name, sizeof(name), "vcpu%zu", index);
+  pthread_setname_np(pthread_self(), name);
   if (auto pin = config_.cpu_affinity.find(static_cast<int>(index));
       pin != config_.cpu_affinity.end()) {
     cpu_set_t set;
