@@ -33,16 +33,16 @@ inline tl::unexpected<Error> Wrap(std::string_view context, const Error& inner) 
 }  // namespace vireo
 
 // Propagates the error of an expression returning Result<T>; evaluates to its value.
-#define VIREO_TRY(expr)                                               \
-  ({                                                                  \
-    auto vireo_try_result_ = (expr);                                  \
+#define VIREO_TRY(expr)                                                       \
+  ({                                                                          \
+    auto vireo_try_result_ = (expr);                                          \
     if (!vireo_try_result_) return tl::unexpected(vireo_try_result_.error()); \
-    std::move(*vireo_try_result_);                                    \
+    std::move(*vireo_try_result_);                                            \
   })
 
 // Same for Status (Result<void>).
-#define VIREO_TRY_STATUS(expr)                                        \
-  do {                                                                \
-    auto vireo_try_status_ = (expr);                                  \
+#define VIREO_TRY_STATUS(expr)                                                \
+  do {                                                                        \
+    auto vireo_try_status_ = (expr);                                          \
     if (!vireo_try_status_) return tl::unexpected(vireo_try_status_.error()); \
   } while (0)

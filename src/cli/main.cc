@@ -1,6 +1,6 @@
 // vireo: the command-line entry point. Subcommands live one per file beside this one.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 

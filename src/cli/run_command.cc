@@ -98,19 +98,20 @@ void AddCounters(std::vector<VcpuCounters>& total, const std::vector<VcpuCounter
 }  // namespace
 
 CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
-  CLI::App* run = app.add_subcommand("run", "Boot a VM (the built-in default guest if no --kernel)");
+  CLI::App* run =
+      app.add_subcommand("run", "Boot a VM (the built-in default guest if no --kernel)");
   run->add_option_function<std::string>(
       "--kernel", [&o](const std::string& v) { o.config.kernel_path = v; },
       "Kernel: bzImage, ELF vmlinux, PVH ELF or multiboot image");
   run->add_option_function<std::string>(
       "--initrd", [&o](const std::string& v) { o.config.initrd_path = v; }, "Initial ramdisk");
   run->add_option_function<std::string>(
-         "--cmdline",
-         [&o](const std::string& v) {
-           o.config.cmdline = v;
-           o.cmdline_given = true;
-         },
-         "Kernel command line (default with --kernel: \"console=ttyS0\")");
+      "--cmdline",
+      [&o](const std::string& v) {
+        o.config.cmdline = v;
+        o.cmdline_given = true;
+      },
+      "Kernel command line (default with --kernel: \"console=ttyS0\")");
   run->add_option("--cpus", o.config.cpus, "Number of vCPUs")->default_val(1);
   run->add_option("--memory", o.memory_text, "Guest RAM, e.g. 512M or 2G (bare number: MiB)")
       ->default_val("256M");
@@ -122,8 +123,7 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   run->add_flag("--mlock", o.config.memory_options.mlock, "Lock guest RAM in host memory");
   run->add_flag("--stats", o.config.stats,
                 "At exit, print exits per reason and vCPU and the time to first guest entry");
-  run->add_option("--boot", o.boot_text,
-                  "Boot protocol: auto, linux, pvh or multiboot")
+  run->add_option("--boot", o.boot_text, "Boot protocol: auto, linux, pvh or multiboot")
       ->default_val("auto");
   run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
@@ -252,8 +252,7 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     case StopReason::kDebugExit:
       return outcome.exit_status;
     case StopReason::kReset:
-      fmt::print(stderr, "vireo: guest reset ({}), not restarting (--no-reboot)\n",
-                 outcome.detail);
+      fmt::print(stderr, "vireo: guest reset ({}), not restarting (--no-reboot)\n", outcome.detail);
       return kExitOk;
     case StopReason::kSignal:
       fmt::print(stderr, "vireo: stopped by signal ({})\n", outcome.detail);

@@ -91,9 +91,10 @@ bool GuestMemory::Write(GuestAddress addr, std::span<const uint8_t> data) const 
 Status GuestMemory::WriteOrFail(GuestAddress addr, std::span<const uint8_t> data,
                                 std::string_view what) const {
   if (Write(addr, data)) return {};
-  return Fail("{} ({} bytes at guest address {:#x}) does not fit in guest RAM; give the VM more "
-              "--memory",
-              what, data.size(), addr);
+  return Fail(
+      "{} ({} bytes at guest address {:#x}) does not fit in guest RAM; give the VM more "
+      "--memory",
+      what, data.size(), addr);
 }
 
 uint64_t GuestMemory::total_size() const {

@@ -53,14 +53,14 @@ class GuestMemory {
   bool Write(GuestAddress addr, std::span<const uint8_t> data) const;
 
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
-  std::optional<T> ReadObj(GuestAddress addr) const {
+  requires std::is_trivially_copyable_v<T> std::optional<T> ReadObj(GuestAddress addr)
+  const {
     T value;
     if (!Read(addr, {reinterpret_cast<uint8_t*>(&value), sizeof(T)})) return std::nullopt;
     return value;
   }
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   bool WriteObj(GuestAddress addr, const T& value) const {
     return Write(addr, {reinterpret_cast<const uint8_t*>(&value), sizeof(T)});
   }

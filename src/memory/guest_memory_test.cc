@@ -23,9 +23,9 @@ TEST(GuestMemory, ReadBackWhatWasWritten) {
 TEST(GuestMemory, SpanMustLieInOneRegion) {
   GuestMemory memory = TwoRegions();
   EXPECT_TRUE(memory.Span(0xfff0, 0x10));
-  EXPECT_FALSE(memory.Span(0xfff0, 0x11));   // runs off the end of region 0
-  EXPECT_FALSE(memory.Span(0x20000, 1));     // in the gap
-  EXPECT_FALSE(memory.Span(0x10fffc, 8));    // runs off the end of region 1
+  EXPECT_FALSE(memory.Span(0xfff0, 0x11));  // runs off the end of region 0
+  EXPECT_FALSE(memory.Span(0x20000, 1));    // in the gap
+  EXPECT_FALSE(memory.Span(0x10fffc, 8));   // runs off the end of region 1
 }
 
 TEST(GuestMemory, HugeLengthsDoNotWrap) {

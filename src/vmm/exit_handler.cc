@@ -70,10 +70,10 @@ std::string DescribeFatalExit(const accel::VcpuExit& exit, accel::Vcpu& vcpu,
           exit.detail != KVM_INTERNAL_ERROR_EMULATION) {
         what = fmt::format("KVM_RUN failed (errno {})", exit.detail);
       } else {
-        const char* sub = exit.detail == KVM_INTERNAL_ERROR_EMULATION        ? "emulation failure"
-                          : exit.detail == KVM_INTERNAL_ERROR_SIMUL_EX       ? "simultaneous exceptions"
-                          : exit.detail == KVM_INTERNAL_ERROR_DELIVERY_EV    ? "event delivery failed"
-                                                                              : "internal error";
+        const char* sub = exit.detail == KVM_INTERNAL_ERROR_EMULATION  ? "emulation failure"
+                          : exit.detail == KVM_INTERNAL_ERROR_SIMUL_EX ? "simultaneous exceptions"
+                          : exit.detail == KVM_INTERNAL_ERROR_DELIVERY_EV ? "event delivery failed"
+                                                                          : "internal error";
         what = fmt::format("KVM internal error, suberror {} ({})", exit.detail, sub);
       }
       break;

@@ -1,7 +1,7 @@
 #include "vmm/machine.h"
 
-#include <pthread.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -61,8 +61,8 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   auto entry = boot::LoadKernel(*m->memory_, image, config.boot_protocol, machine);
   if (!entry) return Wrap("loading the kernel", entry.error());
   m->boot_entry_ = std::move(*entry);
-  x86::CpuMode mode =
-      m->boot_entry_.mode == boot::EntryMode::kLong64 ? x86::CpuMode::kLong64 : x86::CpuMode::kProtected32;
+  x86::CpuMode mode = m->boot_entry_.mode == boot::EntryMode::kLong64 ? x86::CpuMode::kLong64
+                                                                      : x86::CpuMode::kProtected32;
   VIREO_TRY_STATUS(x86::WriteBootTables(*m->memory_, mode));
 
   VIREO_TRY_STATUS(m->BuildDevices());
@@ -118,7 +118,7 @@ Status Machine::BuildVcpus(accel::Accelerator& /*accelerator*/) {
   if (!supported) return Wrap("reading the CPUID KVM supports", supported.error());
   x86::EntryState entry;
   entry.mode = boot_entry_.mode == boot::EntryMode::kLong64 ? x86::CpuMode::kLong64
-                                                             : x86::CpuMode::kProtected32;
+                                                            : x86::CpuMode::kProtected32;
   entry.rip = boot_entry_.entry_point;
   entry.rsi = boot_entry_.rsi;
   entry.rbx = boot_entry_.rbx;

@@ -20,11 +20,11 @@ struct VmConfig {
   int cpus = 1;
   uint64_t memory = 256ull << 20;
   SerialMode serial = SerialMode::kStdio;
-  std::string serial_path;              // for SerialMode::kFile
-  std::map<int, int> cpu_affinity;      // vCPU index → host CPU
+  std::string serial_path;          // for SerialMode::kFile
+  std::map<int, int> cpu_affinity;  // vCPU index → host CPU
   MemoryOptions memory_options;
   bool stats = false;
-  bool no_reboot = false;               // a guest reset ends vireo instead of restarting
+  bool no_reboot = false;  // a guest reset ends vireo instead of restarting
   boot::BootProtocol boot_protocol = boot::BootProtocol::kAuto;
 };
 

@@ -3,9 +3,9 @@
 // Debian 12's <linux/kvm.h> (linux-libc-dev 6.1) declares these arrays with
 // __DECLARE_FLEX_ARRAY, which in C++ adds an empty struct member: sizeof(kvm_cpuid2)
 // becomes 12 instead of 8, and every ioctl number that encodes that size (GET_SUPPORTED_CPUID,
-// SET_CPUID2, GET/SET_MSRS, GET_MSR_INDEX_LIST, SET_GSI_ROUTING) is wrong — the kernel answers EINVAL.
-// So Vireo encodes these ioctls itself from the kernel ABI's real header sizes, and
-// keeps the arrays in buffers of its own.
+// SET_CPUID2, GET/SET_MSRS, GET_MSR_INDEX_LIST, SET_GSI_ROUTING) is wrong — the kernel answers
+// EINVAL. So Vireo encodes these ioctls itself from the kernel ABI's real header sizes, and keeps
+// the arrays in buffers of its own.
 #pragma once
 
 #include <linux/kvm.h>

@@ -46,8 +46,8 @@ std::string OpenErrorHint(int err, const std::string& path) {
           path);
     case ENXIO:
     case ENODEV:
-      return fmt::format("{} exists but no KVM module is loaded behind it: load kvm_intel or kvm_amd",
-                         path);
+      return fmt::format(
+          "{} exists but no KVM module is loaded behind it: load kvm_intel or kvm_amd", path);
     default:
       return fmt::format("cannot open {}: {}", path, std::strerror(err));
   }
@@ -74,8 +74,7 @@ Result<std::unique_ptr<KvmAccelerator>> KvmAccelerator::Open(const std::string& 
   int max_vcpus = ::ioctl(fd.get(), KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
   if (max_vcpus <= 0) max_vcpus = ::ioctl(fd.get(), KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
   if (max_vcpus <= 0) max_vcpus = 4;  // KVM's documented minimum when neither cap exists
-  return std::unique_ptr<KvmAccelerator>(
-      new KvmAccelerator(std::move(fd), mmap_size, max_vcpus));
+  return std::unique_ptr<KvmAccelerator>(new KvmAccelerator(std::move(fd), mmap_size, max_vcpus));
 }
 
 Result<std::vector<accel::CpuidEntry>> KvmAccelerator::SupportedCpuid() const {

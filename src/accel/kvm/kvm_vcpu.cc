@@ -21,7 +21,7 @@ using accel::ExitReason;
 void InstallKickHandler() {
   static std::once_flag once;
   std::call_once(once, [] {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = [](int) {};  // only there to make KVM_RUN return EINTR
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: the ioctl must return
@@ -72,9 +72,10 @@ Result<std::unique_ptr<KvmVcpu>> KvmVcpu::Create(const KvmAccelerator& kvm, cons
   InstallKickHandler();
   UniqueFd fd(::ioctl(vm.fd(), KVM_CREATE_VCPU, id));
   if (!fd) return Fail("KVM_CREATE_VCPU {} failed: {}", id, std::strerror(errno));
-  void* run = ::mmap(nullptr, kvm.vcpu_mmap_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
-                     0);
-  if (run == MAP_FAILED) return Fail("mmap of vCPU {} run area failed: {}", id, std::strerror(errno));
+  void* run =
+      ::mmap(nullptr, kvm.vcpu_mmap_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (run == MAP_FAILED)
+    return Fail("mmap of vCPU {} run area failed: {}", id, std::strerror(errno));
   return std::unique_ptr<KvmVcpu>(
       new KvmVcpu(id, std::move(fd), Mapping(run, kvm.vcpu_mmap_size())));
 }

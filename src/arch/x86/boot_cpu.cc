@@ -114,9 +114,15 @@ Status SetupCpuMsrs(accel::Vcpu& vcpu) {
   constexpr uint64_t kMiscEnableFastStrings = 1;
   constexpr uint64_t kMtrrEnable = 1ull << 11, kMemTypeWb = 6;
   const accel::MsrEntry msrs[] = {
-      {kSysenterCs, 0},   {kSysenterEsp, 0},  {kSysenterEip, 0},
-      {kStar, 0},         {kLstar, 0},        {kCstar, 0},
-      {kSyscallMask, 0},  {kKernelGsBase, 0}, {kMiscEnable, kMiscEnableFastStrings},
+      {kSysenterCs, 0},
+      {kSysenterEsp, 0},
+      {kSysenterEip, 0},
+      {kStar, 0},
+      {kLstar, 0},
+      {kCstar, 0},
+      {kSyscallMask, 0},
+      {kKernelGsBase, 0},
+      {kMiscEnable, kMiscEnableFastStrings},
       {kMtrrDefType, kMtrrEnable | kMemTypeWb},
   };
   return vcpu.SetMsrs(msrs);

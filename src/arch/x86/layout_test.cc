@@ -24,7 +24,8 @@ TEST(E820Map, ReservesTheLegacyAreaAndCoversAllRam) {
   uint64_t ram = 0;
   for (const auto& e : map) {
     if (e.type == E820Type::kRam) ram += e.size;
-    EXPECT_FALSE(e.addr < kMmioHoleEnd && e.addr + e.size > kMmioHoleStart && e.type == E820Type::kRam)
+    EXPECT_FALSE(e.addr < kMmioHoleEnd && e.addr + e.size > kMmioHoleStart &&
+                 e.type == E820Type::kRam)
         << "RAM must not overlap the MMIO hole";
   }
   // All RAM except the legacy hole below 1 MiB is reported usable.
