@@ -6,7 +6,9 @@
 
 #include "cli/run_command.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   const auto process_start = std::chrono::steady_clock::now();
   CLI::App app{"Vireo: a KVM virtual machine monitor", "vireo"};
   app.require_subcommand(1);
@@ -35,4 +37,17 @@ int main(int argc, char** argv) {
     return vireo::cli::Run(run_options, process_start);
   }
   return vireo::cli::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Exceptions are for set-up errors only, and each is caught where it has context; one
+  // reaching here is a bug, reported in one line rather than by std::terminate.
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "vireo: internal error: {}\n", e.what());
+    return vireo::cli::kExitError;
+  }
 }

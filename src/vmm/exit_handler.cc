@@ -36,10 +36,8 @@ ExitAction HandleExit(const accel::VcpuExit& exit, ExitContext& ctx) {
       HandleBusAccess(exit, ctx.mmio, ctx.counters.mmio_unclaimed_reads,
                       ctx.counters.mmio_unclaimed_writes);
       return ctx.stop.stopped() ? ExitAction::kStop : ExitAction::kContinue;
-    case ExitReason::kInterrupted:
-      return ctx.stop.stopped() ? ExitAction::kStop : ExitAction::kContinue;
-    case ExitReason::kHalt:
-      // Only without an in-kernel irqchip; the next Run() waits in the accelerator.
+    case ExitReason::kInterrupted:  // a kick: leave if a stop was requested
+    case ExitReason::kHalt:         // only without an in-kernel irqchip: re-enter and wait
       return ctx.stop.stopped() ? ExitAction::kStop : ExitAction::kContinue;
     case ExitReason::kShutdown:
       // A triple fault resets a PC.

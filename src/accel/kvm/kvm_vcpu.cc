@@ -269,6 +269,7 @@ Result<std::vector<accel::MsrEntry>> KvmVcpu::GetMsrs(std::span<const uint32_t> 
   int got = ::ioctl(fd_.get(), kvm_abi::kGetMsrs, buffer.data());
   if (got < 0) return Fail("KVM_GET_MSRS failed: {}", std::strerror(errno));
   std::vector<accel::MsrEntry> out;
+  out.reserve(static_cast<size_t>(got));
   for (int i = 0; i < got; ++i) out.push_back({raw[i].index, raw[i].data});
   return out;
 }
