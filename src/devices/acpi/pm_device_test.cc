@@ -5,12 +5,12 @@
 #include <array>
 
 #include "arch/x86/acpi/acpi.h"
-#include "devices/acpi/fake_vm_control.h"
+#include "devices/testing/fakes.h"
 
 namespace vireo {
 namespace {
 
-class AcpiPmDeviceTest : public testing::Test {
+class AcpiPmDeviceTest : public ::testing::Test {
  protected:
   void Write16(uint64_t offset, uint16_t value) {
     const std::array<uint8_t, 2> bytes = {static_cast<uint8_t>(value),
@@ -26,7 +26,7 @@ class AcpiPmDeviceTest : public testing::Test {
     return static_cast<uint16_t>(type << AcpiPmDevice::kSlpTypShift);
   }
 
-  FakeVmControl control_;
+  testing::FakeVmControl control_;
   AcpiPmDevice device_{control_};
 };
 

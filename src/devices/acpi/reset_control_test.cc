@@ -4,12 +4,12 @@
 
 #include <array>
 
-#include "devices/acpi/fake_vm_control.h"
+#include "devices/testing/fakes.h"
 
 namespace vireo {
 namespace {
 
-class ResetControlTest : public testing::Test {
+class ResetControlTest : public ::testing::Test {
  protected:
   void Write(uint8_t value) {
     const std::array<uint8_t, 1> bytes = {value};
@@ -21,7 +21,7 @@ class ResetControlTest : public testing::Test {
     return bytes[0];
   }
 
-  FakeVmControl control_;
+  testing::FakeVmControl control_;
   ResetControlDevice device_{control_};
 };
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "devices/legacy/test_fakes.h"
+#include "devices/testing/fakes.h"
 
 namespace vireo {
 namespace {

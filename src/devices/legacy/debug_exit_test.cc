@@ -4,7 +4,7 @@
 
 #include <array>
 
-#include "devices/legacy/test_fakes.h"
+#include "devices/testing/fakes.h"
 
 namespace vireo {
 namespace {

@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "devices/legacy/test_fakes.h"
+#include "devices/testing/fakes.h"
 
 namespace vireo {
 namespace {

@@ -1,4 +1,4 @@
-// Test doubles shared by the legacy device tests: an interrupt line and a VM control that
+// Test doubles shared by every device unit test: an interrupt line and a VM control that
 // record what devices ask of them.
 #pragma once
 
