@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Vireo's benchmarks against QEMU (microvm, KVM) and the raw-ioctl floor, in one run.
+#
+#   bench/run.sh [BUILD_DIR]      (default: build; `make bench` passes $(BUILD))
+#
+# Needs, in BUILD_DIR: vireo, bench/vmm_probe, bench/raw_exit_floor, guests/bench_exits.elf,
+# guests/bench_first_byte.elf (all built by default), plus qemu-system-x86_64 and /dev/kvm.
+# Environment: RUNS (runs per measurement, default 11, at least 10 for the report),
+# N1/N2 (loop counts for the exit cases, default 1000/21000).
+#
+# Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
+# first being the host description) and .txt (the table printed below), and copies them to
+# results-latest.*. How each number is measured: docs/performance.md.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-build}
+[[ "$build" = /* ]] || build="$repo/$build"
+runs=${RUNS:-11}
+n1=${N1:-1000}
+n2=${N2:-21000}
+
+vireo="$build/vireo"
+probe="$build/bench/vmm_probe"
+floor="$build/bench/raw_exit_floor"
+exits_elf="$build/guests/bench_exits.elf"
+first_elf="$build/guests/bench_first_byte.elf"
+qemu_bin=${QEMU:-qemu-system-x86_64}
+
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+for f in "$vireo" "$probe" "$floor" "$exits_elf" "$first_elf"; do
+  [[ -e "$f" ]] || die "missing $f: build first (cmake --build $build)"
+done
+[[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is not usable by $(id -un)"
+command -v "$qemu_bin" >/dev/null || die "$qemu_bin not found (scripts/install-deps.sh --bench)"
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+outdir="$build/bench"
+mkdir -p "$outdir"
+jsonl="$outdir/results-$stamp.jsonl"
+txt="$outdir/results-$stamp.txt"
+scratch=$(mktemp -d /tmp/vireo-bench.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+
+log() { echo "bench: $*" >&2; }
+
+# Both VMMs get the same machine: 1 vCPU, 256 MiB, COM1 on stdout, debug-exit at 0xf4.
+vireo_cmd=("$vireo" run --cpus 1 --memory 256M --serial stdio --boot pvh --kernel)
+# shellcheck disable=SC2054  # the commas are QEMU's, inside one argument
+qemu_common=(-enable-kvm -m 256M -smp 1 -nodefaults -no-user-config -display none
+  -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4)
+# microvm boots the PVH note through its qboot firmware. Without -cpu host: on kvm_pvm QEMU 7.2's
+# "-cpu host" aborts setting MSR 0x10a (IA32_ARCH_CAPABILITIES); the default model only warns.
+qemu_cmd=("$qemu_bin" -M microvm "${qemu_common[@]}" -kernel)
+qemu_machine="microvm"
+
+# Does QEMU run the first-byte guest at all (status 1 = debug-exit 0)? If microvm cannot, try
+# -M pc (SeaBIOS, multiboot); if neither can, QEMU's columns are n/a and the reason is recorded.
+qemu_try() {
+  local status=0
+  timeout 20 "$@" "$first_elf" </dev/null >/dev/null 2>"$scratch/qemu.err" || status=$?
+  [[ $status -eq 1 ]] && return 0
+  echo "status $status: $(head -c 300 "$scratch/qemu.err" | tr '\n' ' ')"
+  return 1
+}
+qemu_note=""
+if ! why=$(qemu_try "${qemu_cmd[@]}"); then
+  qemu_note="-M microvm failed ($why)"
+  log "QEMU $qemu_note; trying -M pc"
+  qemu_cmd=("$qemu_bin" -M pc "${qemu_common[@]}" -kernel)
+  qemu_machine="pc"
+  if ! why=$(qemu_try "${qemu_cmd[@]}"); then
+    qemu_note="$qemu_note; -M pc failed too ($why)"
+    log "QEMU is unusable on this host; its columns will be n/a"
+    qemu_cmd=()
+    qemu_machine="none"
+  fi
+fi
+
+# --- host description --------------------------------------------------------------------
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr -d '\n')"; }
+cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+kvm_modules=$(cd /sys/module && echo kvm*)
+qemu_version=$("$qemu_bin" --version | head -1)
+vireo_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+{
+  printf '{"bench": "host", "date_utc": %s, "cpu": %s, "cpus": %s, "kernel": %s, ' \
+    "$(json_str "$stamp")" "$(json_str "$cpu_model")" "$(nproc)" "$(json_str "$(uname -r)")"
+  printf '"kvm_modules": %s, "qemu": %s, "qemu_machine": %s, "qemu_note": %s, ' \
+    "$(json_str "$kvm_modules")" "$(json_str "$qemu_version")" "$(json_str "$qemu_machine")" \
+    "$(json_str "$qemu_note")"
+  printf '"load_before": %s, "vireo_commit": %s, "runs": %s, "n1": %s, "n2": %s, "vireo_cmd": %s, "qemu_cmd": %s}\n' \
+    "$(json_str "$load_before")" "$(json_str "$vireo_rev")" "$runs" "$n1" "$n2" "$(json_str "${vireo_cmd[*]}")" \
+    "$(json_str "${qemu_cmd[*]:-n/a}")"
+} >"$jsonl"
+
+# Runs one vmm_probe measurement and appends its JSON lines.
+probe() {
+  "$probe" "$@" >>"$jsonl"
+}
+# targets GUEST: sets `labels` and `cmdline` to every VMM's command for GUEST, separated by ---,
+# so vmm_probe interleaves their runs.
+targets() {
+  labels=vireo
+  cmdline=("${vireo_cmd[@]}" "$1")
+  if [[ ${#qemu_cmd[@]} -gt 0 ]]; then
+    labels+=",qemu"
+    cmdline+=(--- "${qemu_cmd[@]}" "$1")
+  fi
+}
+
+# --- 1. start-up: process start -> first serial byte, -> process exit ---------------------
+# Cheap, and the noisiest case on a shared host, so it gets more runs.
+startup_runs=$((runs * 2 + 1))
+log "start-up (bench_first_byte), $startup_runs runs each, interleaved"
+targets "$first_elf"
+probe startup --labels "$labels,floor,floor-irqchip" --runs "$startup_runs" --expect-status 1 \
+  -- "${cmdline[@]}" --- "$floor" --boot-probe --- "$floor" --boot-probe --irqchip
+
+# The same for a runtime guest (bench_exits, mode none): boot protocol, runtime init, ACPI
+# parsing and two lines of polled serial output, then debug-exit.
+"$probe" patch --elf "$exits_elf" --out "$scratch/none.elf" --mode none --count 0
+targets "$scratch/none.elf"
+probe startup --labels "${labels//,/-runtime,}-runtime" --runs "$startup_runs" \
+  --expect-status 1 -- "${cmdline[@]}"
+
+# Vireo's own view (--stats, on stderr): time to first guest entry, and its exit counts.
+stats_first=()
+for ((i = 0; i < runs; i++)); do
+  "${vireo_cmd[@]}" "$first_elf" --stats </dev/null >/dev/null 2>"$scratch/stats.txt" || true
+  v=$(sed -n 's/.*time to first guest instruction: \([0-9.]*\) ms.*/\1/p' "$scratch/stats.txt")
+  [[ -n "$v" ]] && stats_first+=("$v")
+done
+if [[ ${#stats_first[@]} -gt 0 ]]; then
+  median=$(printf '%s\n' "${stats_first[@]}" | sort -g |
+    awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
+  printf '{"bench": "vireo_stats", "label": "vireo", "runs": %s, "first_entry_ms": %s}\n' \
+    "${#stats_first[@]}" "$median" >>"$jsonl"
+fi
+"$probe" patch --elf "$exits_elf" --out "$scratch/pio.elf" --mode pio_cpl0 --count "$n1"
+"${vireo_cmd[@]}" "$scratch/pio.elf" --stats </dev/null >/dev/null 2>"$outdir/vireo-stats-$stamp.txt" ||
+  true
+
+# --- 2. memory while the guest idles ---------------------------------------------------------
+"$probe" patch --elf "$exits_elf" --out "$scratch/idle.elf" --mode idle --count 0
+log "idle memory, $runs runs each"
+targets "$scratch/idle.elf"
+probe rss --labels "$labels" --runs "$runs" --ready idle -- "${cmdline[@]}"
+
+# --- 3. exit round trips, and 4. the floor ---------------------------------------------------
+targets @ELF@
+for mode in pio_cpl0 pio_cpl3 mmio_cpl0 mmio_cpl3; do
+  log "exits $mode (N=$n1 vs $n2), $runs runs each"
+  probe exits --labels "$labels" --runs "$runs" --expect-status 1 --elf "$exits_elf" \
+    --mode "$mode" --n1 "$n1" --n2 "$n2" -- "${cmdline[@]}"
+done
+log "raw-ioctl floor, $runs runs per case"
+"$floor" --runs "$runs" --cpl0-n "$n1" "$n2" --cpl3-n "$n1" "$n2" |
+  sed 's/^{"case"/{"bench": "floor", "case"/' >>"$jsonl"
+
+# --- the table -------------------------------------------------------------------------------
+# get BENCH LABEL-OR-CASE KEY [MODE]: one number from the JSON lines ("n/a" if absent).
+get() {
+  local line
+  if [[ "$1" == floor ]]; then
+    line=$(grep "\"bench\": \"floor\", \"case\": \"$2\"" "$jsonl" || true)
+  elif [[ -n "${4:-}" ]]; then
+    line=$(grep "\"bench\": \"$1\", \"label\": \"$2\",.*\"mode\": \"$4\"" "$jsonl" || true)
+  else
+    line=$(grep "\"bench\": \"$1\", \"label\": \"$2\"," "$jsonl" || true)
+  fi
+  local v
+  v=$(printf '%s' "$line" | sed -n "s/.*\"$3\": \([-0-9.]*\).*/\1/p")
+  echo "${v:-n/a}"
+}
+ratio() {
+  if [[ "$1" == n/a || "$2" == n/a ]]; then echo n/a; else awk "BEGIN {printf \"%.2f\", $1 / $2}"; fi
+}
+row() {  # name unit vireo qemu floor
+  printf '%-44s %-6s %10s %10s %8s %10s\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$4")" "$5"
+}
+{
+  echo "Vireo benchmarks, $stamp (UTC), commit $vireo_rev"
+  echo "host: $cpu_model, $(nproc) CPUs, Linux $(uname -r), modules: $kvm_modules"
+  echo "qemu: $qemu_version, -M $qemu_machine${qemu_note:+ ($qemu_note)}"
+  echo "medians of $startup_runs (start-up) or $runs runs; exit costs by the difference method," \
+    "N=$n1 vs N=$n2"
+  echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  printf '%-44s %-6s %10s %10s %8s %10s\n' case unit vireo qemu v/q floor
+  row "start -> first serial byte (bare guest)" ms "$(get startup vireo first_byte_ms)" \
+    "$(get startup qemu first_byte_ms)" "$(get startup floor first_byte_ms)"
+  row "  the same, fastest run" ms "$(get startup vireo first_byte_min_ms)" \
+    "$(get startup qemu first_byte_min_ms)" "$(get startup floor first_byte_min_ms)"
+  row "start -> process exit (bare guest)" ms "$(get startup vireo exit_ms)" \
+    "$(get startup qemu exit_ms)" "$(get startup floor exit_ms)"
+  row "  the same, fastest run" ms "$(get startup vireo exit_min_ms)" \
+    "$(get startup qemu exit_min_ms)" "$(get startup floor exit_min_ms)"
+  row "start -> first serial byte (runtime guest)" ms "$(get startup vireo-runtime first_byte_ms)" \
+    "$(get startup qemu-runtime first_byte_ms)" -
+  row "start -> process exit (runtime guest)" ms "$(get startup vireo-runtime exit_ms)" \
+    "$(get startup qemu-runtime exit_ms)" -
+  row "idle VmRSS" KiB "$(get rss vireo rss_kb)" "$(get rss qemu rss_kb)" -
+  row "idle PSS" KiB "$(get rss vireo pss_kb)" "$(get rss qemu pss_kb)" -
+  for mode in pio_cpl0 pio_cpl3 mmio_cpl0 mmio_cpl3; do
+    row "exit round trip $mode (wall difference)" ns "$(get exits vireo ns_per_exit "$mode")" \
+      "$(get exits qemu ns_per_exit "$mode")" "$(get floor "$mode" ns_per_exit)"
+  done
+  for mode in pio_cpl0 pio_cpl3 mmio_cpl0 mmio_cpl3; do
+    row "exit round trip $mode (guest rdtsc)" ns \
+      "$(get exits vireo guest_tsc_ns_per_exit "$mode")" \
+      "$(get exits qemu guest_tsc_ns_per_exit "$mode")" "$(get floor "$mode" steady_ns_per_exit)"
+  done
+  echo
+  echo "vireo --stats, time to first guest entry (its own clock): $(get vireo_stats vireo first_entry_ms) ms"
+  echo "start-up floor with the in-kernel irqchip and PIT (raw_exit_floor --boot-probe" \
+    "--irqchip): first byte $(get startup floor-irqchip first_byte_ms) ms" \
+    "(fastest $(get startup floor-irqchip first_byte_min_ms)), exit" \
+    "$(get startup floor-irqchip exit_ms) ms (fastest $(get startup floor-irqchip exit_min_ms))"
+  echo "floor column: raw_exit_floor (start-up: --boot-probe; guest rdtsc rows: its in-loop time)"
+} | tee "$txt"
+
+cp "$jsonl" "$outdir/results-latest.jsonl"
+cp "$txt" "$outdir/results-latest.txt"
+log "results: $jsonl and $txt"
