@@ -10,7 +10,9 @@
 //   0x0009_fc00  EBDA (reserved in e820)
 //   0x000e_0000  ACPI tables: RSDP first, so Linux's legacy scan finds it
 //   0x0010_0000  kernel load address (1 MiB), then RAM up to the MMIO hole
-//   0xc000_0000  32-bit MMIO hole: PCI BARs, then IOAPIC at 0xfec0_0000, LAPIC at 0xfee0_0000
+//   0xc000_0000  32-bit MMIO hole: PCI BAR window (to 0xdfff_ffff), PCI ECAM at 0xe000_0000
+//                (bus 0, 1 MiB), virtio-mmio slots at 0xfe00_0000, IOAPIC at 0xfec0_0000,
+//                LAPIC at 0xfee0_0000
 //   0x1_0000_0000 RAM above 4 GiB for guests larger than the low RAM window
 #pragma once
 
@@ -38,6 +40,16 @@ inline constexpr uint64_t kAcpiTablesSize = 0x20000;
 inline constexpr GuestAddress kHighMemory = 0x100000;  // 1 MiB
 inline constexpr GuestAddress kMmioHoleStart = 0xc0000000;
 inline constexpr GuestAddress kMmioHoleEnd = 0x100000000;
+// PCI: 32-bit memory BARs are allocated from this window; ECAM covers bus 0 only.
+inline constexpr GuestAddress kPciBarWindowStart = 0xc0000000;
+inline constexpr GuestAddress kPciBarWindowEnd = 0xe0000000;
+inline constexpr GuestAddress kPciEcamBase = 0xe0000000;
+inline constexpr uint64_t kPciEcamSize = 1ull << 20;  // bus 0: 32 devices x 8 functions x 4 KiB
+// virtio-mmio (virtio 1.2, 4.2): one 4 KiB slot per device, interrupts on free ISA IRQs
+// (edge, active high, like every ISA line), so no IOAPIC polarity overrides are needed.
+inline constexpr GuestAddress kVirtioMmioBase = 0xfe000000;
+inline constexpr uint64_t kVirtioMmioSlotSize = 0x1000;
+inline constexpr uint32_t kVirtioMmioGsis[] = {5, 6, 7, 10, 11, 12, 14, 15};
 inline constexpr GuestAddress kIoapicBase = 0xfec00000;
 inline constexpr GuestAddress kLapicBase = 0xfee00000;
 inline constexpr GuestAddress kRamAbove4g = 0x100000000;
