@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ make pkg-config
-  libfmt-dev libcli11-dev libexpected-dev
+  libfmt-dev libcli11-dev libexpected-dev liburing-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   acpica-tools
 )
