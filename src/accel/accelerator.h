@@ -60,6 +60,22 @@ class Vm {
   virtual Status SetIrqLine(uint32_t gsi, bool level) = 0;
   // CPUID the accelerator can offer, before the VMM shapes it for topology.
   virtual Result<std::vector<CpuidEntry>> SupportedCpuid() = 0;
+
+  // Fast paths for devices (virtio): a guest write to `address` signals `event_fd`
+  // without a vCPU exit (optionally only when the value equals `datamatch`) ...
+  struct IoEvent {
+    bool mmio = true;  // false: port I/O
+    uint64_t address = 0;
+    uint32_t length = 4;  // 1, 2, 4 or 8; 0 matches any width (MMIO only)
+    std::optional<uint64_t> datamatch;
+  };
+  virtual Status AddIoEvent(const IoEvent& event, int event_fd) = 0;
+  virtual Status RemoveIoEvent(const IoEvent& event, int event_fd) = 0;
+  // ... and signalling `event_fd` raises `gsi` (edge) without a trip through the VMM.
+  virtual Status AddIrqFd(uint32_t gsi, int event_fd) = 0;
+  virtual Status RemoveIrqFd(uint32_t gsi, int event_fd) = 0;
+  // Delivers one message-signalled interrupt (PCI MSI/MSI-X) now.
+  virtual Status SignalMsi(uint64_t address, uint32_t data) = 0;
 };
 
 class Accelerator {

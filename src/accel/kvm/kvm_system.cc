@@ -29,6 +29,9 @@ constexpr RequiredCap kRequiredCaps[] = {
     {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
     {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
     {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI"},
 };
 
 std::string OpenErrorHint(int err, const std::string& path) {

@@ -1,5 +1,6 @@
 // Proves the KVM backend against the host's /dev/kvm with tiny real-mode programs.
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <array>
@@ -126,6 +127,57 @@ TEST_F(KvmTest, MsrsRoundTrip) {
   ASSERT_TRUE(got) << got.error().message;
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].value, 0x10u);
+}
+
+// Reads an eventfd's counter without blocking; 0 when it was never signalled.
+uint64_t DrainEventFd(int fd) {
+  uint64_t count = 0;
+  if (::read(fd, &count, sizeof(count)) != sizeof(count)) return 0;
+  return count;
+}
+
+TEST_F(KvmTest, PortIoEventSignalsWithoutAnExit) {
+  UniqueFd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE(event);
+  accel::Vm::IoEvent io{.mmio = false, .address = 0xe4, .length = 1, .datamatch = std::nullopt};
+  ASSERT_TRUE(vm_->AddIoEvent(io, event.get()));
+  // mov al, 7; out 0xe4, al; out 0xe4, al; out 0xe0, al; jmp $
+  const uint8_t code[] = {0xb0, 0x07, 0xe6, 0xe4, 0xe6, 0xe4, 0xe6, 0xe0, 0xeb, 0xfe};
+  LoadRealModeCode(code);
+  auto exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kIo);
+  EXPECT_EQ(exit.address, 0xe0u) << "writes to the ioeventfd port must not exit";
+  EXPECT_EQ(DrainEventFd(event.get()), 2u);
+  EXPECT_TRUE(vm_->RemoveIoEvent(io, event.get()));
+}
+
+TEST_F(KvmTest, MmioIoEventWithDatamatchOnlyFiresOnItsValue) {
+  UniqueFd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE(event);
+  accel::Vm::IoEvent io{.mmio = true, .address = 0x20000000, .length = 2, .datamatch = 3};
+  ASSERT_TRUE(vm_->AddIoEvent(io, event.get()));
+  // mov ebx, 0x20000000; mov ax, 3; mov [ebx], ax; mov ax, 4; mov [ebx], ax; jmp $
+  const uint8_t code[] = {0x66, 0xbb, 0x00, 0x00, 0x00, 0x20, 0xb8, 0x03, 0x00, 0x67,
+                          0x89, 0x03, 0xb8, 0x04, 0x00, 0x67, 0x89, 0x03, 0xeb, 0xfe};
+  LoadRealModeCode(code);
+  auto sregs = vcpu_->GetSpecialRegisters();
+  ASSERT_TRUE(sregs);
+  sregs->ds.limit = 0xffffffff;
+  sregs->ds.g = true;
+  ASSERT_TRUE(vcpu_->SetSpecialRegisters(*sregs));
+  auto exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kMmio) << "the non-matching write is an ordinary exit";
+  EXPECT_TRUE(exit.is_write);
+  EXPECT_EQ(exit.data[0], 4);
+  EXPECT_EQ(DrainEventFd(event.get()), 1u) << "the matching write signalled the eventfd";
+}
+
+TEST_F(KvmTest, IrqFdCanBeAttachedAndDetached) {
+  UniqueFd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE(event);
+  ASSERT_TRUE(vm_->AddIrqFd(5, event.get()));
+  EXPECT_FALSE(vm_->AddIrqFd(5, event.get())) << "KVM refuses the same eventfd twice";
+  EXPECT_TRUE(vm_->RemoveIrqFd(5, event.get()));
 }
 
 TEST(KvmOpen, MissingDeviceNamesTheFix) {

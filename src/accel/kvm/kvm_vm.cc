@@ -117,4 +117,55 @@ Status KvmVm::SetIrqLine(uint32_t gsi, bool level) {
 
 Result<std::vector<accel::CpuidEntry>> KvmVm::SupportedCpuid() { return kvm_.SupportedCpuid(); }
 
+Status KvmVm::IoEventIoctl(const IoEvent& event, int event_fd, bool deassign) {
+  kvm_ioeventfd io{};
+  io.addr = event.address;
+  io.len = event.length;
+  io.fd = event_fd;
+  if (!event.mmio) io.flags |= KVM_IOEVENTFD_FLAG_PIO;
+  if (event.datamatch) {
+    io.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    io.datamatch = *event.datamatch;
+  }
+  if (deassign) io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0) {
+    return Fail("KVM_IOEVENTFD {} at {} {:#x} failed: {}", deassign ? "removal" : "",
+                event.mmio ? "MMIO" : "port", event.address, std::strerror(errno));
+  }
+  return {};
+}
+
+Status KvmVm::AddIoEvent(const IoEvent& event, int event_fd) {
+  return IoEventIoctl(event, event_fd, false);
+}
+Status KvmVm::RemoveIoEvent(const IoEvent& event, int event_fd) {
+  return IoEventIoctl(event, event_fd, true);
+}
+
+Status KvmVm::IrqFdIoctl(uint32_t gsi, int event_fd, bool deassign) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<uint32_t>(event_fd);
+  irqfd.gsi = gsi;
+  if (deassign) irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+  if (::ioctl(fd_.get(), KVM_IRQFD, &irqfd) < 0) {
+    return Fail("KVM_IRQFD for GSI {} failed: {}", gsi, std::strerror(errno));
+  }
+  return {};
+}
+
+Status KvmVm::AddIrqFd(uint32_t gsi, int event_fd) { return IrqFdIoctl(gsi, event_fd, false); }
+Status KvmVm::RemoveIrqFd(uint32_t gsi, int event_fd) { return IrqFdIoctl(gsi, event_fd, true); }
+
+Status KvmVm::SignalMsi(uint64_t address, uint32_t data) {
+  kvm_msi msi{};
+  msi.address_lo = static_cast<uint32_t>(address);
+  msi.address_hi = static_cast<uint32_t>(address >> 32);
+  msi.data = data;
+  // Returns > 0 when delivered, 0 when the guest blocked it (e.g. a masked LAPIC).
+  if (::ioctl(fd_.get(), KVM_SIGNAL_MSI, &msi) < 0) {
+    return Fail("KVM_SIGNAL_MSI failed: {}", std::strerror(errno));
+  }
+  return {};
+}
+
 }  // namespace vireo::kvm

@@ -18,11 +18,18 @@ class KvmVm : public accel::Vm {
   Result<std::unique_ptr<accel::Vcpu>> CreateVcpu(int id) override;
   Status SetIrqLine(uint32_t gsi, bool level) override;
   Result<std::vector<accel::CpuidEntry>> SupportedCpuid() override;
+  Status AddIoEvent(const IoEvent& event, int event_fd) override;
+  Status RemoveIoEvent(const IoEvent& event, int event_fd) override;
+  Status AddIrqFd(uint32_t gsi, int event_fd) override;
+  Status RemoveIrqFd(uint32_t gsi, int event_fd) override;
+  Status SignalMsi(uint64_t address, uint32_t data) override;
 
   int fd() const { return fd_.get(); }
 
  private:
   KvmVm(const KvmAccelerator& kvm, UniqueFd fd) : kvm_(kvm), fd_(std::move(fd)) {}
+  Status IoEventIoctl(const IoEvent& event, int event_fd, bool deassign);
+  Status IrqFdIoctl(uint32_t gsi, int event_fd, bool deassign);
 
   const KvmAccelerator& kvm_;
   UniqueFd fd_;
