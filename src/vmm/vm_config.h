@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "boot/kernel_loader.h"
 #include "memory/guest_memory.h"
@@ -12,6 +13,16 @@
 namespace vireo {
 
 enum class SerialMode { kStdio, kFile, kNone };
+
+enum class VirtioTransport { kMmio, kPci };
+
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+  std::string serial;       // virtio-blk GET_ID, at most 20 bytes
+  bool cache_none = false;  // O_DIRECT; default writeback through the page cache
+  bool discard = false;     // pass DISCARD/WRITE_ZEROES through to the file
+};
 
 struct VmConfig {
   std::optional<std::string> kernel_path;  // none: the built-in default guest
@@ -26,6 +37,10 @@ struct VmConfig {
   bool stats = false;
   bool no_reboot = false;  // a guest reset ends vireo instead of restarting
   boot::BootProtocol boot_protocol = boot::BootProtocol::kAuto;
+  // virtio devices
+  VirtioTransport transport = VirtioTransport::kPci;
+  std::vector<DiskConfig> disks;
+  bool rng = false;
 };
 
 }  // namespace vireo
