@@ -1,0 +1,19 @@
+#include "virtio/device.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/bytes.h"
+
+namespace vireo::virtio {
+
+bool ReadConfigBytes(std::span<const uint8_t> config, uint64_t offset, std::span<uint8_t> out) {
+  if (!RangeFits(offset, out.size(), config.size())) {
+    std::fill(out.begin(), out.end(), 0);
+    return false;
+  }
+  if (!out.empty()) std::memcpy(out.data(), config.data() + offset, out.size());
+  return true;
+}
+
+}  // namespace vireo::virtio
