@@ -57,6 +57,24 @@ Status ValidateAcpiConfig(const AcpiConfig& config) {
                 kPmBlockSize);
   }
   if (config.reset_port == 0) return Fail("ACPI: reset port 0 is not a valid reset register");
+  if (config.pci) {
+    constexpr uint64_t k4GiB = 1ull << 32;
+    if (config.pci_ecam_base % kEcamBusSize != 0 ||
+        !RangeFits(config.pci_ecam_base, kEcamBusSize, k4GiB)) {
+      return Fail("ACPI: PCI ECAM base {:#x} must be 1 MiB-aligned and below 4 GiB",
+                  config.pci_ecam_base);
+    }
+    if (config.pci_mmio_size == 0 ||
+        !RangeFits(config.pci_mmio_base, config.pci_mmio_size, k4GiB)) {
+      return Fail("ACPI: PCI memory window {:#x}+{:#x} must be non-empty and below 4 GiB",
+                  config.pci_mmio_base, config.pci_mmio_size);
+    }
+    if (config.pci_ecam_base < config.pci_mmio_base + config.pci_mmio_size &&
+        config.pci_mmio_base < config.pci_ecam_base + kEcamBusSize) {
+      return Fail("ACPI: PCI ECAM at {:#x} overlaps the memory window {:#x}+{:#x}",
+                  config.pci_ecam_base, config.pci_mmio_base, config.pci_mmio_size);
+    }
+  }
   return {};
 }
 
@@ -66,23 +84,28 @@ Result<GuestAddress> WriteAcpiTables(const GuestMemory& memory, const AcpiConfig
   // Build the tables whose sizes are known up front, place everything, then build the
   // tables that hold addresses. RSDP first, at the window's start, so the legacy scan
   // finds it; FACS needs 64-byte alignment (§5.2.10).
-  const std::vector<uint8_t> dsdt = BuildDsdt();
+  const std::vector<uint8_t> dsdt = BuildDsdt(config);
   const std::vector<uint8_t> madt = BuildMadt(config);
   const std::vector<uint8_t> facs = BuildFacs();
-  constexpr size_t kXsdtEntries = 2;  // FADT, MADT
-  constexpr size_t kXsdtSize = kHeaderSize + 8 * kXsdtEntries;
+  const std::vector<uint8_t> mcfg =
+      config.pci ? BuildMcfg(config.pci_ecam_base, 0, 0) : std::vector<uint8_t>{};
+  const size_t xsdt_entries = config.pci ? 3 : 2;  // FADT, MADT, and MCFG with PCI
+  const size_t xsdt_size = kHeaderSize + 8 * xsdt_entries;
 
   Placer placer;
   const GuestAddress rsdp_at = VIREO_TRY(placer.Place(kRsdpSize, kRsdpAlignment, "RSDP"));
   const GuestAddress facs_at = VIREO_TRY(placer.Place(facs.size(), kFacsAlignment, "FACS"));
-  const GuestAddress xsdt_at = VIREO_TRY(placer.Place(kXsdtSize, kTableAlignment, "XSDT"));
+  const GuestAddress xsdt_at = VIREO_TRY(placer.Place(xsdt_size, kTableAlignment, "XSDT"));
   const GuestAddress fadt_at = VIREO_TRY(placer.Place(kFadtSize, kTableAlignment, "FADT"));
   const GuestAddress madt_at = VIREO_TRY(placer.Place(madt.size(), kTableAlignment, "MADT"));
   const GuestAddress dsdt_at = VIREO_TRY(placer.Place(dsdt.size(), kTableAlignment, "DSDT"));
+  GuestAddress mcfg_at = 0;
+  if (config.pci) mcfg_at = VIREO_TRY(placer.Place(mcfg.size(), kTableAlignment, "MCFG"));
 
   const std::vector<uint8_t> fadt = BuildFadt(config, dsdt_at, facs_at);
-  const GuestAddress xsdt_entries[kXsdtEntries] = {fadt_at, madt_at};
-  const std::vector<uint8_t> xsdt = BuildXsdt(xsdt_entries);
+  const GuestAddress xsdt_table_list[] = {fadt_at, madt_at, mcfg_at};
+  const std::vector<uint8_t> xsdt =
+      BuildXsdt(std::span<const GuestAddress>(xsdt_table_list, xsdt_entries));
   const std::vector<uint8_t> rsdp = BuildRsdp(xsdt_at);
 
   struct Placed {
@@ -93,8 +116,12 @@ Result<GuestAddress> WriteAcpiTables(const GuestMemory& memory, const AcpiConfig
   const Placed placed[] = {
       {rsdp_at, rsdp, "ACPI RSDP"}, {facs_at, facs, "ACPI FACS"}, {xsdt_at, xsdt, "ACPI XSDT"},
       {fadt_at, fadt, "ACPI FADT"}, {madt_at, madt, "ACPI MADT"}, {dsdt_at, dsdt, "ACPI DSDT"},
+      {mcfg_at, mcfg, "ACPI MCFG"},
   };
-  for (const Placed& p : placed) VIREO_TRY_STATUS(memory.WriteOrFail(p.at, p.bytes, p.what));
+  for (const Placed& p : placed) {
+    if (p.bytes.empty()) continue;  // MCFG without PCI
+    VIREO_TRY_STATUS(memory.WriteOrFail(p.at, p.bytes, p.what));
+  }
   return rsdp_at;
 }
 

@@ -2,6 +2,7 @@
 //
 //   RSDP (rev 2) -> XSDT -> FADT (rev 6, not hardware-reduced) -> DSDT, FACS
 //                        -> MADT (LAPICs, IOAPIC, ISA overrides, LAPIC NMI)
+//                        -> MCFG (only with `pci`: ECAM for bus 0)
 //
 // The FADT describes the fixed PM1 registers that devices/acpi/AcpiPmDevice emulates
 // and the reset register that devices/acpi/ResetControlDevice emulates; the DSDT
@@ -10,6 +11,7 @@
 
 #include <cstdint>
 
+#include "arch/x86/layout.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 
@@ -22,6 +24,16 @@ struct AcpiConfig {
   uint8_t sci_irq = 9;       // ISA IRQ, identity-mapped to the same IOAPIC GSI
   uint16_t reset_port = 0xcf9;
   uint8_t reset_value = 0x06;
+
+  // PCI (devices/pci): off by default, which leaves every table as it was. On, the XSDT
+  // gains an MCFG (ECAM for segment 0, bus 0) and the DSDT a PCI host bridge \_SB.PCI0
+  // (bus 0, ports 0xcf8-0xcff, I/O window 0x0d00-0xffff, the memory BAR window) and a
+  // motherboard-resource device reserving the ECAM window, which Linux requires before
+  // it uses ECAM. No _PRT: devices interrupt through MSI-X, never INTx.
+  bool pci = false;
+  GuestAddress pci_ecam_base = kPciEcamBase;  // 1 MiB: bus 0 only
+  GuestAddress pci_mmio_base = kPciBarWindowStart;
+  uint64_t pci_mmio_size = kPciBarWindowEnd - kPciBarWindowStart;
 };
 
 // xAPIC ids are 8 bits and 0xff is the broadcast id; the IOAPIC takes the id after the
@@ -35,6 +47,12 @@ inline constexpr uint16_t kPmBlockSize = kPm1EventLength + kPm1ControlLength;
 
 // SLP_TYPx value in \_S5 (§7.4.2.6) and what AcpiPmDevice treats as soft-off.
 inline constexpr uint8_t kS5SleepType = 5;
+
+// ECAM covers one bus: 32 devices x 8 functions x 4 KiB (PCI Express Base 3.0 §7.2.2).
+inline constexpr uint64_t kEcamBusSize = 1ull << 20;
+// The host bridge's I/O window: every port above the legacy ISA range and 0xcf8-0xcff.
+inline constexpr uint16_t kPciIoWindowStart = 0x0d00;
+inline constexpr uint16_t kPciConfigPorts = 0xcf8;
 
 // Checks the config (CPU count, id clashes, port ranges); errors name the bad field.
 Status ValidateAcpiConfig(const AcpiConfig& config);

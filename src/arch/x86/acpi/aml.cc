@@ -35,6 +35,18 @@ constexpr uint8_t kEndTag = 0x79;         // small item 0x0f, length 1
 constexpr uint8_t kMemory32FixedTag = 0x86;
 constexpr uint16_t kMemory32FixedLength = 9;
 constexpr uint8_t kIoDecode16 = 0x01;
+constexpr uint8_t kDWordAddressTag = 0x87;
+constexpr uint8_t kWordAddressTag = 0x88;
+constexpr uint16_t kWordAddressLength = 13;  // bytes after the 3-byte large-item header
+constexpr uint16_t kDWordAddressLength = 23;
+// §6.4.3.5 Resource Type, General Flags and Type Specific Flags.
+constexpr uint8_t kResourceMemory = 0;
+constexpr uint8_t kResourceIo = 1;
+constexpr uint8_t kResourceBusNumber = 2;
+constexpr uint8_t kMinFixed = 1 << 2;  // _MIF
+constexpr uint8_t kMaxFixed = 1 << 3;  // _MAF; bit 0 clear: producer, bit 1 clear: _DEC positive
+constexpr uint8_t kIoEntireRange = 3;  // _RNG: ISA and non-ISA ports
+constexpr uint8_t kMemoryReadWrite = 1 << 0;  // _RW; _MEM bits 2:1 = 0: non-cacheable
 
 // The builder's inputs are Vireo constants; a bad one is a bug in Vireo, not guest data.
 [[noreturn]] void Invariant(std::string_view what) {
@@ -238,6 +250,46 @@ ResourceTemplate& ResourceTemplate::Memory32Fixed(bool read_write, uint32_t base
   descriptors_.push_back(read_write ? 1 : 0);  // information byte bit 0: writeable
   AppendLe(descriptors_, base, 4);
   AppendLe(descriptors_, length, 4);
+  return *this;
+}
+
+namespace {
+
+// Granularity, minimum, maximum, translation offset and length, each `size` bytes.
+void AppendAddressSpace(Bytes& out, uint8_t tag, uint16_t length, uint8_t type, uint8_t type_flags,
+                        uint64_t min, uint64_t max, int size) {
+  if (max < min || max - min >= (uint64_t{1} << (8 * size)) - 1) {
+    Invariant(fmt::format("address range {:#x}-{:#x} does not fit {}-byte fields", min, max, size));
+  }
+  out.push_back(tag);
+  AppendLe(out, length, 2);
+  out.push_back(type);
+  out.push_back(kMinFixed | kMaxFixed);
+  out.push_back(type_flags);
+  AppendLe(out, 0, size);  // _GRA: no alignment rule, the range is fixed
+  AppendLe(out, min, size);
+  AppendLe(out, max, size);
+  AppendLe(out, 0, size);  // translation offset
+  AppendLe(out, max - min + 1, size);
+}
+
+}  // namespace
+
+ResourceTemplate& ResourceTemplate::WordBusNumber(uint16_t min, uint16_t max) {
+  AppendAddressSpace(descriptors_, kWordAddressTag, kWordAddressLength, kResourceBusNumber, 0, min,
+                     max, 2);
+  return *this;
+}
+
+ResourceTemplate& ResourceTemplate::WordIo(uint16_t min, uint16_t max) {
+  AppendAddressSpace(descriptors_, kWordAddressTag, kWordAddressLength, kResourceIo, kIoEntireRange,
+                     min, max, 2);
+  return *this;
+}
+
+ResourceTemplate& ResourceTemplate::DWordMemory(uint32_t min, uint32_t max) {
+  AppendAddressSpace(descriptors_, kDWordAddressTag, kDWordAddressLength, kResourceMemory,
+                     kMemoryReadWrite, min, max, 4);
   return *this;
 }
 

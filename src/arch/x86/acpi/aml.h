@@ -62,6 +62,16 @@ class ResourceTemplate {
   // §6.4.3.4 32-Bit Fixed Memory Range Descriptor.
   ResourceTemplate& Memory32Fixed(bool read_write, uint32_t base, uint32_t length);
 
+  // §6.4.3.5 Address Space Descriptors, as a PCI host bridge's _CRS uses them: ranges the
+  // bridge produces (decodes for its children), positive decode, fixed [min, max], no
+  // translation, no resource source. ASL WordBusNumber / WordIO / DWordMemory.
+  // §6.4.3.5.3 Word form, resource type 2 (bus numbers).
+  ResourceTemplate& WordBusNumber(uint16_t min, uint16_t max);
+  // §6.4.3.5.3 Word form, resource type 1 (I/O), ISA and non-ISA ranges (EntireRange).
+  ResourceTemplate& WordIo(uint16_t min, uint16_t max);
+  // §6.4.3.5.2 DWord form, resource type 0 (memory), read-write, non-cacheable.
+  ResourceTemplate& DWordMemory(uint32_t min, uint32_t max);
+
   // The descriptors plus §6.4.2.9 End Tag, wrapped in a Buffer term.
   Bytes Build() const;
 

@@ -121,5 +121,32 @@ TEST(AmlResourceTemplate, Memory32Fixed) {
                         0x00, 0x10, 0x00, 0x00, 0x79, 0x00}));
 }
 
+// Bytes typed in from ACPI 6.4 §6.4.3.5.2-3: tag, length, resource type, general flags
+// (MinFixed | MaxFixed, producer, positive decode), type-specific flags, then granularity,
+// minimum, maximum, translation offset and length.
+TEST(AmlResourceTemplate, HostBridgeAddressSpaces) {
+  const Bytes crs = ResourceTemplate()
+                        .WordBusNumber(0, 0)
+                        .WordIo(0x0d00, 0xffff)
+                        .DWordMemory(0xc0000000, 0xdfffffff)
+                        .Build();
+  EXPECT_EQ(crs, (Bytes{0x11, 0x3f, 0x0a, 0x3c,  // Buffer(60)
+                                                 // WordBusNumber 0-0, length 1
+                        0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                        0x00, 0x00, 0x01, 0x00,
+                        // WordIO 0x0d00-0xffff, EntireRange, length 0xf300
+                        0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x0d, 0xff, 0xff,
+                        0x00, 0x00, 0x00, 0xf3,
+                        // DWordMemory 0xc0000000-0xdfffffff, read-write, non-cacheable
+                        0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                        0x00, 0xc0, 0xff, 0xff, 0xff, 0xdf, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                        0x00, 0x20, 0x79, 0x00}));  // End tag
+}
+
+TEST(AmlResourceTemplateDeathTest, RejectsRangesTheFieldsCannotHold) {
+  EXPECT_DEATH(ResourceTemplate().WordIo(0, 0xffff), "does not fit");  // length 0x10000
+  EXPECT_DEATH(ResourceTemplate().WordBusNumber(1, 0), "does not fit");
+}
+
 }  // namespace
 }  // namespace vireo::x86::acpi::aml

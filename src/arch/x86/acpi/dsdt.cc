@@ -3,6 +3,12 @@
 // \_S5 tells the OS which SLP_TYP value means soft-off (§7.4.2.6); \_SB holds the ISA
 // devices an OS cannot probe by itself, each with its hardware id (§6.1.5 _HID) and
 // current resources (§6.2.2 _CRS). Everything is a constant Name: no control methods.
+//
+// With PCI on, \_SB.PCI0 is the host bridge of segment 0, bus 0, and \_SB.MRES
+// (PNP0C02, motherboard resources) reserves the ECAM window, as the PCI Firmware Spec
+// (§4.1.2) requires and Linux checks before it trusts the MCFG. Without _OSC the OS leaves native
+// PCIe control (hotplug, AER, PME) to the platform; without _PRT there is no INTx routing: devices
+// use MSI-X.
 #include "arch/x86/acpi/aml.h"
 #include "arch/x86/acpi/sdt.h"
 #include "arch/x86/acpi/tables.h"
@@ -55,12 +61,46 @@ aml::Bytes FwCfg() {
                               aml::Name("_CRS", aml::ResourceTemplate().Io(0x510, 2).Build())});
 }
 
+aml::Bytes PciHostBridge(const AcpiConfig& config) {
+  // PNP0A08: PCI Express root bridge, PNP0A03 (PCI bus) for OSes that only know that.
+  // _CRS lists what the bridge decodes: bus 0, its configuration ports, and the windows
+  // BARs are assigned from (ports above the ISA range, the 32-bit memory window).
+  const auto mmio_base = static_cast<uint32_t>(config.pci_mmio_base);
+  const auto mmio_last = static_cast<uint32_t>(config.pci_mmio_base + config.pci_mmio_size - 1);
+  return aml::Device(
+      "PCI0", {aml::Name("_HID", aml::EisaId("PNP0A08")), aml::Name("_CID", aml::EisaId("PNP0A03")),
+               aml::Name("_SEG", aml::Integer(0)), aml::Name("_BBN", aml::Integer(0)),
+               aml::Name("_UID", aml::Integer(0)),
+               aml::Name("_CRS", aml::ResourceTemplate()
+                                     .WordBusNumber(0, 0)
+                                     .Io(kPciConfigPorts, 8)
+                                     .WordIo(kPciIoWindowStart, 0xffff)
+                                     .DWordMemory(mmio_base, mmio_last)
+                                     .Build())});
+}
+
+aml::Bytes EcamReservation(const AcpiConfig& config) {
+  // PNP0C02: resources the motherboard decodes that belong to no other device.
+  return aml::Device(
+      "MRES",
+      {aml::Name("_HID", aml::EisaId("PNP0C02")), aml::Name("_UID", aml::Integer(0)),
+       aml::Name("_CRS", aml::ResourceTemplate()
+                             .Memory32Fixed(true, static_cast<uint32_t>(config.pci_ecam_base),
+                                            static_cast<uint32_t>(kEcamBusSize))
+                             .Build())});
+}
+
 }  // namespace
 
-std::vector<uint8_t> BuildDsdt() {
+std::vector<uint8_t> BuildDsdt() { return BuildDsdt(AcpiConfig{}); }
+
+std::vector<uint8_t> BuildDsdt(const AcpiConfig& config) {
   const aml::Bytes sleep = SleepStates();
   // §5.3.1 predefined root namespace: \_SB is where system-bus devices live.
-  const aml::Bytes system_bus = aml::Scope("\\_SB", {Com1(), Rtc(), Keyboard(), FwCfg()});
+  const aml::Bytes system_bus =
+      config.pci ? aml::Scope("\\_SB", {Com1(), Rtc(), Keyboard(), FwCfg(), PciHostBridge(config),
+                                        EcamReservation(config)})
+                 : aml::Scope("\\_SB", {Com1(), Rtc(), Keyboard(), FwCfg()});
 
   std::vector<uint8_t> dsdt = NewTable("DSDT", kDsdtRevision, "VIREODSD", kHeaderSize);
   dsdt.insert(dsdt.end(), sleep.begin(), sleep.end());

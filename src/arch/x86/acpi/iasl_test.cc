@@ -138,6 +138,53 @@ TEST_F(IaslTest, DsdtDisassemblesAndRecompiles) {
   EXPECT_NE(compile.output.find("0 Errors"), std::string::npos) << compile.output;
 }
 
+TEST_F(IaslTest, PciHostBridgeDisassemblesAndRecompiles) {
+  AcpiConfig config;
+  config.pci = true;
+  const Disassembly dsdt = Disassemble("dsdt", BuildDsdt(config));
+  ASSERT_EQ(dsdt.exit_code, 0) << dsdt.output;
+  EXPECT_TRUE(Clean(dsdt.output)) << dsdt.output;
+  for (const char* text :
+       {"Device (PCI0)",
+        "EisaId (\"PNP0A08\")",
+        "EisaId (\"PNP0A03\")",
+        "Name (_SEG, Zero)",
+        "Name (_BBN, Zero)",
+        "Name (_UID, Zero)",
+        "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+        "IO (Decode16,",
+        "0x0CF8,",
+        "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
+        "0x0D00,",
+        "0xF300,",
+        "DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
+        "0xC0000000,",
+        "0xDFFFFFFF,",
+        "0x20000000,",
+        "Device (MRES)",
+        "EisaId (\"PNP0C02\")",
+        "Memory32Fixed (ReadWrite,",
+        "0xE0000000,",
+        "0x00100000,"}) {
+    EXPECT_TRUE(HasField(dsdt.dsl, text)) << text << "\n" << dsdt.dsl;
+  }
+  const RunResult compile =
+      RunShell("cd '" + dir_.string() + "' && '" + *iasl_ + "' -p recompiled dsdt.dsl");
+  EXPECT_EQ(compile.exit_code, 0) << compile.output;
+  EXPECT_NE(compile.output.find("0 Errors"), std::string::npos) << compile.output;
+}
+
+TEST_F(IaslTest, McfgDecodesCleanly) {
+  const Disassembly mcfg = Disassemble("mcfg", BuildMcfg(0xe0000000, 0, 0));
+  ASSERT_EQ(mcfg.exit_code, 0) << mcfg.output;
+  EXPECT_TRUE(Clean(mcfg.output)) << mcfg.output;
+  for (const char* line :
+       {"Signature : \"MCFG\"", "Base Address : 00000000E0000000", "Segment Group Number : 0000",
+        "Start Bus Number : 00", "End Bus Number : 00"}) {
+    EXPECT_TRUE(HasField(mcfg.dsl, line)) << line << "\n" << mcfg.dsl;
+  }
+}
+
 // ACPICA's table parser checks lengths and checksums of data tables and decodes every
 // field by name, an independent reading of the offsets the builders use.
 TEST_F(IaslTest, FadtAndMadtDecodeCleanly) {

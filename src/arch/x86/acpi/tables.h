@@ -31,7 +31,15 @@ std::vector<uint8_t> BuildFadt(const AcpiConfig& config, GuestAddress dsdt, Gues
 // §5.2.12 Multiple APIC Description Table.
 std::vector<uint8_t> BuildMadt(const AcpiConfig& config);
 
-// §5.2.11.1 Differentiated System Description Table: \_S5 and the ISA devices.
+// §5.2.11.1 Differentiated System Description Table: \_S5 and the ISA devices, and with
+// config.pci the PCI host bridge. BuildDsdt() is BuildDsdt(AcpiConfig{}).
 std::vector<uint8_t> BuildDsdt();
+std::vector<uint8_t> BuildDsdt(const AcpiConfig& config);
+
+// PCI Firmware Specification 3.0 §4.1.2 MCFG: one ECAM allocation (base, segment 0,
+// buses start_bus..end_bus). Listed in the XSDT (§5.2.6, signature "MCFG").
+inline constexpr size_t kMcfgAllocationOffset = 44;  // header, then 8 reserved bytes
+inline constexpr size_t kMcfgAllocationSize = 16;
+std::vector<uint8_t> BuildMcfg(GuestAddress ecam_base, uint8_t start_bus, uint8_t end_bus);
 
 }  // namespace vireo::x86::acpi

@@ -302,6 +302,67 @@ TEST(AcpiTables, RejectsBadConfigs) {
   expect_error(config, "PM base");
 }
 
+// With PCI on: the XSDT lists an MCFG (PCI Firmware Spec 3.0 §4.1.2: 8 reserved bytes
+// after the header, then 16-byte allocations: base, segment, start bus, end bus).
+TEST(AcpiTables, PciAddsAnMcfgForBusZero) {
+  GuestMemory memory = LowMemory();
+  AcpiConfig config;
+  config.pci = true;
+  const Tables t = WriteAndWalk(memory, config);
+  ASSERT_EQ(t.xsdt.size(), 36u + 3 * 8);
+  EXPECT_EQ(Signature(t.fadt), "FACP");
+  EXPECT_EQ(Signature(t.madt), "APIC");
+  const std::vector<uint8_t> mcfg = ReadTable(memory, LoadLe<uint64_t>(t.xsdt, 36 + 2 * 8));
+  ASSERT_EQ(Signature(mcfg), "MCFG");
+  ASSERT_EQ(mcfg.size(), 60u);
+  EXPECT_EQ(mcfg[8], 1) << "revision";
+  EXPECT_EQ(Sum(mcfg), 0);
+  EXPECT_EQ(LoadLe<uint64_t>(mcfg, 36), 0u) << "reserved";
+  EXPECT_EQ(LoadLe<uint64_t>(mcfg, 44), 0xe0000000u);  // == x86::kPciEcamBase
+  EXPECT_EQ(LoadLe<uint16_t>(mcfg, 52), 0) << "segment group";
+  EXPECT_EQ(mcfg[54], 0) << "start bus";
+  EXPECT_EQ(mcfg[55], 0) << "end bus";
+  EXPECT_EQ(LoadLe<uint32_t>(mcfg, 56), 0u) << "reserved";
+
+  // The DSDT names the host bridge and the ECAM reservation; without PCI it does not.
+  auto has = [](const std::vector<uint8_t>& table, std::string_view text) {
+    return std::search(table.begin(), table.end(), text.begin(), text.end()) != table.end();
+  };
+  EXPECT_TRUE(has(t.dsdt, "PCI0"));
+  EXPECT_TRUE(has(t.dsdt, "MRES"));
+  EXPECT_EQ(Sum(t.dsdt), 0);
+  GuestMemory plain_memory = LowMemory();
+  const Tables plain = WriteAndWalk(plain_memory, {});
+  EXPECT_FALSE(has(plain.dsdt, "PCI0"));
+  EXPECT_FALSE(has(plain.dsdt, "MRES"));
+  EXPECT_EQ(plain.dsdt, BuildDsdt()) << "the default DSDT is unchanged";
+}
+
+TEST(AcpiTables, RejectsBadPciConfigs) {
+  GuestMemory memory = LowMemory();
+  auto expect_error = [&](const AcpiConfig& config, std::string_view words) {
+    auto result = WriteAcpiTables(memory, config);
+    ASSERT_FALSE(result);
+    EXPECT_NE(result.error().message.find(words), std::string::npos) << result.error().message;
+  };
+  AcpiConfig config;
+  config.pci = true;
+  config.pci_ecam_base = 0xe0080000;
+  expect_error(config, "ECAM base");
+  config.pci_ecam_base = 0x100000000;
+  expect_error(config, "ECAM base");
+  config = {};
+  config.pci = true;
+  config.pci_mmio_base = 0xf0000000;
+  config.pci_mmio_size = 0x20000000;
+  expect_error(config, "memory window");
+  config.pci_mmio_base = 0xc0000000;
+  config.pci_mmio_size = 0x20100000;
+  expect_error(config, "overlaps");
+  config.pci = false;  // the PCI fields are not looked at while PCI is off
+  EXPECT_TRUE(WriteAcpiTables(memory, config));
+}
+
 TEST(AcpiTables, FailsCleanlyWhenGuestMemoryLacksTheWindow) {
   const RamRange ranges[] = {{0, 0x80000}};  // 512 KiB: ends below 0xe0000
   auto memory = GuestMemory::Create(ranges, {});
