@@ -1,5 +1,7 @@
 #include "cli/run_command.h"
 
+#include "cli/device_options.h"
+
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -126,6 +128,9 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   run->add_option("--boot", o.boot_text, "Boot protocol: auto, linux, pvh or multiboot")
       ->default_val("auto");
   run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
+  run->add_flag("--rng", o.config.rng, "Add a virtio-rng device fed by getrandom()");
+  run->add_option("--transport", o.transport_text, "virtio transport: mmio or pci")
+      ->default_val("mmio");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
   return run;
 }
@@ -184,6 +189,10 @@ Status ValidateRunOptions(RunOptions& o) {
     return Fail("--boot {}: expected auto, linux, pvh or multiboot", o.boot_text);
   }
 
+  c.transport = VIREO_TRY(ParseTransport(o.transport_text));
+  if (c.transport == VirtioTransport::kPci) {
+    return Fail("--transport pci: the virtio-pci transport is not available yet; use mmio");
+  }
   if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
   if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";
   return {};

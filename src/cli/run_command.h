@@ -21,6 +21,7 @@ struct RunOptions {
   std::string affinity_text;
   std::string backing_text = "anon";
   std::string boot_text = "auto";
+  std::string transport_text = "mmio";
   bool cmdline_given = false;
   bool verbose = false;
 };

@@ -21,6 +21,8 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/port80.h"
 #include "devices/legacy/serial_8250.h"
+#include "virtio/mmio_transport.h"
+#include "virtio/rng.h"
 #include "vmm/exit_handler.h"
 
 namespace vireo {
@@ -57,8 +59,20 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   acpi.pm_base = kAcpiPmBase;
   GuestAddress rsdp = VIREO_TRY(x86::acpi::WriteAcpiTables(*m->memory_, acpi));
 
+  // Devices that the kernel command line announces must exist before the kernel is loaded.
+  m->io_loop_ = VIREO_TRY(EventLoop::Create("vireo-io"));
+  VIREO_TRY_STATUS(m->io_loop_->Start());
+  m->virtio_devices_ = VIREO_TRY(m->CreateVirtioDevices());
+  boot::BootImage booted = image;
+  for (size_t i = 0; i < m->virtio_devices_.size(); ++i) {
+    std::string param =
+        virtio::MmioCmdlineParam(x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
+                                 x86::kVirtioMmioSlotSize, x86::kVirtioMmioGsis[i]);
+    booted.cmdline += booted.cmdline.empty() ? param : " " + param;
+  }
+
   boot::MachineInfo machine{config.memory, x86::E820Map(config.memory), rsdp};
-  auto entry = boot::LoadKernel(*m->memory_, image, config.boot_protocol, machine);
+  auto entry = boot::LoadKernel(*m->memory_, booted, config.boot_protocol, machine);
   if (!entry) return Wrap("loading the kernel", entry.error());
   m->boot_entry_ = std::move(*entry);
   x86::CpuMode mode = m->boot_entry_.mode == boot::EntryMode::kLong64 ? x86::CpuMode::kLong64
@@ -66,13 +80,39 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   VIREO_TRY_STATUS(x86::WriteBootTables(*m->memory_, mode));
 
   VIREO_TRY_STATUS(m->BuildDevices());
+  VIREO_TRY_STATUS(m->AttachVirtioMmio(m->virtio_devices_));
   VIREO_TRY_STATUS(m->BuildVcpus(accelerator));
   return m;
 }
 
 Machine::~Machine() {
+  // Device work stops before the devices and guest memory it uses go away.
+  if (io_loop_) io_loop_->Stop();
+  for (auto& device : virtio_devices_) device->Reset();
   // Persistent devices must not signal a VM that is going away.
   persistent_.com1_irq->Attach(nullptr);
+}
+
+Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtioDevices() {
+  std::vector<std::shared_ptr<virtio::VirtioDevice>> devices;
+  if (config_.rng) devices.push_back(std::make_shared<virtio::Rng>());
+  if (devices.size() > std::size(x86::kVirtioMmioGsis)) {
+    return Fail("{} virtio devices asked for; the virtio-mmio transport has {} slots",
+                devices.size(), std::size(x86::kVirtioMmioGsis));
+  }
+  return devices;
+}
+
+Status Machine::AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices) {
+  for (size_t i = 0; i < devices.size(); ++i) {
+    auto irq = std::make_shared<VmIrqLine>(x86::kVirtioMmioGsis[i]);
+    irq->Attach(vm_.get());
+    virtio_irqs_.push_back(irq);
+    auto transport = std::make_shared<virtio::MmioTransport>(*memory_, devices[i], irq);
+    VIREO_TRY_STATUS(mmio_.Insert(transport, x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
+                                  x86::kVirtioMmioSlotSize));
+  }
+  return {};
 }
 
 Status Machine::BuildDevices() {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "accel/accelerator.h"
+#include "base/event_loop.h"
 #include "boot/kernel_loader.h"
 #include "devices/bus.h"
 #include "memory/guest_memory.h"
@@ -24,6 +25,9 @@ namespace vireo {
 
 class Serial8250;
 class CmosRtc;
+namespace virtio {
+class VirtioDevice;
+}
 
 // What survives a guest reset: the console and its UART, and the battery-backed CMOS.
 struct PersistentDevices {
@@ -54,6 +58,9 @@ class Machine {
   explicit Machine(const VmConfig& config, PersistentDevices& persistent)
       : config_(config), persistent_(persistent) {}
   Status BuildDevices();
+  // virtio devices on the virtio-mmio transport, one 4 KiB slot and GSI each.
+  Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> CreateVirtioDevices();
+  Status AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices);
   Status BuildVcpus(accel::Accelerator& accelerator);
   void VcpuThread(size_t index, RunTimings* timings);
 
@@ -63,11 +70,14 @@ class Machine {
   std::vector<std::unique_ptr<DeviceVmControl>> controls_;
   std::optional<GuestMemory> memory_;  // outlives the accelerator VM that maps it
   std::unique_ptr<accel::Vm> vm_;
+  std::unique_ptr<EventLoop> io_loop_;  // device work (virtio queues, disk completions)
   std::vector<std::unique_ptr<accel::Vcpu>> vcpus_;
   std::vector<VcpuCounters> counters_;
   Bus pio_{"pio"};
   Bus mmio_{"mmio"};
   std::shared_ptr<VmIrqLine> keyboard_irq_;
+  std::vector<std::shared_ptr<VmIrqLine>> virtio_irqs_;
+  std::vector<std::shared_ptr<virtio::VirtioDevice>> virtio_devices_;
   boot::BootEntry boot_entry_{};
 };
 
