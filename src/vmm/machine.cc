@@ -53,16 +53,21 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   m->vm_ = VIREO_TRY(accelerator.CreateVm(config.cpus));
   VIREO_TRY_STATUS(m->vm_->MapMemory(*m->memory_));
 
+  // Devices that ACPI and the kernel command line announce exist before either is written.
+  m->io_loop_ = VIREO_TRY(EventLoop::Create("vireo-io"));
+  VIREO_TRY_STATUS(m->io_loop_->Start());
+  m->virtio_devices_ = VIREO_TRY(m->CreateVirtioDevices());
   x86::acpi::AcpiConfig acpi;
   acpi.cpus = config.cpus;
   acpi.ioapic_id = static_cast<uint8_t>(config.cpus);
   acpi.pm_base = kAcpiPmBase;
+  for (size_t i = 0; i < m->virtio_devices_.size(); ++i) {
+    acpi.virtio_mmio.push_back({x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
+                                static_cast<uint32_t>(x86::kVirtioMmioSlotSize),
+                                static_cast<uint8_t>(x86::kVirtioMmioGsis[i])});
+  }
   GuestAddress rsdp = VIREO_TRY(x86::acpi::WriteAcpiTables(*m->memory_, acpi));
 
-  // Devices that the kernel command line announces must exist before the kernel is loaded.
-  m->io_loop_ = VIREO_TRY(EventLoop::Create("vireo-io"));
-  VIREO_TRY_STATUS(m->io_loop_->Start());
-  m->virtio_devices_ = VIREO_TRY(m->CreateVirtioDevices());
   boot::BootImage booted = image;
   for (size_t i = 0; i < m->virtio_devices_.size(); ++i) {
     std::string param =

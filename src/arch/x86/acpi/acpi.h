@@ -10,12 +10,20 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "arch/x86/layout.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 
 namespace vireo::x86::acpi {
+
+// A virtio-mmio device as the DSDT describes it (LNRO0005, Linux's virtio-mmio ACPI id).
+struct VirtioMmioDevice {
+  GuestAddress base;
+  uint32_t size;
+  uint8_t irq;  // an ISA IRQ (edge, active high)
+};
 
 struct AcpiConfig {
   int cpus = 1;              // LAPIC ids 0..cpus-1, processor UIDs 0..cpus-1
@@ -31,6 +39,7 @@ struct AcpiConfig {
   // motherboard-resource device reserving the ECAM window, which Linux requires before
   // it uses ECAM. No _PRT: devices interrupt through MSI-X, never INTx.
   bool pci = false;
+  std::vector<VirtioMmioDevice> virtio_mmio;  // \_SB.VRnn, one per device
   GuestAddress pci_ecam_base = kPciEcamBase;  // 1 MiB: bus 0 only
   GuestAddress pci_mmio_base = kPciBarWindowStart;
   uint64_t pci_mmio_size = kPciBarWindowEnd - kPciBarWindowStart;

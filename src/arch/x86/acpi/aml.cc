@@ -208,10 +208,14 @@ Bytes Name(std::string_view path, const Bytes& object) {
   return out;
 }
 
-Bytes Scope(std::string_view path, std::initializer_list<Bytes> terms) {
+Bytes Scope(std::string_view path, std::span<const Bytes> terms) {
   Bytes contents = NameString(path);
   for (const Bytes& term : terms) Append(contents, term);
   return WithPkgLength({kScopeOp}, contents);
+}
+
+Bytes Scope(std::string_view path, std::initializer_list<Bytes> terms) {
+  return Scope(path, std::span<const Bytes>(terms.begin(), terms.size()));
 }
 
 Bytes Device(std::string_view path, std::initializer_list<Bytes> terms) {

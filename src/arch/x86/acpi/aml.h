@@ -47,6 +47,7 @@ Bytes Name(std::string_view path, const Bytes& object);
 
 // §20.2.5.1 DefScope: ScopeOp PkgLength NameString TermList.
 Bytes Scope(std::string_view path, std::initializer_list<Bytes> terms);
+Bytes Scope(std::string_view path, std::span<const Bytes> terms);
 
 // §20.2.5.2 DefDevice: ExtOpPrefix DeviceOp PkgLength NameString TermList.
 Bytes Device(std::string_view path, std::initializer_list<Bytes> terms);

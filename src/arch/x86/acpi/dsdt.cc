@@ -9,6 +9,8 @@
 // (§4.1.2) requires and Linux checks before it trusts the MCFG. Without _OSC the OS leaves native
 // PCIe control (hotplug, AER, PME) to the platform; without _PRT there is no INTx routing: devices
 // use MSI-X.
+#include <fmt/format.h>
+
 #include "arch/x86/acpi/aml.h"
 #include "arch/x86/acpi/sdt.h"
 #include "arch/x86/acpi/tables.h"
@@ -90,6 +92,18 @@ aml::Bytes EcamReservation(const AcpiConfig& config) {
                              .Build())});
 }
 
+// A virtio-mmio device (virtio 1.2, 4.2.1; Linux binds LNRO0005 to its virtio_mmio driver).
+aml::Bytes VirtioMmio(size_t index, const VirtioMmioDevice& device) {
+  const std::string name = fmt::format("VR{:02X}", index);
+  return aml::Device(
+      name,
+      {aml::Name("_HID", aml::String("LNRO0005")), aml::Name("_UID", aml::Integer(index)),
+       aml::Name("_CRS", aml::ResourceTemplate()
+                             .Memory32Fixed(true, static_cast<uint32_t>(device.base), device.size)
+                             .IrqNoFlags({device.irq})
+                             .Build())});
+}
+
 }  // namespace
 
 std::vector<uint8_t> BuildDsdt() { return BuildDsdt(AcpiConfig{}); }
@@ -97,10 +111,15 @@ std::vector<uint8_t> BuildDsdt() { return BuildDsdt(AcpiConfig{}); }
 std::vector<uint8_t> BuildDsdt(const AcpiConfig& config) {
   const aml::Bytes sleep = SleepStates();
   // §5.3.1 predefined root namespace: \_SB is where system-bus devices live.
-  const aml::Bytes system_bus =
-      config.pci ? aml::Scope("\\_SB", {Com1(), Rtc(), Keyboard(), FwCfg(), PciHostBridge(config),
-                                        EcamReservation(config)})
-                 : aml::Scope("\\_SB", {Com1(), Rtc(), Keyboard(), FwCfg()});
+  std::vector<aml::Bytes> devices = {Com1(), Rtc(), Keyboard(), FwCfg()};
+  if (config.pci) {
+    devices.push_back(PciHostBridge(config));
+    devices.push_back(EcamReservation(config));
+  }
+  for (size_t i = 0; i < config.virtio_mmio.size(); ++i) {
+    devices.push_back(VirtioMmio(i, config.virtio_mmio[i]));
+  }
+  const aml::Bytes system_bus = aml::Scope("\\_SB", devices);
 
   std::vector<uint8_t> dsdt = NewTable("DSDT", kDsdtRevision, "VIREODSD", kHeaderSize);
   dsdt.insert(dsdt.end(), sleep.begin(), sleep.end());

@@ -174,6 +174,22 @@ TEST_F(IaslTest, PciHostBridgeDisassemblesAndRecompiles) {
   EXPECT_NE(compile.output.find("0 Errors"), std::string::npos) << compile.output;
 }
 
+TEST_F(IaslTest, VirtioMmioDevicesDisassembleAndRecompile) {
+  AcpiConfig config;
+  config.virtio_mmio = {{0xfe000000, 0x1000, 5}, {0xfe001000, 0x1000, 6}};
+  const Disassembly dsdt = Disassemble("dsdt", BuildDsdt(config));
+  ASSERT_EQ(dsdt.exit_code, 0) << dsdt.output;
+  EXPECT_TRUE(Clean(dsdt.output)) << dsdt.output;
+  for (const char* text :
+       {"Device (VR00)", "Device (VR01)", "Name (_HID, \"LNRO0005\")", "0xFE000000,", "0xFE001000,",
+        "0x00001000,", "IRQNoFlags ()", "{5}", "{6}"}) {
+    EXPECT_TRUE(HasField(dsdt.dsl, text)) << text << "\n" << dsdt.dsl;
+  }
+  const RunResult compile =
+      RunShell("cd '" + dir_.string() + "' && '" + *iasl_ + "' -p recompiled dsdt.dsl");
+  EXPECT_EQ(compile.exit_code, 0) << compile.output;
+}
+
 TEST_F(IaslTest, McfgDecodesCleanly) {
   const Disassembly mcfg = Disassemble("mcfg", BuildMcfg(0xe0000000, 0, 0));
   ASSERT_EQ(mcfg.exit_code, 0) << mcfg.output;
