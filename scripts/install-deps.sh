@@ -8,6 +8,7 @@ packages=(
   libfmt-dev libcli11-dev libexpected-dev liburing-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   acpica-tools
+  clang libclang-rt-14-dev
 )
 # Extra packages for `make bench` only (the QEMU peer it compares against).
 if [[ "${1:-}" == "--bench" ]]; then
