@@ -1,4 +1,5 @@
-// virtio_blk: the block device (virtio 1.2 section 5.2) over virtio-mmio. Finds device id 2,
+// virtio_blk: the block device (virtio 1.2 section 5.2) over virtio-mmio or virtio-pci (chosen as
+// runtime/virtio_transport.h says: virtio.transport=pci|mmio on the cmdline). Finds device id 2,
 // reads the capacity from config space, reads the first sectors, asks for the serial (GET_ID),
 // writes a pattern to a cmdline-given range, flushes, reads it back, and checks that requests the
 // device must refuse (past the end; a write to a read-only disk) end with VIRTIO_BLK_S_IOERR.
@@ -237,7 +238,7 @@ void ReadOutOfRange(uint64_t capacity) {
 }  // namespace
 
 int GuestMain(const rt::BootInfo& info) {
-  rt::virtio::MmioSlot slot;
+  rt::virtio::Location slot;
   if (!rt::virtio::FindDevice(info, rt::virtio::kDeviceBlock, slot)) {
     rt::Fail(kName, 3, "no virtio block device");
   }

@@ -1,8 +1,9 @@
-// virtio_hostile: sends an entropy device (virtio 1.2 section 5.4) requests that break the split
-// virtqueue rules (2.7), then checks the device still serves a valid request. After each attack
-// the device may complete the bad chain (with any used length), ignore it, or set
-// DEVICE_NEEDS_RESET (2.1.2); all are acceptable. What is not: a device that stays unusable after
-// a reset and re-initialisation (3.1), or a VMM that dies (the test then sees no exit status).
+// virtio_hostile: sends an entropy device (virtio 1.2 section 5.4; over virtio-mmio or virtio-pci,
+// see runtime/virtio_transport.h) requests that break the split virtqueue rules (2.7), then checks
+// the device still serves a valid request. After each attack the device may complete the bad chain
+// (with any used length), ignore it, or set DEVICE_NEEDS_RESET (2.1.2); all are acceptable. What is
+// not: a device that stays unusable after a reset and re-initialisation (3.1), or a VMM that dies
+// (the test then sees no exit status).
 //
 // Attacks: a descriptor loop; a buffer outside guest RAM (0x7ffffffff000); a buffer that starts
 // in RAM and ends past it; a buffer whose address + length overflows 64 bits (lengths are kept
@@ -130,7 +131,7 @@ void NestedIndirect() {
 }
 
 void HeadOutOfRange() {
-  Finish("head-out-of-range", 200);  // queue size is 16
+  Finish("head-out-of-range", 200);  // queue size is at most 16
 }
 
 // A queue size of 15: the device may refuse it (QueueReady, NEEDS_RESET) or use it.
@@ -141,8 +142,8 @@ void OddQueueSize() {
   Error r = e == Error::kOk ? ValidRead() : e;
   rt::Printf("attack queue-size-15: init %s, read %s, status %#x\n", rt::virtio::ErrorName(e),
              rt::virtio::ErrorName(r), rng.Status());
-  rng.mutable_options().queue_size = Queue::kMaxSize;
-  Recover("back to queue size 16");
+  rng.mutable_options().queue_size = 0;  // the default: 16, or the device's maximum
+  Recover("back to the default queue size");
 }
 
 void NotifyEarly(Device& d) {
@@ -173,7 +174,7 @@ void NotifyBeforeDriverOk() {
 }  // namespace
 
 int GuestMain(const rt::BootInfo& info) {
-  rt::virtio::MmioSlot slot;
+  rt::virtio::Location slot;
   if (!rt::virtio::FindDevice(info, rt::virtio::kDeviceEntropy, slot)) {
     rt::Fail(kName, 3, "no virtio entropy device");
   }

@@ -1,6 +1,7 @@
-// virtio_rng: the entropy device (virtio 1.2 section 5.4) over virtio-mmio. Finds device id 4
-// (cmdline "virtio_mmio.device=", else probing Vireo's slots), initialises it, and reads 64 bytes
-// twice, waiting for each completion by interrupt (IOAPIC-routed GSI, hlt).
+// virtio_rng: the entropy device (virtio 1.2 section 5.4) over virtio-mmio or virtio-pci. Finds
+// device id 4 (runtime/virtio_transport.h: virtio.transport=pci|mmio, by default PCI when ACPI has
+// an MCFG), initialises it, and reads 64 bytes twice, waiting for each completion by interrupt
+// (IOAPIC-routed GSI or MSI-X, hlt).
 //
 // Cmdline: vrng.mode=poll waits by polling the used ring instead (no interrupt check);
 // vrng.indirect=1 / vrng.event_idx=1 negotiate and use VIRTIO_F_INDIRECT_DESC / EVENT_IDX.
@@ -68,7 +69,7 @@ void PrintRead(int n, const uint8_t* buf, int requests) {
 }  // namespace
 
 int GuestMain(const rt::BootInfo& info) {
-  rt::virtio::MmioSlot slot;
+  rt::virtio::Location slot;
   if (!rt::virtio::FindDevice(info, rt::virtio::kDeviceEntropy, slot)) {
     rt::Fail("virtio_rng", 3, "no virtio entropy device");
   }

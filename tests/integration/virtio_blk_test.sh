@@ -1,8 +1,10 @@
 #!/bin/bash
 # The virtio_blk guest against a disk image file, then the file's bytes checked on the host.
 #
-#   virtio_blk_test.sh CASE VIREO GUESTS_DIR WORK_DIR
+#   virtio_blk_test.sh CASE VIREO GUESTS_DIR WORK_DIR [TRANSPORT]
 #
+# TRANSPORT is mmio (the default) or pci; with pci the guest must also report that it found the
+# disk over virtio-pci.
 # The image is 1 MiB (2048 sectors) of zeros with "VIREO-BLK-SIG-01" at offset 0. The guest fills
 # sector k of the range it is given with the byte (k & 0xff) ^ 0xa5 (tests/guests/virtio_blk.cc).
 # Cases:
@@ -18,12 +20,15 @@ case=$1
 vireo=$2
 guests=$3
 work=$4
+transport=${5:-mmio}
 run_guest="$(dirname "$0")/run_guest.sh"
 
 mkdir -p "$work"
-img="$work/virtio_blk_${case}.img"
-orig="$work/virtio_blk_${case}.orig"
-want="$work/virtio_blk_${case}.want"
+suffix=""
+[[ "$transport" != mmio ]] && suffix="_$transport"
+img="$work/virtio_blk_${case}${suffix}.img"
+orig="$work/virtio_blk_${case}${suffix}.orig"
+want="$work/virtio_blk_${case}${suffix}.want"
 head -c 1048576 /dev/zero >"$orig"
 printf 'VIREO-BLK-SIG-01' | dd of="$orig" conv=notrunc status=none
 cp "$orig" "$img"
@@ -75,7 +80,8 @@ case "$case" in
     ;;
 esac
 
-args=(run --kernel "$guests/virtio_blk.elf" --transport mmio --disk "$disk")
+[[ "$transport" == pci ]] && checks+=(--stdout "^virtio: transport pci$")
+args=(run --kernel "$guests/virtio_blk.elf" --transport "$transport" --disk "$disk")
 [[ -n "$cmdline" ]] && args+=(--cmdline "$cmdline")
 "$run_guest" "${checks[@]}" -- "$vireo" "${args[@]}" || exit 1
 
@@ -84,5 +90,5 @@ if ! cmp "$want" "$img"; then
   cmp -l "$want" "$img" | head -n 8
   exit 1
 fi
-echo "ok: disk image as expected ($case)"
+echo "ok: disk image as expected ($case, $transport)"
 rm -f "$img" "$orig" "$want"

@@ -1,10 +1,8 @@
-// Split virtqueues (virtio 1.2 section 2.7) and the virtio-mmio driver side of device
-// initialisation (3.1.1, 4.2.3).
+// Split virtqueues (virtio 1.2 section 2.7) and the transport-independent driver side of
+// device initialisation (3.1.1).
 #include "virtio.h"
 
-#include "acpi.h"
 #include "apic.h"
-#include "ioapic.h"
 #include "serial.h"
 #include "tsc.h"
 
@@ -12,9 +10,11 @@ namespace rt::virtio {
 
 namespace {
 
-// Interrupt vectors: one per interrupt-mode device, and a LAPIC-timer watchdog that keeps hlt
-// waking so a wait's deadline is checked even if the device never interrupts.
+// Interrupt vectors: one per interrupt-mode device (virtio-pci adds one for configuration
+// changes, 0x10 above it), and a LAPIC-timer watchdog that keeps hlt waking so a wait's deadline
+// is checked even if the device never interrupts.
 constexpr uint8_t kFirstVector = 0x40;
+constexpr uint8_t kConfigVectorOffset = 0x10;
 constexpr int kMaxInterruptDevices = 8;
 constexpr uint8_t kWatchdogVector = 0x4f;
 constexpr uint32_t kWatchdogTicks = 625000;  // 10 ms at divide-by-16 of a 1 GHz APIC bus
@@ -28,34 +28,6 @@ volatile T& V(T& x) {
   return const_cast<volatile T&>(x);
 }
 
-// Routes `gsi` (edge, active high) to `vector` on this CPU through whichever IOAPIC the MADT
-// says owns it; with no MADT (QEMU microvm, acpi=off), the IOAPIC at its default address.
-bool RouteGsi(uint32_t gsi, uint8_t vector) {
-  const Madt& madt = GetMadt();
-  uint64_t base = 0;
-  uint32_t gsi_base = 0;
-  for (int i = 0; i < madt.ioapic_count; ++i) {
-    const auto& io = madt.ioapics[i];
-    if (gsi >= io.gsi_base && gsi < io.gsi_base + static_cast<uint32_t>(IoapicPins(io.addr))) {
-      base = io.addr;
-      gsi_base = io.gsi_base;
-    }
-  }
-  if (!base && madt.ioapic_count == 0 &&
-      gsi < static_cast<uint32_t>(IoapicPins(kIoapicDefaultBase))) {
-    base = kIoapicDefaultBase;
-  }
-  if (!base) {
-    Printf("virtio: no IOAPIC for GSI %u\n", gsi);
-    return false;
-  }
-  int pin = static_cast<int>(gsi - gsi_base);
-  IoapicSetRedirection(base, pin, {vector, static_cast<uint8_t>(LapicId()), false, false, false});
-  Printf("virtio: GSI %u -> ioapic %#lx pin %d (edge, high) -> vector %#x\n", gsi, base, pin,
-         vector);
-  return true;
-}
-
 }  // namespace
 
 const char* ErrorName(Error e) {
@@ -63,7 +35,7 @@ const char* ErrorName(Error e) {
     case Error::kOk:
       return "ok";
     case Error::kNotModern:
-      return "not a modern virtio-mmio device";
+      return "not a modern virtio device";
     case Error::kFeaturesRejected:
       return "FEATURES_OK not accepted";
     case Error::kNoQueue:
@@ -170,107 +142,103 @@ bool Queue::NeedsNotify(uint16_t old_idx) const {
 // ---- Device ----
 
 bool Device::Reset() {
-  regs_.Write(kStatus, 0);
+  transport_.SetStatus(0);
   for (int i = 0; i < 1000; ++i) {
-    if (regs_.Read(kStatus) == 0) return true;
+    if (transport_.Status() == 0) return true;
     Pause();
   }
   return false;
 }
 
-Error Device::Init(const MmioSlot& slot, const Options& options) {
-  slot_ = slot;
+Error Device::Init(const Location& where, const Options& options) {
   options_ = options;
   if (options_.queues <= 0) options_.queues = 1;
   if (options_.queues > kMaxQueues) options_.queues = kMaxQueues;
-  if (options_.queue_size == 0 || options_.queue_size > Queue::kMaxSize) {
-    options_.queue_size = Queue::kMaxSize;
-  }
+  if (options_.queue_size > Queue::kMaxSize) options_.queue_size = Queue::kMaxSize;
   if (options_.timeout_ms == 0) options_.timeout_ms = 2000;
-  regs_ = MmioRegs(slot.base);
-  if (regs_.Read(kMagicValue) != kMagic || regs_.Read(kVersion) != kModernVersion) {
-    return Error::kNotModern;
-  }
-  device_id_ = regs_.Read(kDeviceId);
+  if (!transport_.Open(where)) return Error::kNotModern;
+  device_id_ = transport_.DeviceType();
   Reset();
   uint32_t status = kStatusAcknowledge;
-  regs_.Write(kStatus, status);
+  transport_.SetStatus(status);
   status |= kStatusDriver;
-  regs_.Write(kStatus, status);
+  transport_.SetStatus(status);
 
-  regs_.Write(kDeviceFeaturesSel, 0);
-  offered_ = regs_.Read(kDeviceFeatures);
-  regs_.Write(kDeviceFeaturesSel, 1);
-  offered_ |= uint64_t{regs_.Read(kDeviceFeatures)} << 32;
+  offered_ = transport_.DeviceFeatures();
   if (!(offered_ & kFeatureVersion1)) {
-    regs_.Write(kStatus, status | kStatusFailed);
+    transport_.SetStatus(status | kStatusFailed);
     return Error::kNotModern;
   }
   features_ = offered_ & (kFeatureVersion1 | options_.wanted_features);
-  regs_.Write(kDriverFeaturesSel, 0);
-  regs_.Write(kDriverFeatures, static_cast<uint32_t>(features_));
-  regs_.Write(kDriverFeaturesSel, 1);
-  regs_.Write(kDriverFeatures, static_cast<uint32_t>(features_ >> 32));
+  transport_.SetDriverFeatures(features_);
   status |= kStatusFeaturesOk;
-  regs_.Write(kStatus, status);
-  if (!(regs_.Read(kStatus) & kStatusFeaturesOk)) {
-    regs_.Write(kStatus, status | kStatusFailed);
+  transport_.SetStatus(status);
+  if (!(transport_.Status() & kStatusFeaturesOk)) {
+    transport_.SetStatus(status | kStatusFailed);
     return Error::kFeaturesRejected;
   }
 
   if (options_.mode == WaitMode::kInterrupt) {
     Error e = RouteInterrupt();
     if (e != Error::kOk) {
-      regs_.Write(kStatus, status | kStatusFailed);
+      transport_.SetStatus(status | kStatusFailed);
       return e;
     }
   }
   for (int q = 0; q < options_.queues; ++q) {
     Error e = SetUpQueue(q);
     if (e != Error::kOk) {
-      regs_.Write(kStatus, status | kStatusFailed);
+      transport_.SetStatus(status | kStatusFailed);
       return e;
     }
   }
   if (options_.before_driver_ok) options_.before_driver_ok(*this);
-  regs_.Write(kStatus, status | kStatusDriverOk);
+  transport_.SetStatus(status | kStatusDriverOk);
   return Error::kOk;
 }
 
 Error Device::Reinit() {
-  MmioSlot slot = slot_;
+  Location where = transport_.location();
   Options options = options_;
-  return Init(slot, options);
+  return Init(where, options);
 }
 
 Error Device::SetUpQueue(int q) {
-  // 4.2.3.2 Virtqueue Configuration.
-  regs_.Write(kQueueSel, static_cast<uint32_t>(q));
-  if (regs_.Read(kQueueReady) != 0) return Error::kNoQueue;
-  uint32_t max = regs_.Read(kQueueNumMax);
+  // 4.1.5.1.3 / 4.2.3.2 Virtqueue Configuration.
+  if (transport_.QueueEnabled(q)) return Error::kNoQueue;
+  uint32_t max = transport_.QueueMax(q);
   if (max == 0) return Error::kNoQueue;
-  if (max < options_.queue_size) return Error::kQueueTooSmall;
+  uint16_t size = options_.queue_size;
+  if (size == 0) size = max < Queue::kMaxSize ? static_cast<uint16_t>(max) : Queue::kMaxSize;
+  if (max < size) return Error::kQueueTooSmall;
   Queue& queue = queues_[q];
-  queue.Reset(options_.queue_size, Has(kFeatureEventIdx), options_.mode == WaitMode::kInterrupt);
-  regs_.Write(kQueueNum, options_.queue_size);
-  regs_.WriteAddress(kQueueDescLow, reinterpret_cast<uint64_t>(&queue.rings_.desc));
-  regs_.WriteAddress(kQueueDriverLow, reinterpret_cast<uint64_t>(&queue.rings_.avail));
-  regs_.WriteAddress(kQueueDeviceLow, reinterpret_cast<uint64_t>(&queue.rings_.used));
-  regs_.Write(kQueueReady, 1);
+  queue.Reset(size, Has(kFeatureEventIdx), options_.mode == WaitMode::kInterrupt);
+  if (!transport_.SetUpQueue(q, size, reinterpret_cast<uint64_t>(&queue.rings_.desc),
+                             reinterpret_cast<uint64_t>(&queue.rings_.avail),
+                             reinterpret_cast<uint64_t>(&queue.rings_.used))) {
+    return Error::kNoRoute;
+  }
   return Error::kOk;
 }
 
 Error Device::RouteInterrupt() {
-  if (vector_ == 0) {
-    int i = 0;
-    while (i < kMaxInterruptDevices && vector_owner[i] && vector_owner[i] != this) ++i;
-    if (i == kMaxInterruptDevices) return Error::kNoRoute;
-    vector_owner[i] = this;
-    vector_ = static_cast<uint8_t>(kFirstVector + i);
+  int i = 0;
+  while (i < kMaxInterruptDevices && vector_owner[i] && vector_owner[i] != this) ++i;
+  if (i == kMaxInterruptDevices) return Error::kNoRoute;
+  bool first = vector_ == 0;
+  vector_owner[i] = this;
+  vector_ = static_cast<uint8_t>(kFirstVector + i);
+  if (first) {
     SetInterruptHandler(vector_, OnInterrupt);
+    SetInterruptHandler(static_cast<uint8_t>(vector_ + kConfigVectorOffset), OnInterrupt);
     SetInterruptHandler(kWatchdogVector, OnWatchdog);
     LapicEnable();
-    if (!RouteGsi(slot_.gsi, vector_)) {
+  }
+  // Every Init: a reset forgets virtio-pci's MSI-X vectors (an IOAPIC route would survive, but
+  // routing again is harmless).
+  if (first || transport_.kind() == TransportKind::kPci) {
+    if (!transport_.EnableInterrupts(vector_,
+                                     static_cast<uint8_t>(vector_ + kConfigVectorOffset))) {
       vector_owner[i] = nullptr;
       vector_ = 0;
       return Error::kNoRoute;
@@ -280,21 +248,21 @@ Error Device::RouteInterrupt() {
 }
 
 void Device::OnInterrupt(InterruptFrame& frame) {
-  int i = static_cast<int>(frame.vector) - kFirstVector;
+  int v = static_cast<int>(frame.vector) - kFirstVector;
+  bool config = v >= kConfigVectorOffset;
+  int i = config ? v - kConfigVectorOffset : v;
   if (i < 0 || i >= kMaxInterruptDevices || !vector_owner[i]) return;
   Device& d = *vector_owner[i];
-  // 4.2.2: acknowledge exactly the causes we saw.
-  uint32_t isr = d.regs_.Read(kInterruptStatus);
-  if (isr) d.regs_.Write(kInterruptAck, isr);
+  uint32_t causes = d.transport_.TakeInterruptCauses(config);
   d.interrupts_ = d.interrupts_ + 1;
-  if (isr & kInterruptConfigChange) d.config_interrupts_ = d.config_interrupts_ + 1;
+  if (causes & kInterruptConfigChange) d.config_interrupts_ = d.config_interrupts_ + 1;
 }
 
 void Device::Notify(int q, uint16_t old_avail_idx, bool force) {
   Barrier();
   interrupts_at_notify_ = interrupts_;
   if (force || queues_[q].NeedsNotify(old_avail_idx)) {
-    regs_.Write(kQueueNotify, static_cast<uint32_t>(q));
+    transport_.Notify(q);
   }
 }
 
@@ -351,48 +319,34 @@ Error Device::Wait(int q, int head, uint32_t* used_len, uint32_t timeout_ms) {
   return result;
 }
 
-uint8_t Device::Config8(uint32_t off) const {
+// 2.5.1 / 4.1.3.1 / 4.2.2.2: read, and read again if the generation moved meanwhile.
+template <typename T, typename F>
+T Device::ReadConfigStable(F read) const {
   uint32_t gen;
-  uint8_t v;
+  T v;
   int tries = 0;
   do {
-    gen = regs_.Read(kConfigGeneration);
-    v = MmioRead<uint8_t>(regs_.base() + kConfig + off);
-  } while (regs_.Read(kConfigGeneration) != gen && ++tries < 8);
+    gen = transport_.ConfigGeneration();
+    v = read();
+  } while (transport_.ConfigGeneration() != gen && ++tries < 8);
   return v;
+}
+
+uint8_t Device::Config8(uint32_t off) const {
+  return ReadConfigStable<uint8_t>([&] { return transport_.Config8(off); });
 }
 
 uint16_t Device::Config16(uint32_t off) const {
-  uint32_t gen;
-  uint16_t v;
-  int tries = 0;
-  do {
-    gen = regs_.Read(kConfigGeneration);
-    v = MmioRead<uint16_t>(regs_.base() + kConfig + off);
-  } while (regs_.Read(kConfigGeneration) != gen && ++tries < 8);
-  return v;
+  return ReadConfigStable<uint16_t>([&] { return transport_.Config16(off); });
 }
 
 uint32_t Device::Config32(uint32_t off) const {
-  uint32_t gen;
-  uint32_t v;
-  int tries = 0;
-  do {
-    gen = regs_.Read(kConfigGeneration);
-    v = regs_.Read(kConfig + off);
-  } while (regs_.Read(kConfigGeneration) != gen && ++tries < 8);
-  return v;
+  return ReadConfigStable<uint32_t>([&] { return transport_.Config32(off); });
 }
 
 uint64_t Device::Config64(uint32_t off) const {
-  uint32_t gen;
-  uint64_t v;
-  int tries = 0;
-  do {
-    gen = regs_.Read(kConfigGeneration);
-    v = regs_.Read(kConfig + off) | uint64_t{regs_.Read(kConfig + off + 4)} << 32;
-  } while (regs_.Read(kConfigGeneration) != gen && ++tries < 8);
-  return v;
+  return ReadConfigStable<uint64_t>(
+      [&] { return transport_.Config32(off) | uint64_t{transport_.Config32(off + 4)} << 32; });
 }
 
 }  // namespace rt::virtio

@@ -1,6 +1,7 @@
-// A small virtio driver over the virtio-mmio transport: device initialisation (virtio 1.2
-// section 3.1), split virtqueues (2.7) in static memory, and waiting for completions by polling
-// the used ring or by interrupt (IOAPIC-routed GSI, hlt-wait).
+// A small virtio driver: device initialisation (virtio 1.2 section 3.1), split virtqueues (2.7)
+// in static memory, and waiting for completions by polling the used ring or by interrupt
+// (hlt-wait), over either transport (virtio_transport.h): virtio-mmio (interrupts through an
+// IOAPIC-routed GSI) or virtio-pci (MSI-X).
 //
 // One request at a time is the intended use: Transfer() posts a chain, notifies and waits for
 // that chain's used element. Completions for other heads (a late answer to an earlier request)
@@ -11,6 +12,7 @@
 
 #include "idt.h"
 #include "virtio_mmio.h"
+#include "virtio_transport.h"
 
 namespace rt::virtio {
 
@@ -18,11 +20,11 @@ enum class WaitMode : uint8_t { kPoll, kInterrupt };
 
 enum class Error : uint8_t {
   kOk,
-  kNotModern,         // MagicValue / Version / VERSION_1 missing
+  kNotModern,         // MagicValue / Version / VERSION_1 / virtio PCI capabilities missing
   kFeaturesRejected,  // FEATURES_OK did not stick
   kNoQueue,           // QueueNumMax is 0 or QueueReady was already set
   kQueueTooSmall,     // QueueNumMax below the size asked for
-  kNoRoute,           // no IOAPIC owns the GSI
+  kNoRoute,           // no IOAPIC owns the GSI, or no usable MSI-X
   kChainTooLong,
   kTimeout,
   kNeedsReset,   // the device set DEVICE_NEEDS_RESET
@@ -130,7 +132,8 @@ class Device {
   struct Options {
     uint64_t wanted_features;  // beyond VERSION_1; accepted only where offered
     int queues;                // 0: 1
-    uint16_t queue_size;       // 0: Queue::kMaxSize; not checked to be a power of two
+    uint16_t queue_size;       // 0: Queue::kMaxSize or the device's maximum if smaller (QEMU's
+                               // rng has 8); not checked to be a power of two
     WaitMode mode;             // kPoll (0) or kInterrupt
     uint32_t timeout_ms;       // per wait; 0: 2000
     // Called after the queues are ready and before DRIVER_OK (tests that misbehave there).
@@ -138,10 +141,14 @@ class Device {
   };
 
   // Reset, ACKNOWLEDGE, DRIVER, feature negotiation, FEATURES_OK, queue setup, DRIVER_OK (3.1.1).
-  Error Init(const MmioSlot& slot, const Options& options);
-  // Reset and Init again with the same slot and options.
+  Error Init(const Location& where, const Options& options);
+  Error Init(const MmioSlot& slot, const Options& options) {
+    return Init(Location{TransportKind::kMmio, slot, {}}, options);
+  }
+  // Reset and Init again with the same device and options.
   Error Reinit();
-  // Writes 0 to Status and waits (bounded) until it reads back 0 (4.2.3.1).
+  // Writes 0 to the device status and waits (bounded) until it reads back 0 (4.1.4.3.1,
+  // 4.2.3.1).
   bool Reset();
 
   // Posts a chain on queue `q`, notifies, and waits for its used element.
@@ -151,11 +158,12 @@ class Device {
   // interrupt mode it also waits for an interrupt after the last Notify, as a driver that sleeps
   // until the interrupt would.
   Error Wait(int q, int head, uint32_t* used_len, uint32_t timeout_ms = 0);
-  // Writes QueueNotify (subject to EVENT_IDX suppression unless `force`).
+  // Notifies the device (QueueNotify, or the PCI notification address) for queue `q`, subject to
+  // EVENT_IDX suppression unless `force`.
   void Notify(int q, uint16_t old_avail_idx, bool force = false);
 
-  // 4.2.2.2: device configuration read with 8/16/32-bit accesses, 64-bit as two 32-bit reads,
-  // retried until ConfigGeneration is stable.
+  // 2.5.1: device configuration read with 8/16/32-bit accesses, 64-bit as two 32-bit reads,
+  // retried until the configuration generation is stable.
   uint8_t Config8(uint32_t off) const;
   uint16_t Config16(uint32_t off) const;
   uint32_t Config32(uint32_t off) const;
@@ -165,8 +173,8 @@ class Device {
   uint64_t offered_features() const { return offered_; }
   uint64_t features() const { return features_; }
   bool Has(uint64_t feature) const { return (features_ & feature) != 0; }
-  uint32_t Status() const { return regs_.Read(kStatus); }
-  const MmioRegs& regs() const { return regs_; }
+  uint32_t Status() const { return transport_.Status(); }
+  const Transport& transport() const { return transport_; }
   Queue& queue(int q) { return queues_[q]; }
   const Options& options() const { return options_; }
   Options& mutable_options() { return options_; }
@@ -178,14 +186,15 @@ class Device {
   static void OnInterrupt(InterruptFrame& frame);
   Error SetUpQueue(int q);
   Error RouteInterrupt();
+  template <typename T, typename F>
+  T ReadConfigStable(F read) const;
 
-  MmioRegs regs_;
-  MmioSlot slot_;
+  Transport transport_;
   Options options_;
   uint32_t device_id_;
   uint64_t offered_;
   uint64_t features_;
-  uint8_t vector_;  // 0: no interrupt route yet
+  uint8_t vector_;  // 0: no interrupt vectors yet (queue vector; config = vector_ + 0x10)
   volatile uint32_t interrupts_;
   volatile uint32_t config_interrupts_;
   uint32_t strays_;
