@@ -128,6 +128,9 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   run->add_option("--boot", o.boot_text, "Boot protocol: auto, linux, pvh or multiboot")
       ->default_val("auto");
   run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
+  run->add_option("--disk", o.disk_texts,
+                  "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]"
+                  "[,discard=on] (repeatable)");
   run->add_flag("--rng", o.config.rng, "Add a virtio-rng device fed by getrandom()");
   run->add_option("--transport", o.transport_text, "virtio transport: mmio or pci")
       ->default_val("mmio");
@@ -189,6 +192,7 @@ Status ValidateRunOptions(RunOptions& o) {
     return Fail("--boot {}: expected auto, linux, pvh or multiboot", o.boot_text);
   }
 
+  for (const std::string& text : o.disk_texts) c.disks.push_back(VIREO_TRY(ParseDiskOption(text)));
   c.transport = VIREO_TRY(ParseTransport(o.transport_text));
   if (c.transport == VirtioTransport::kPci) {
     return Fail("--transport pci: the virtio-pci transport is not available yet; use mmio");

@@ -22,6 +22,7 @@ struct RunOptions {
   std::string backing_text = "anon";
   std::string boot_text = "auto";
   std::string transport_text = "mmio";
+  std::vector<std::string> disk_texts;
   bool cmdline_given = false;
   bool verbose = false;
 };

@@ -21,6 +21,8 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/port80.h"
 #include "devices/legacy/serial_8250.h"
+#include "block/raw_file.h"
+#include "virtio/blk.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/rng.h"
 #include "vmm/exit_handler.h"
@@ -100,6 +102,17 @@ Machine::~Machine() {
 
 Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtioDevices() {
   std::vector<std::shared_ptr<virtio::VirtioDevice>> devices;
+  for (const DiskConfig& disk : config_.disks) {
+    block::RawOptions raw;
+    raw.read_only = disk.read_only;
+    raw.cache = disk.cache_none ? block::CacheMode::kNone : block::CacheMode::kWriteback;
+    raw.discard = disk.discard;
+    auto backend = block::RawFile::Open(disk.path, raw);
+    if (!backend) return Wrap(fmt::format("--disk path={}", disk.path), backend.error());
+    auto blk = virtio::Blk::Create(std::move(*backend), {disk.serial, disk.discard}, *io_loop_);
+    if (!blk) return Wrap(fmt::format("--disk path={}", disk.path), blk.error());
+    devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*blk)));
+  }
   if (config_.rng) devices.push_back(std::make_shared<virtio::Rng>());
   if (devices.size() > std::size(x86::kVirtioMmioGsis)) {
     return Fail("{} virtio devices asked for; the virtio-mmio transport has {} slots",
@@ -114,8 +127,17 @@ Status Machine::AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioD
     irq->Attach(vm_.get());
     virtio_irqs_.push_back(irq);
     auto transport = std::make_shared<virtio::MmioTransport>(*memory_, devices[i], irq);
-    VIREO_TRY_STATUS(mmio_.Insert(transport, x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
-                                  x86::kVirtioMmioSlotSize));
+    const GuestAddress base = x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize;
+    VIREO_TRY_STATUS(mmio_.Insert(transport, base, x86::kVirtioMmioSlotSize));
+    // Devices with their own notify eventfd get it as a KVM ioeventfd on QueueNotify (queue
+    // 0 written there), so a guest's kick reaches the I/O thread without a vCPU exit.
+    if (auto* blk = dynamic_cast<virtio::Blk*>(devices[i].get())) {
+      accel::Vm::IoEvent notify{.mmio = true,
+                                .address = base + virtio::MmioTransport::kQueueNotify,
+                                .length = 4,
+                                .datamatch = 0};
+      VIREO_TRY_STATUS(vm_->AddIoEvent(notify, blk->notify_fd()));
+    }
   }
   return {};
 }
