@@ -132,8 +132,8 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]"
                   "[,discard=on] (repeatable)");
   run->add_flag("--rng", o.config.rng, "Add a virtio-rng device fed by getrandom()");
-  run->add_option("--transport", o.transport_text, "virtio transport: mmio or pci")
-      ->default_val("mmio");
+  run->add_option("--transport", o.transport_text, "virtio transport: pci or mmio")
+      ->default_val("pci");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
   return run;
 }
@@ -194,9 +194,6 @@ Status ValidateRunOptions(RunOptions& o) {
 
   for (const std::string& text : o.disk_texts) c.disks.push_back(VIREO_TRY(ParseDiskOption(text)));
   c.transport = VIREO_TRY(ParseTransport(o.transport_text));
-  if (c.transport == VirtioTransport::kPci) {
-    return Fail("--transport pci: the virtio-pci transport is not available yet; use mmio");
-  }
   if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
   if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";
   return {};

@@ -21,7 +21,7 @@ struct RunOptions {
   std::string affinity_text;
   std::string backing_text = "anon";
   std::string boot_text = "auto";
-  std::string transport_text = "mmio";
+  std::string transport_text = "pci";
   std::vector<std::string> disk_texts;
   bool cmdline_given = false;
   bool verbose = false;

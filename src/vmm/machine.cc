@@ -13,6 +13,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "base/log.h"
+#include "block/raw_file.h"
 #include "devices/acpi/pm_device.h"
 #include "devices/acpi/reset_control.h"
 #include "devices/legacy/cmos_rtc.h"
@@ -21,9 +22,12 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/port80.h"
 #include "devices/legacy/serial_8250.h"
-#include "block/raw_file.h"
+#include "devices/pci/config_access.h"
+#include "devices/pci/msix.h"
+#include "devices/pci/pci_bus.h"
 #include "virtio/blk.h"
 #include "virtio/mmio_transport.h"
+#include "virtio/pci_transport.h"
 #include "virtio/rng.h"
 #include "vmm/exit_handler.h"
 
@@ -32,6 +36,22 @@ namespace {
 
 constexpr uint32_t kKeyboardGsi = 1;
 constexpr uint16_t kAcpiPmBase = 0x600;
+
+// MSI/MSI-X messages from PCI devices, delivered by the accelerator (KVM_SIGNAL_MSI).
+class VmMsiSink : public pci::MsiSink {
+ public:
+  explicit VmMsiSink(accel::Vm& vm) : vm_(vm) {}
+  void SendMsi(uint64_t address, uint32_t data) override { (void)vm_.SignalMsi(address, data); }
+
+ private:
+  accel::Vm& vm_;
+};
+
+// The eventfd a device wants KVM to signal for guest notifications, or -1.
+int NotifyFd(virtio::VirtioDevice& device) {
+  if (auto* blk = dynamic_cast<virtio::Blk*>(&device)) return blk->notify_fd();
+  return -1;
+}
 
 }  // namespace
 
@@ -63,7 +83,9 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   acpi.cpus = config.cpus;
   acpi.ioapic_id = static_cast<uint8_t>(config.cpus);
   acpi.pm_base = kAcpiPmBase;
-  for (size_t i = 0; i < m->virtio_devices_.size(); ++i) {
+  const bool mmio = config.transport == VirtioTransport::kMmio;
+  acpi.pci = !mmio;
+  for (size_t i = 0; mmio && i < m->virtio_devices_.size(); ++i) {
     acpi.virtio_mmio.push_back({x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
                                 static_cast<uint32_t>(x86::kVirtioMmioSlotSize),
                                 static_cast<uint8_t>(x86::kVirtioMmioGsis[i])});
@@ -71,7 +93,7 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   GuestAddress rsdp = VIREO_TRY(x86::acpi::WriteAcpiTables(*m->memory_, acpi));
 
   boot::BootImage booted = image;
-  for (size_t i = 0; i < m->virtio_devices_.size(); ++i) {
+  for (size_t i = 0; mmio && i < m->virtio_devices_.size(); ++i) {
     std::string param =
         virtio::MmioCmdlineParam(x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
                                  x86::kVirtioMmioSlotSize, x86::kVirtioMmioGsis[i]);
@@ -87,7 +109,8 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   VIREO_TRY_STATUS(x86::WriteBootTables(*m->memory_, mode));
 
   VIREO_TRY_STATUS(m->BuildDevices());
-  VIREO_TRY_STATUS(m->AttachVirtioMmio(m->virtio_devices_));
+  VIREO_TRY_STATUS(mmio ? m->AttachVirtioMmio(m->virtio_devices_)
+                        : m->AttachVirtioPci(m->virtio_devices_));
   VIREO_TRY_STATUS(m->BuildVcpus(accelerator));
   return m;
 }
@@ -175,8 +198,54 @@ Status Machine::BuildDevices() {
   VIREO_TRY_STATUS(pio_.Insert(fw_cfg, 0x510, FwCfg::kSize));
   VIREO_TRY_STATUS(pio_.Insert(std::make_shared<AcpiPmDevice>(control("acpi")), kAcpiPmBase,
                                AcpiPmDevice::kSize));
-  VIREO_TRY_STATUS(pio_.Insert(std::make_shared<ResetControlDevice>(control("acpi")),
-                               ResetControlDevice::kPort, ResetControlDevice::kSize));
+  auto reset_control = std::make_shared<ResetControlDevice>(control("acpi"));
+  if (config_.transport == VirtioTransport::kPci) return BuildPci(reset_control);
+  return pio_.Insert(reset_control, ResetControlDevice::kPort, ResetControlDevice::kSize);
+}
+
+Status Machine::BuildPci(std::shared_ptr<BusDevice> reset_control) {
+  msi_sink_ = std::make_unique<VmMsiSink>(*vm_);
+  pci_bus_ =
+      std::make_unique<pci::PciBus>(pci::BarWindow{x86::kPciBarWindowStart, x86::kPciBarWindowEnd});
+  // 0xcf9 (reset control) sits inside the 0xcf8-0xcff config ports, as on a PIIX: the
+  // config-address device forwards byte accesses there.
+  VIREO_TRY_STATUS(
+      pio_.Insert(std::make_shared<pci::PciConfigIo>(*pci_bus_, reset_control), 0xcf8, 8));
+  VIREO_TRY_STATUS(mmio_.Insert(std::make_shared<pci::PciEcam>(*pci_bus_), x86::kPciEcamBase,
+                                x86::kPciEcamSize));
+  VIREO_TRY_STATUS(mmio_.Insert(pci_bus_->mmio_router(), x86::kPciBarWindowStart,
+                                x86::kPciBarWindowEnd - x86::kPciBarWindowStart));
+  VIREO_TRY_STATUS(pio_.Insert(pci_bus_->io_router(), pci::kDefaultIoWindow.start,
+                               pci::kDefaultIoWindow.end - pci::kDefaultIoWindow.start));
+  return {};
+}
+
+Status Machine::AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices) {
+  for (const auto& device : devices) {
+    auto transport = std::make_shared<virtio::PciTransport>(*memory_, device, *msi_sink_);
+    if (int fd = NotifyFd(*device); fd >= 0) {
+      // Follow the guest's BAR programming: each queue's notify address gets the device's
+      // eventfd as a KVM ioeventfd (any width; the address alone picks the queue).
+      transport->SetNotifyAddressListener([this, fd](uint16_t, std::optional<uint64_t> old_address,
+                                                     std::optional<uint64_t> new_address) {
+        accel::Vm::IoEvent event{
+            .mmio = true, .address = 0, .length = 0, .datamatch = std::nullopt};
+        if (old_address) {
+          event.address = *old_address;
+          (void)vm_->RemoveIoEvent(event, fd);
+        }
+        if (new_address) {
+          event.address = *new_address;
+          if (auto added = vm_->AddIoEvent(event, fd); !added) {
+            Log(LogLevel::kWarn, "virtio-pci notify at {:#x}: {}", *new_address,
+                added.error().message);
+          }
+        }
+      });
+    }
+    auto slot = pci_bus_->AddDevice(transport);
+    if (!slot) return Wrap(fmt::format("adding {} to PCI bus 0", device->name()), slot.error());
+  }
   return {};
 }
 

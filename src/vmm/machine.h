@@ -13,6 +13,8 @@
 #include "base/event_loop.h"
 #include "boot/kernel_loader.h"
 #include "devices/bus.h"
+#include "devices/pci/msix.h"
+#include "devices/pci/pci_bus.h"
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
 #include "vmm/exit_stats.h"
@@ -61,6 +63,9 @@ class Machine {
   // virtio devices on the virtio-mmio transport, one 4 KiB slot and GSI each.
   Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> CreateVirtioDevices();
   Status AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices);
+  // The PCI host bridge, config access and BAR routing, and virtio devices on virtio-pci.
+  Status BuildPci(std::shared_ptr<BusDevice> reset_control);
+  Status AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices);
   Status BuildVcpus(accel::Accelerator& accelerator);
   void VcpuThread(size_t index, RunTimings* timings);
 
@@ -78,6 +83,8 @@ class Machine {
   std::shared_ptr<VmIrqLine> keyboard_irq_;
   std::vector<std::shared_ptr<VmIrqLine>> virtio_irqs_;
   std::vector<std::shared_ptr<virtio::VirtioDevice>> virtio_devices_;
+  std::unique_ptr<pci::MsiSink> msi_sink_;
+  std::unique_ptr<pci::PciBus> pci_bus_;
   boot::BootEntry boot_entry_{};
 };
 

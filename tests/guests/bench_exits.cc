@@ -7,7 +7,7 @@
 //   mode 1 (idle)       print "idle" and halt with interrupts off, forever (the host kills it)
 //   mode 2 (pio_cpl0)   `count` outb to port 0x1234 (no device there) at CPL0
 //   mode 3 (pio_cpl3)   the same at CPL3, allowed by a TSS I/O bitmap
-//   mode 4 (mmio_cpl0)  `count` 32-bit reads of 0xd0000000 (unclaimed MMIO hole) at CPL0
+//   mode 4 (mmio_cpl0)  `count` 32-bit reads of 0xf0000000 (unclaimed MMIO hole) at CPL0
 //   mode 5 (mmio_cpl3)  the same at CPL3 (the identity map is user-accessible)
 // The loop modes print "bench <mode> n=<count> cycles=<tsc ticks for the loop>" and exit 0
 // (status 1). An unknown mode exits 3 (status 7).
@@ -25,7 +25,7 @@ const char* const kModeNames[kModeCount] = {"none",     "idle",      "pio_cpl0",
                                             "pio_cpl3", "mmio_cpl0", "mmio_cpl3"};
 
 constexpr uint16_t kPort = 0x1234;
-constexpr uint64_t kMmio = 0xd0000000;
+constexpr uint64_t kMmio = 0xf0000000;
 
 struct BenchParams {
   char magic[16];

@@ -1,5 +1,5 @@
 // unclaimed_io: accesses where no device lives must read as all ones and swallow writes.
-// Port 0x1234: 3 reads (byte, word, dword), 3 writes. MMIO 0xd0000000 (in the 32-bit hole,
+// Port 0x1234: 3 reads (byte, word, dword), 3 writes. MMIO 0xf0000000 (in the 32-bit hole, outside the PCI BAR window,
 // below any Vireo device): 4 reads (8/16/32/64-bit), 4 writes.
 //
 // Prints one "pio"/"mmio" line per read with the value.
@@ -10,7 +10,7 @@
 
 namespace {
 constexpr uint16_t kPort = 0x1234;
-constexpr uint64_t kMmio = 0xd0000000;
+constexpr uint64_t kMmio = 0xf0000000;
 }  // namespace
 
 int GuestMain(const rt::BootInfo&) {

@@ -6,7 +6,7 @@
 
 int GuestMain(const rt::BootInfo&) {
   rt::Printf("loading x87 from unclaimed MMIO\n");
-  asm volatile("fninit; movl $0xd0000000, %%eax; fldt (%%rax); fstp %%st(0)" ::: "rax", "memory");
+  asm volatile("fninit; movl $0xf0000000, %%eax; fldt (%%rax); fstp %%st(0)" ::: "rax", "memory");
   rt::Printf("FAIL unhandled_exit: the load completed\n");
   return 3;
 }
