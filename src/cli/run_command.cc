@@ -132,6 +132,10 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]"
                   "[,discard=on] (repeatable)");
   run->add_flag("--rng", o.config.rng, "Add a virtio-rng device fed by getrandom()");
+  run->add_flag("--console", o.config.console,
+                "Add a virtio-console (hvc0) on stdio; stdin goes to it instead of the UART");
+  run->add_flag("--balloon", o.config.balloon,
+                "Add a virtio-balloon (inflate returns pages to the host, stats, page reporting)");
   run->add_option("--transport", o.transport_text, "virtio transport: pci or mmio")
       ->default_val("pci");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");

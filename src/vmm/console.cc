@@ -10,8 +10,6 @@
 #include <chrono>
 #include <cstring>
 
-#include "devices/legacy/serial_8250.h"
-
 namespace vireo {
 namespace {
 
@@ -77,9 +75,10 @@ std::function<void(std::span<const uint8_t>)> Console::OutputSink() {
   return [fd](std::span<const uint8_t> data) { WriteAll(fd, data); };
 }
 
-void Console::StartInput(Serial8250& uart) {
+void Console::StartInput(InputSink sink) {
   if (mode_ != SerialMode::kStdio || input_thread_.joinable()) return;
-  input_thread_ = std::thread([this, &uart] { InputLoop(&uart); });
+  sink_ = std::move(sink);
+  input_thread_ = std::thread([this] { InputLoop(); });
 }
 
 void Console::StopInput() {
@@ -89,7 +88,7 @@ void Console::StopInput() {
   input_thread_.join();
 }
 
-void Console::InputLoop(Serial8250* uart) {
+void Console::InputLoop() {
   uint8_t buffer[256];
   while (true) {
     pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
@@ -105,8 +104,8 @@ void Console::InputLoop(Serial8250* uart) {
     std::span<const uint8_t> pending(buffer, static_cast<size_t>(n));
     while (!pending.empty()) {
       // Offer only what fits: EnqueueInput drops (and counts) any excess.
-      size_t room = std::min(uart->input_space(), pending.size());
-      if (room > 0) pending = pending.subspan(uart->EnqueueInput(pending.first(room)));
+      size_t room = std::min(sink_.space(), pending.size());
+      if (room > 0) pending = pending.subspan(sink_.enqueue(pending.first(room)));
       if (pending.empty()) break;
       // FIFO full: wait for the guest to drain it, but stay responsive to shutdown.
       pollfd stop{stop_event_.get(), POLLIN, 0};

@@ -18,8 +18,6 @@
 
 namespace vireo {
 
-class Serial8250;
-
 class Console {
  public:
   static Result<std::unique_ptr<Console>> Create(SerialMode mode, const std::string& path);
@@ -27,19 +25,26 @@ class Console {
 
   // The UART's output callback. Called on vCPU threads; writes straight through.
   std::function<void(std::span<const uint8_t>)> OutputSink();
-  // Starts feeding stdin into the UART (stdio mode only).
-  void StartInput(Serial8250& uart);
+  // Where stdin goes: the UART, or virtio-console with --console. Both take what fits.
+  struct InputSink {
+    std::function<size_t(std::span<const uint8_t>)> enqueue;
+    std::function<size_t()> space;
+  };
+  // Starts feeding stdin into `sink` (stdio mode only). The first call wins; the sink must
+  // outlive StopInput().
+  void StartInput(InputSink sink);
   void StopInput();
 
  private:
   Console() = default;
-  void InputLoop(Serial8250* uart);
+  void InputLoop();
 
   SerialMode mode_ = SerialMode::kNone;
   UniqueFd output_file_;
   int output_fd_ = -1;
   std::optional<termios> saved_termios_;
   UniqueFd stop_event_;
+  InputSink sink_;
   std::thread input_thread_;
 };
 

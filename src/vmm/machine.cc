@@ -25,7 +25,9 @@
 #include "devices/pci/config_access.h"
 #include "devices/pci/msix.h"
 #include "devices/pci/pci_bus.h"
+#include "virtio/balloon/balloon.h"
 #include "virtio/blk.h"
+#include "virtio/console.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
@@ -62,6 +64,7 @@ Result<PersistentDevices> PersistentDevices::Create(const VmConfig& config) {
   p.com1 = std::make_shared<Serial8250>(p.com1_irq, p.console->OutputSink());
   uint64_t low_ram = std::min(config.memory, x86::kMmioHoleStart);
   p.rtc = std::make_shared<CmosRtc>(low_ram, config.memory - low_ram);
+  if (config.console) p.virtio_console = std::make_shared<virtio::Console>(p.console->OutputSink());
   return p;
 }
 
@@ -137,6 +140,12 @@ Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtio
     devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*blk)));
   }
   if (config_.rng) devices.push_back(std::make_shared<virtio::Rng>());
+  if (persistent_.virtio_console) devices.push_back(persistent_.virtio_console);
+  if (config_.balloon) {
+    auto balloon = virtio::balloon::Balloon::Create({}, *io_loop_);
+    if (!balloon) return Wrap("--balloon", balloon.error());
+    devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*balloon)));
+  }
   if (devices.size() > std::size(x86::kVirtioMmioGsis)) {
     return Fail("{} virtio devices asked for; the virtio-mmio transport has {} slots",
                 devices.size(), std::size(x86::kVirtioMmioGsis));
@@ -309,7 +318,18 @@ RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
   stop_.set_on_stop([this] {
     for (auto& vcpu : vcpus_) vcpu->Kick();
   });
-  persistent_.console->StartInput(*persistent_.com1);
+  // stdin feeds virtio-console when there is one, else the UART; both outlive this machine.
+  if (persistent_.virtio_console) {
+    virtio::Console& console = *persistent_.virtio_console;
+    persistent_.console->StartInput(
+        {[&console](std::span<const uint8_t> bytes) { return console.EnqueueInput(bytes); },
+         [&console] { return console.input_space(); }});
+  } else {
+    Serial8250& uart = *persistent_.com1;
+    persistent_.console->StartInput(
+        {[&uart](std::span<const uint8_t> bytes) { return uart.EnqueueInput(bytes); },
+         [&uart] { return uart.input_space(); }});
+  }
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
   for (size_t i = 0; i < vcpus_.size(); ++i) {

@@ -29,7 +29,8 @@ class Serial8250;
 class CmosRtc;
 namespace virtio {
 class VirtioDevice;
-}
+class Console;
+}  // namespace virtio
 
 // What survives a guest reset: the console and its UART, and the battery-backed CMOS.
 struct PersistentDevices {
@@ -37,6 +38,7 @@ struct PersistentDevices {
   std::shared_ptr<VmIrqLine> com1_irq;
   std::shared_ptr<Serial8250> com1;
   std::shared_ptr<CmosRtc> rtc;
+  std::shared_ptr<virtio::Console> virtio_console;  // with --console
 
   static Result<PersistentDevices> Create(const VmConfig& config);
 };

@@ -41,6 +41,8 @@ struct VmConfig {
   VirtioTransport transport = VirtioTransport::kPci;
   std::vector<DiskConfig> disks;
   bool rng = false;
+  bool console = false;  // virtio-console on stdio; stdin then goes to it, not the UART
+  bool balloon = false;
 };
 
 }  // namespace vireo
