@@ -71,6 +71,21 @@ Result<DiskConfig> ParseDiskOption(std::string_view text) {
   return disk;
 }
 
+Result<NetConfig> ParseNetOption(std::string_view text) {
+  static constexpr std::array<std::string_view, 2> kKeys = {"tap", "mac"};
+  auto kv = VIREO_TRY(ParseKeyValues(text, "--net", kKeys));
+  NetConfig net;
+  auto tap = kv.find("tap");
+  if (tap == kv.end() || tap->second.empty()) return Fail("--net {}: tap=NAME is required", text);
+  // IFNAMSIZ is 16 including the NUL.
+  if (tap->second.size() > 15) {
+    return Fail("--net tap={}: interface names are at most 15 characters", tap->second);
+  }
+  net.tap = tap->second;
+  if (auto it = kv.find("mac"); it != kv.end()) net.mac = it->second;
+  return net;
+}
+
 Result<VirtioTransport> ParseTransport(std::string_view text) {
   if (text == "mmio") return VirtioTransport::kMmio;
   if (text == "pci") return VirtioTransport::kPci;

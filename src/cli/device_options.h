@@ -21,6 +21,7 @@ Result<std::map<std::string, std::string>> ParseKeyValues(
 Result<bool> ParseOnOff(std::string_view value, std::string_view what);
 
 Result<DiskConfig> ParseDiskOption(std::string_view text);
+Result<NetConfig> ParseNetOption(std::string_view text);
 Result<VirtioTransport> ParseTransport(std::string_view text);
 
 }  // namespace vireo::cli

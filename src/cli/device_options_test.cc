@@ -35,6 +35,16 @@ TEST(ParseDiskOption, ErrorsNameTheKey) {
   EXPECT_FALSE(ParseDiskOption("d.img"));
 }
 
+TEST(ParseNetOption, TapAndMac) {
+  auto net = ParseNetOption("tap=vireo0,mac=52:54:00:12:34:56");
+  ASSERT_TRUE(net) << net.error().message;
+  EXPECT_EQ(net->tap, "vireo0");
+  EXPECT_EQ(net->mac, "52:54:00:12:34:56");
+  EXPECT_FALSE(ParseNetOption("mac=52:54:00:12:34:56"));  // no tap
+  EXPECT_FALSE(ParseNetOption("tap=a-very-long-interface-name"));
+  EXPECT_FALSE(ParseNetOption("tap=t0,speed=10G"));
+}
+
 TEST(ParseTransport, MmioOrPci) {
   EXPECT_EQ(*ParseTransport("mmio"), VirtioTransport::kMmio);
   EXPECT_EQ(*ParseTransport("pci"), VirtioTransport::kPci);

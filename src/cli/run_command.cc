@@ -131,6 +131,7 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   run->add_option("--disk", o.disk_texts,
                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]"
                   "[,discard=on] (repeatable)");
+  run->add_option("--net", o.net_texts, "virtio-net on a tap: tap=NAME[,mac=MAC] (repeatable)");
   run->add_flag("--rng", o.config.rng, "Add a virtio-rng device fed by getrandom()");
   run->add_flag("--console", o.config.console,
                 "Add a virtio-console (hvc0) on stdio; stdin goes to it instead of the UART");
@@ -197,6 +198,7 @@ Status ValidateRunOptions(RunOptions& o) {
   }
 
   for (const std::string& text : o.disk_texts) c.disks.push_back(VIREO_TRY(ParseDiskOption(text)));
+  for (const std::string& text : o.net_texts) c.nets.push_back(VIREO_TRY(ParseNetOption(text)));
   c.transport = VIREO_TRY(ParseTransport(o.transport_text));
   if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
   if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";

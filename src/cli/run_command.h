@@ -23,6 +23,7 @@ struct RunOptions {
   std::string boot_text = "auto";
   std::string transport_text = "pci";
   std::vector<std::string> disk_texts;
+  std::vector<std::string> net_texts;
   bool cmdline_given = false;
   bool verbose = false;
 };

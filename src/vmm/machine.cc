@@ -29,6 +29,8 @@
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/mmio_transport.h"
+#include "virtio/net/mac.h"
+#include "virtio/net/net.h"
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
 #include "vmm/exit_handler.h"
@@ -49,9 +51,14 @@ class VmMsiSink : public pci::MsiSink {
   accel::Vm& vm_;
 };
 
-// The eventfd a device wants KVM to signal for guest notifications, or -1.
-int NotifyFd(virtio::VirtioDevice& device) {
-  if (auto* blk = dynamic_cast<virtio::Blk*>(&device)) return blk->notify_fd();
+// The eventfd a device wants KVM to signal for notifications of `queue`, or -1 for devices
+// that handle notifications on the vCPU thread (rng, console).
+int NotifyFd(virtio::VirtioDevice& device, uint16_t queue) {
+  if (auto* blk = dynamic_cast<virtio::Blk*>(&device)) return queue == 0 ? blk->notify_fd() : -1;
+  if (auto* net = dynamic_cast<virtio::Net*>(&device)) return net->notify_fd(queue);
+  if (auto* balloon = dynamic_cast<virtio::balloon::Balloon*>(&device)) {
+    return balloon->notify_fd(queue);
+  }
   return -1;
 }
 
@@ -139,6 +146,18 @@ Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtio
     if (!blk) return Wrap(fmt::format("--disk path={}", disk.path), blk.error());
     devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*blk)));
   }
+  for (const NetConfig& net : config_.nets) {
+    virtio::NetOptions options;
+    options.tap_name = net.tap;
+    if (!net.mac.empty()) {
+      auto mac = virtio::ParseMac(net.mac);
+      if (!mac) return Wrap(fmt::format("--net mac={}", net.mac), mac.error());
+      options.mac = *mac;
+    }
+    auto device = virtio::Net::Create(options, *io_loop_);
+    if (!device) return Wrap(fmt::format("--net tap={}", net.tap), device.error());
+    devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*device)));
+  }
   if (config_.rng) devices.push_back(std::make_shared<virtio::Rng>());
   if (persistent_.virtio_console) devices.push_back(persistent_.virtio_console);
   if (config_.balloon) {
@@ -163,12 +182,14 @@ Status Machine::AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioD
     VIREO_TRY_STATUS(mmio_.Insert(transport, base, x86::kVirtioMmioSlotSize));
     // Devices with their own notify eventfd get it as a KVM ioeventfd on QueueNotify (queue
     // 0 written there), so a guest's kick reaches the I/O thread without a vCPU exit.
-    if (auto* blk = dynamic_cast<virtio::Blk*>(devices[i].get())) {
+    for (uint16_t q = 0; q < devices[i]->num_queues(); ++q) {
+      int fd = NotifyFd(*devices[i], q);
+      if (fd < 0) continue;
       accel::Vm::IoEvent notify{.mmio = true,
                                 .address = base + virtio::MmioTransport::kQueueNotify,
                                 .length = 4,
-                                .datamatch = 0};
-      VIREO_TRY_STATUS(vm_->AddIoEvent(notify, blk->notify_fd()));
+                                .datamatch = q};
+      VIREO_TRY_STATUS(vm_->AddIoEvent(notify, fd));
     }
   }
   return {};
@@ -232,26 +253,27 @@ Status Machine::BuildPci(std::shared_ptr<BusDevice> reset_control) {
 Status Machine::AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices) {
   for (const auto& device : devices) {
     auto transport = std::make_shared<virtio::PciTransport>(*memory_, device, *msi_sink_);
-    if (int fd = NotifyFd(*device); fd >= 0) {
-      // Follow the guest's BAR programming: each queue's notify address gets the device's
-      // eventfd as a KVM ioeventfd (any width; the address alone picks the queue).
-      transport->SetNotifyAddressListener([this, fd](uint16_t, std::optional<uint64_t> old_address,
-                                                     std::optional<uint64_t> new_address) {
-        accel::Vm::IoEvent event{
-            .mmio = true, .address = 0, .length = 0, .datamatch = std::nullopt};
-        if (old_address) {
-          event.address = *old_address;
-          (void)vm_->RemoveIoEvent(event, fd);
+    // Follow the guest's BAR programming: each queue's notify address gets the device's
+    // eventfd as a KVM ioeventfd (any width; the address alone picks the queue).
+    virtio::VirtioDevice* target = device.get();  // owned by the transport, which owns this
+    transport->SetNotifyAddressListener([this, target](uint16_t queue,
+                                                       std::optional<uint64_t> old_address,
+                                                       std::optional<uint64_t> new_address) {
+      int fd = NotifyFd(*target, queue);
+      if (fd < 0) return;
+      accel::Vm::IoEvent event{.mmio = true, .address = 0, .length = 0, .datamatch = std::nullopt};
+      if (old_address) {
+        event.address = *old_address;
+        (void)vm_->RemoveIoEvent(event, fd);
+      }
+      if (new_address) {
+        event.address = *new_address;
+        if (auto added = vm_->AddIoEvent(event, fd); !added) {
+          Log(LogLevel::kWarn, "virtio-pci notify at {:#x}: {}", *new_address,
+              added.error().message);
         }
-        if (new_address) {
-          event.address = *new_address;
-          if (auto added = vm_->AddIoEvent(event, fd); !added) {
-            Log(LogLevel::kWarn, "virtio-pci notify at {:#x}: {}", *new_address,
-                added.error().message);
-          }
-        }
-      });
-    }
+      }
+    });
     auto slot = pci_bus_->AddDevice(transport);
     if (!slot) return Wrap(fmt::format("adding {} to PCI bus 0", device->name()), slot.error());
   }

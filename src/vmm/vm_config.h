@@ -16,6 +16,11 @@ enum class SerialMode { kStdio, kFile, kNone };
 
 enum class VirtioTransport { kMmio, kPci };
 
+struct NetConfig {
+  std::string tap;  // tap device name (created if missing; needs CAP_NET_ADMIN)
+  std::string mac;  // "52:54:00:12:34:56"; empty: random, locally administered
+};
+
 struct DiskConfig {
   std::string path;
   bool read_only = false;
@@ -40,6 +45,7 @@ struct VmConfig {
   // virtio devices
   VirtioTransport transport = VirtioTransport::kPci;
   std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nets;
   bool rng = false;
   bool console = false;  // virtio-console on stdio; stdin then goes to it, not the UART
   bool balloon = false;
