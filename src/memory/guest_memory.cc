@@ -77,6 +77,7 @@ std::optional<std::span<uint8_t>> GuestMemory::Span(GuestAddress addr, uint64_t 
 bool GuestMemory::Read(GuestAddress addr, std::span<uint8_t> out) const {
   auto span = Span(addr, out.size());
   if (!span) return false;
+  if (out.empty()) return true;  // memcpy's pointers must be valid even for 0 bytes
   std::memcpy(out.data(), span->data(), out.size());
   return true;
 }
@@ -84,6 +85,7 @@ bool GuestMemory::Read(GuestAddress addr, std::span<uint8_t> out) const {
 bool GuestMemory::Write(GuestAddress addr, std::span<const uint8_t> data) const {
   auto span = Span(addr, data.size());
   if (!span) return false;
+  if (data.empty()) return true;
   std::memcpy(span->data(), data.data(), data.size());
   return true;
 }

@@ -49,6 +49,13 @@ TEST(GuestMemory, RejectsOverlappingRanges) {
   EXPECT_FALSE(GuestMemory::Create(ranges, {}));
 }
 
+TEST(GuestMemory, EmptyAccessesInsideRamSucceed) {
+  GuestMemory memory = TwoRegions();
+  EXPECT_TRUE(memory.Read(0x100, std::span<uint8_t>()));
+  EXPECT_TRUE(memory.Write(0x100, std::span<const uint8_t>()));
+  EXPECT_FALSE(memory.Read(0x20000, std::span<uint8_t>())) << "still outside RAM";
+}
+
 TEST(GuestMemory, TotalSizeSumsRegions) { EXPECT_EQ(TwoRegions().total_size(), 0x20000u); }
 
 }  // namespace
