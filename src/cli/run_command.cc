@@ -15,6 +15,7 @@
 #include "arch/x86/layout.h"
 #include "base/log.h"
 #include "base/size_parse.h"
+#include "virtio/vsock/host_socket.h"
 #include "vmm/default_guest.h"
 #include "vmm/machine.h"
 
@@ -132,6 +133,9 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
                   "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]"
                   "[,discard=on] (repeatable)");
   run->add_option("--net", o.net_texts, "virtio-net on a tap: tap=NAME[,mac=MAC] (repeatable)");
+  run->add_option("--vsock", o.vsock_text,
+                  "virtio-vsock: cid=N,uds=PATH (host connects to PATH and sends "
+                  "\"CONNECT <port>\\n\"; guest connects go to PATH_<port>)");
   run->add_flag("--rng", o.config.rng, "Add a virtio-rng device fed by getrandom()");
   run->add_flag("--console", o.config.console,
                 "Add a virtio-console (hvc0) on stdio; stdin goes to it instead of the UART");
@@ -199,6 +203,11 @@ Status ValidateRunOptions(RunOptions& o) {
 
   for (const std::string& text : o.disk_texts) c.disks.push_back(VIREO_TRY(ParseDiskOption(text)));
   for (const std::string& text : o.net_texts) c.nets.push_back(VIREO_TRY(ParseNetOption(text)));
+  if (!o.vsock_text.empty()) {
+    auto vsock = virtio::vsock::ParseVsockSpec(o.vsock_text);
+    if (!vsock) return Wrap("--vsock", vsock.error());
+    c.vsock = VmConfig::Vsock{vsock->guest_cid, vsock->uds_path};
+  }
   c.transport = VIREO_TRY(ParseTransport(o.transport_text));
   if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
   if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";

@@ -24,6 +24,7 @@ struct RunOptions {
   std::string transport_text = "pci";
   std::vector<std::string> disk_texts;
   std::vector<std::string> net_texts;
+  std::string vsock_text;
   bool cmdline_given = false;
   bool verbose = false;
 };

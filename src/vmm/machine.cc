@@ -33,6 +33,7 @@
 #include "virtio/net/net.h"
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
+#include "virtio/vsock/vsock.h"
 #include "vmm/exit_handler.h"
 
 namespace vireo {
@@ -59,6 +60,7 @@ int NotifyFd(virtio::VirtioDevice& device, uint16_t queue) {
   if (auto* balloon = dynamic_cast<virtio::balloon::Balloon*>(&device)) {
     return balloon->notify_fd(queue);
   }
+  if (auto* vsock = dynamic_cast<virtio::Vsock*>(&device)) return vsock->notify_fd(queue);
   return -1;
 }
 
@@ -160,6 +162,14 @@ Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtio
   }
   if (config_.rng) devices.push_back(std::make_shared<virtio::Rng>());
   if (persistent_.virtio_console) devices.push_back(persistent_.virtio_console);
+  if (config_.vsock) {
+    virtio::vsock::VsockOptions options;
+    options.guest_cid = config_.vsock->cid;
+    options.uds_path = config_.vsock->uds;
+    auto vsock = virtio::Vsock::Create(options, *io_loop_);
+    if (!vsock) return Wrap("--vsock", vsock.error());
+    devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*vsock)));
+  }
   if (config_.balloon) {
     auto balloon = virtio::balloon::Balloon::Create({}, *io_loop_);
     if (!balloon) return Wrap("--balloon", balloon.error());

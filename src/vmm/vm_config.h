@@ -46,6 +46,11 @@ struct VmConfig {
   VirtioTransport transport = VirtioTransport::kPci;
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;
+  struct Vsock {
+    uint64_t cid = 3;
+    std::string uds;  // host side: the VMM listens here; guest connects go to <uds>_<port>
+  };
+  std::optional<Vsock> vsock;
   bool rng = false;
   bool console = false;  // virtio-console on stdio; stdin then goes to it, not the UART
   bool balloon = false;
