@@ -35,6 +35,7 @@
 #include "virtio/rng.h"
 #include "virtio/vsock/vsock.h"
 #include "vmm/exit_handler.h"
+#include "vmm/irqfd_line.h"
 
 namespace vireo {
 namespace {
@@ -184,8 +185,10 @@ Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtio
 
 Status Machine::AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices) {
   for (size_t i = 0; i < devices.size(); ++i) {
-    auto irq = std::make_shared<VmIrqLine>(x86::kVirtioMmioGsis[i]);
-    irq->Attach(vm_.get());
+    // The device raises its interrupt from the I/O thread through a KVM irqfd.
+    auto event = VIREO_TRY(EventFd::Create());
+    VIREO_TRY_STATUS(vm_->AddIrqFd(x86::kVirtioMmioGsis[i], event.fd()));
+    auto irq = std::make_shared<IrqFdLine>(std::move(event));
     virtio_irqs_.push_back(irq);
     auto transport = std::make_shared<virtio::MmioTransport>(*memory_, devices[i], irq);
     const GuestAddress base = x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize;

@@ -83,7 +83,7 @@ class Machine {
   Bus pio_{"pio"};
   Bus mmio_{"mmio"};
   std::shared_ptr<VmIrqLine> keyboard_irq_;
-  std::vector<std::shared_ptr<VmIrqLine>> virtio_irqs_;
+  std::vector<std::shared_ptr<InterruptLine>> virtio_irqs_;
   std::vector<std::shared_ptr<virtio::VirtioDevice>> virtio_devices_;
   std::unique_ptr<pci::MsiSink> msi_sink_;
   std::unique_ptr<pci::PciBus> pci_bus_;
