@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   acpica-tools
   clang libclang-rt-14-dev
+  iproute2 python3
 )
 # Extra packages for `make bench` only (the QEMU peer it compares against).
 if [[ "${1:-}" == "--bench" ]]; then
