@@ -76,6 +76,8 @@ class Vm {
   virtual Status RemoveIrqFd(uint32_t gsi, int event_fd) = 0;
   // Delivers one message-signalled interrupt (PCI MSI/MSI-X) now.
   virtual Status SignalMsi(uint64_t address, uint32_t data) = 0;
+  // Routes a new GSI to the MSI message (address, data), for use with AddIrqFd; returns it.
+  virtual Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) = 0;
 };
 
 class Accelerator {

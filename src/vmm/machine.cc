@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "arch/x86/acpi/acpi.h"
 #include "arch/x86/boot_cpu.h"
@@ -43,14 +45,37 @@ namespace {
 constexpr uint32_t kKeyboardGsi = 1;
 constexpr uint16_t kAcpiPmBase = 0x600;
 
-// MSI/MSI-X messages from PCI devices, delivered by the accelerator (KVM_SIGNAL_MSI).
+// MSI/MSI-X messages from PCI devices. The first time a message (address, data) is sent it
+// gets a KVM GSI route and an irqfd; every later one is a single eventfd write. Guests
+// program a handful of vectors, so the table stays small; past kMaxRoutes (or if a route
+// cannot be made) messages go through KVM_SIGNAL_MSI instead.
 class VmMsiSink : public pci::MsiSink {
  public:
   explicit VmMsiSink(accel::Vm& vm) : vm_(vm) {}
-  void SendMsi(uint64_t address, uint32_t data) override { (void)vm_.SignalMsi(address, data); }
+  void SendMsi(uint64_t address, uint32_t data) override {
+    std::lock_guard lock(mutex_);  // devices send from the I/O thread, unmasking from vCPUs
+    auto key = std::make_pair(address, data);
+    if (auto it = routes_.find(key); it != routes_.end()) {
+      it->second.Signal();
+      return;
+    }
+    if (routes_.size() < kMaxRoutes) {
+      auto gsi = vm_.AddMsiRoute(address, data);
+      auto event = EventFd::Create();
+      if (gsi && event && vm_.AddIrqFd(*gsi, event->fd())) {
+        event->Signal();
+        routes_.emplace(key, std::move(*event));
+        return;
+      }
+    }
+    (void)vm_.SignalMsi(address, data);
+  }
 
  private:
+  static constexpr size_t kMaxRoutes = 256;
   accel::Vm& vm_;
+  std::mutex mutex_;
+  std::map<std::pair<uint64_t, uint32_t>, EventFd> routes_;
 };
 
 // The eventfd a device wants KVM to signal for notifications of `queue`, or -1 for devices

@@ -180,6 +180,18 @@ TEST_F(KvmTest, IrqFdCanBeAttachedAndDetached) {
   EXPECT_TRUE(vm_->RemoveIrqFd(5, event.get()));
 }
 
+TEST_F(KvmTest, MsiRoutesGetFreshGsisThatTakeAnIrqFd) {
+  auto first = vm_->AddMsiRoute(0xfee00000, 0x41);
+  auto second = vm_->AddMsiRoute(0xfee01000, 0x42);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_GE(*first, 24u) << "GSIs 0-23 are the PIC and IOAPIC lines";
+  EXPECT_NE(*first, *second);
+  UniqueFd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  ASSERT_TRUE(vm_->AddIrqFd(*second, event.get()));
+  EXPECT_TRUE(vm_->RemoveIrqFd(*second, event.get()));
+}
+
 TEST(KvmOpen, MissingDeviceNamesTheFix) {
   auto kvm = KvmAccelerator::Open("/nonexistent/kvm");
   ASSERT_FALSE(kvm);

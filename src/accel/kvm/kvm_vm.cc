@@ -20,7 +20,7 @@ namespace {
 // master/slave 8259s, and GSIs 0-23 reach the IOAPIC pin of the same number, except that
 // the PIT's IRQ 0 is wired to IOAPIC pin 2 (and nothing else is), matching the MADT's
 // interrupt source override IRQ0 -> GSI2. KVM's default table would send GSI 0 to pin 0.
-Status SetPcGsiRouting(int vm_fd) {
+std::vector<kvm_irq_routing_entry> PcGsiRoutes() {
   std::vector<kvm_irq_routing_entry> entries;
   auto route = [&](uint32_t gsi, uint32_t chip, uint32_t pin) {
     kvm_irq_routing_entry e{};
@@ -41,6 +41,11 @@ Status SetPcGsiRouting(int vm_fd) {
       route(gsi, KVM_IRQCHIP_IOAPIC, gsi);
     }
   }
+  return entries;
+}
+
+// KVM_SET_GSI_ROUTING replaces the whole table, so every change sends all of it.
+Status SetGsiRouting(int vm_fd, const std::vector<kvm_irq_routing_entry>& entries) {
   std::vector<uint8_t> buffer(sizeof(kvm_abi::IrqRoutingHeader) +
                               entries.size() * sizeof(kvm_irq_routing_entry));
   auto* header = reinterpret_cast<kvm_abi::IrqRoutingHeader*>(buffer.data());
@@ -76,13 +81,35 @@ Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
   if (::ioctl(fd.get(), KVM_CREATE_IRQCHIP, 0) < 0) {
     return Fail("KVM_CREATE_IRQCHIP failed: {}", std::strerror(errno));
   }
-  VIREO_TRY_STATUS(SetPcGsiRouting(fd.get()));
+  std::vector<kvm_irq_routing_entry> routes = PcGsiRoutes();
+  VIREO_TRY_STATUS(SetGsiRouting(fd.get(), routes));
   kvm_pit_config pit{};
   pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 handled in the kernel, no speaker
   if (::ioctl(fd.get(), KVM_CREATE_PIT2, &pit) < 0) {
     return Fail("KVM_CREATE_PIT2 failed: {}", std::strerror(errno));
   }
-  return std::unique_ptr<KvmVm>(new KvmVm(kvm, std::move(fd)));
+  auto vm = std::unique_ptr<KvmVm>(new KvmVm(kvm, std::move(fd)));
+  vm->routes_ = std::move(routes);
+  return vm;
+}
+
+Result<uint32_t> KvmVm::AddMsiRoute(uint64_t address, uint32_t data) {
+  std::lock_guard lock(routes_mutex_);
+  if (next_msi_gsi_ >= kMaxGsi) {
+    return Fail("no free GSI for another MSI route ({} in use)", next_msi_gsi_ - kFirstMsiGsi);
+  }
+  kvm_irq_routing_entry e{};
+  e.gsi = next_msi_gsi_;
+  e.type = KVM_IRQ_ROUTING_MSI;
+  e.u.msi.address_lo = static_cast<uint32_t>(address);
+  e.u.msi.address_hi = static_cast<uint32_t>(address >> 32);
+  e.u.msi.data = data;
+  routes_.push_back(e);
+  if (auto set = SetGsiRouting(fd_.get(), routes_); !set) {
+    routes_.pop_back();
+    return tl::unexpected(set.error());
+  }
+  return next_msi_gsi_++;
 }
 
 Status KvmVm::MapMemory(const GuestMemory& memory) {

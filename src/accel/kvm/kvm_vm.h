@@ -1,7 +1,11 @@
 // KvmVm: one KVM VM fd with the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
 #pragma once
 
+#include <linux/kvm.h>
+
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "accel/accelerator.h"
 #include "base/unique_fd.h"
@@ -23,6 +27,7 @@ class KvmVm : public accel::Vm {
   Status AddIrqFd(uint32_t gsi, int event_fd) override;
   Status RemoveIrqFd(uint32_t gsi, int event_fd) override;
   Status SignalMsi(uint64_t address, uint32_t data) override;
+  Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) override;
 
   int fd() const { return fd_.get(); }
 
@@ -31,8 +36,15 @@ class KvmVm : public accel::Vm {
   Status IoEventIoctl(const IoEvent& event, int event_fd, bool deassign);
   Status IrqFdIoctl(uint32_t gsi, int event_fd, bool deassign);
 
+  // GSIs 0-23 are the PIC/IOAPIC lines; MSI routes take the GSIs above them.
+  static constexpr uint32_t kFirstMsiGsi = 24;
+  static constexpr uint32_t kMaxGsi = 1024;
+
   const KvmAccelerator& kvm_;
   UniqueFd fd_;
+  std::mutex routes_mutex_;
+  std::vector<kvm_irq_routing_entry> routes_;
+  uint32_t next_msi_gsi_ = kFirstMsiGsi;
   uint32_t next_slot_ = 0;
 };
 
