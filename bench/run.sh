@@ -6,7 +6,10 @@
 # Needs, in BUILD_DIR: vireo, bench/vmm_probe, bench/raw_exit_floor, guests/bench_exits.elf,
 # guests/bench_first_byte.elf (all built by default), plus qemu-system-x86_64 and /dev/kvm.
 # Environment: RUNS (runs per measurement, default 11, at least 10 for the report),
-# N1/N2 (loop counts for the exit cases, default 1000/21000).
+# N1/N2 (loop counts for the exit cases, default 1000/21000); for the virtio-blk cases
+# (guests/bench_blk.elf): BLK_RUNS (default 5), BLK_OPS (4 KiB requests per random case, default
+# 4000), BLK_SEQ_MIB (MiB per sequential case, default 64), BLK_DIRS (where the raw images go,
+# default "/dev/shm /var/tmp"; empty: skip the virtio-blk cases).
 #
 # Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
 # first being the host description) and .txt (the table printed below), and copies them to
@@ -25,13 +28,18 @@ probe="$build/bench/vmm_probe"
 floor="$build/bench/raw_exit_floor"
 exits_elf="$build/guests/bench_exits.elf"
 first_elf="$build/guests/bench_first_byte.elf"
+blk_elf="$build/guests/bench_blk.elf"
+blk_runs=${BLK_RUNS:-5}
+blk_ops=${BLK_OPS:-4000}
+blk_seq_mib=${BLK_SEQ_MIB:-64}
+blk_dirs=${BLK_DIRS-/dev/shm /var/tmp}
 qemu_bin=${QEMU:-qemu-system-x86_64}
 
 die() {
   echo "bench: $*" >&2
   exit 1
 }
-for f in "$vireo" "$probe" "$floor" "$exits_elf" "$first_elf"; do
+for f in "$vireo" "$probe" "$floor" "$exits_elf" "$first_elf" "$blk_elf"; do
   [[ -e "$f" ]] || die "missing $f: build first (cmake --build $build)"
 done
 [[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm is not usable by $(id -un)"
@@ -44,7 +52,8 @@ mkdir -p "$outdir"
 jsonl="$outdir/results-$stamp.jsonl"
 txt="$outdir/results-$stamp.txt"
 scratch=$(mktemp -d /tmp/vireo-bench.XXXXXX)
-trap 'rm -rf "$scratch"' EXIT
+blk_images=()
+trap 'rm -rf "$scratch" "${blk_images[@]}"' EXIT
 
 log() { echo "bench: $*" >&2; }
 
@@ -162,6 +171,66 @@ log "raw-ioctl floor, $runs runs per case"
 "$floor" --runs "$runs" --cpl0-n "$n1" "$n2" --cpl3-n "$n1" "$n2" |
   sed 's/^{"case"/{"bench": "floor", "case"/' >>"$jsonl"
 
+# --- 5. virtio-blk ---------------------------------------------------------------------------
+# The bench_blk guest (tests/guests/bench_blk.cc) runs every case in one boot, its loops at CPL3
+# polling the used ring, and prints guest TSC ticks per case; vmm_probe blk converts them. The
+# image is a raw file of 128 MiB written with zeros first (so tmpfs has its pages and the disk
+# file its blocks). Vireo: its default virtio-pci transport. QEMU: virtio-blk-pci, modern only,
+# on q35 (SeaBIOS) and on microvm with PCIe, both cache=writeback (host page cache, as Vireo's
+# cache=writeback), aio=io_uring if this QEMU accepts it, else aio=threads.
+blk_note=""
+blk_aio=io_uring
+blk_qemu_machines=()
+if [[ -n "$blk_dirs" && ${#qemu_cmd[@]} -gt 0 ]]; then
+  # Does QEMU accept the drive? Started paused (-S): an option error exits at once, while an
+  # accepted configuration runs until the timeout (status 124).
+  blk_probe_img="$scratch/probe.img"
+  truncate -s 1M "$blk_probe_img"
+  for aio in io_uring threads; do
+    status=0
+    timeout 3 "$qemu_bin" -M q35 -S -enable-kvm -m 64M -nodefaults -no-user-config -display none \
+      -drive "if=none,id=d0,file=$blk_probe_img,format=raw,cache=writeback,aio=$aio" \
+      -device virtio-blk-pci,drive=d0,disable-legacy=on >/dev/null 2>"$scratch/qemu-blk.err" ||
+      status=$?
+    if [[ $status -eq 124 ]]; then
+      blk_aio=$aio
+      break
+    fi
+    blk_note+="aio=$aio refused: $(head -c 200 "$scratch/qemu-blk.err" | tr '\n' ' '); "
+    blk_aio=""
+  done
+  [[ -n "$blk_aio" ]] && blk_qemu_machines=(q35 microvm,pcie=on)
+fi
+for dir in $blk_dirs; do
+  case "$dir" in
+    /dev/shm*) where=tmpfs ;;
+    *) where=disk ;;
+  esac
+  img="$dir/vireo-bench-blk-$stamp.img"
+  blk_images+=("$img")
+  if ! dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none 2>"$scratch/dd.err"; then
+    blk_note+="$dir: cannot write an image ($(tr '\n' ' ' <"$scratch/dd.err")); "
+    continue
+  fi
+  labels="vireo-$where"
+  cmdline=("$vireo" run --cpus 1 --memory 256M --serial stdio --boot pvh --kernel "$blk_elf"
+    --cmdline "blk.ops=$blk_ops blk.seq_mib=$blk_seq_mib" --disk "path=$img,cache=writeback")
+  for m in "${blk_qemu_machines[@]}"; do
+    labels+=",qemu-${m%%,*}-$where"
+    cmdline+=(--- "$qemu_bin" -M "$m" "${qemu_common[@]}" -kernel "$blk_elf"
+      -append "blk.ops=$blk_ops blk.seq_mib=$blk_seq_mib"
+      -drive "if=none,id=d0,file=$img,format=raw,cache=writeback,aio=$blk_aio"
+      -device virtio-blk-pci,drive=d0,disable-legacy=on)
+  done
+  log "virtio-blk on $where ($img), $blk_runs runs each after a warm-up, interleaved"
+  probe blk --labels "$labels" --runs "$blk_runs" --expect-status 1 --timeout-s 120 \
+    -- "${cmdline[@]}"
+  rm -f "$img"
+done
+printf '{"bench": "blk_setup", "qemu_aio": %s, "qemu_machines": %s, "note": %s, "ops": %s, "seq_mib": %s}\n' \
+  "$(json_str "${blk_aio:-none}")" "$(json_str "${blk_qemu_machines[*]:-none}")" \
+  "$(json_str "$blk_note")" "$blk_ops" "$blk_seq_mib" >>"$jsonl"
+
 # --- the table -------------------------------------------------------------------------------
 # get BENCH LABEL-OR-CASE KEY [MODE]: one number from the JSON lines ("n/a" if absent).
 get() {
@@ -175,6 +244,13 @@ get() {
   fi
   local v
   v=$(printf '%s' "$line" | sed -n "s/.*\"$3\": \([-0-9.]*\).*/\1/p")
+  echo "${v:-n/a}"
+}
+# get_blk LABEL CASE KEY: one number of the virtio-blk results ("n/a" if absent).
+get_blk() {
+  local v
+  v=$(grep "\"bench\": \"blk\", \"label\": \"$1\",.*\"case\": \"$2\"" "$jsonl" |
+    sed -n "s/.*\"$3\": \([-0-9.]*\).*/\1/p" || true)
   echo "${v:-n/a}"
 }
 ratio() {
@@ -222,6 +298,24 @@ row() {  # name unit vireo qemu floor
     "(fastest $(get startup floor-irqchip first_byte_min_ms)), exit" \
     "$(get startup floor-irqchip exit_ms) ms (fastest $(get startup floor-irqchip exit_min_ms))"
   echo "floor column: raw_exit_floor (start-up: --boot-probe; guest rdtsc rows: its in-loop time)"
+  if [[ -n "$blk_dirs" ]]; then
+    echo
+    echo "virtio-blk (guest bench_blk, CPL3 polling; medians of $blk_runs runs; QEMU aio=${blk_aio:-n/a})"
+    printf '%-30s %-5s %10s %10s %10s %8s %8s\n' case unit vireo qemu-q35 q-microvm v/q35 v/mvm
+    for where in tmpfs disk; do
+      for c in randread_qd1 randread_qd32 randwrite_qd1 randwrite_qd32 seqread seqwrite; do
+        key=iops unit=IOPS
+        [[ $c == seq* ]] && key=mb_s unit=MB/s
+        v=$(get_blk "vireo-$where" "$c" $key)
+        q=$(get_blk "qemu-q35-$where" "$c" $key)
+        m=$(get_blk "qemu-microvm-$where" "$c" $key)
+        printf '%-30s %-5s %10s %10s %10s %8s %8s\n' "$c ($where)" "$unit" "$v" "$q" "$m" \
+          "$(ratio "$v" "$q")" "$(ratio "$v" "$m")"
+      done
+    done
+    note=$(sed -n 's/.*"bench": "blk_setup".*"note": "\([^"]*\)".*/\1/p' "$jsonl")
+    if [[ -n "$note" ]]; then echo "virtio-blk notes: $note"; fi
+  fi
 } | tee "$txt"
 
 cp "$jsonl" "$outdir/results-latest.jsonl"

@@ -15,6 +15,12 @@
 //       trip with boot and teardown cancelled. Also reports the guest's own rdtsc count for the
 //       loop, converted with the host TSC rate, as a cross-check.
 //   vmm_probe patch --elf IN --out OUT --mode MODE --count N
+//   vmm_probe blk [common] -- CMD... [--- CMD...]
+//       Runs each command (the bench_blk guest, tests/guests/bench_blk.cc) R times, interleaved,
+//       after one warm-up run each, and reads the guest's lines "blk CASE ops=N bytes=B
+//       cycles=C": C guest TSC ticks for N requests of B bytes in all. Converts C with the host
+//       TSC rate and prints, per command and case, the median IOPS and MB/s (10^6 bytes/s) over
+//       the runs, with every sample.
 //
 // Several VMMs at once: `-- CMD_A... --- CMD_B...` with `--labels a,b`. Their runs are
 // interleaved (A, B, A, B, ...) so that load from elsewhere on the host, which drifts over
@@ -409,6 +415,77 @@ int Exits(const Options& o) {
   return 0;
 }
 
+// One "blk CASE ops=N bytes=B cycles=C" line of the bench_blk guest.
+struct BlkLine {
+  std::string name;
+  double ops = 0, bytes = 0, cycles = 0;
+};
+
+std::vector<BlkLine> BlkLines(const std::string& output) {
+  std::vector<BlkLine> out;
+  std::istringstream in(output);
+  std::string line;
+  while (std::getline(in, line)) {
+    char name[64];
+    unsigned long ops, bytes, cycles;
+    if (std::sscanf(line.c_str(), "blk %63s ops=%lu bytes=%lu cycles=%lu", name, &ops, &bytes,
+                    &cycles) == 4) {
+      out.push_back({name, double(ops), double(bytes), double(cycles)});
+    }
+  }
+  return out;
+}
+
+int Blk(const Options& o) {
+  TempDir dir;
+  size_t k = o.commands.size();
+  auto run = [&](size_t c) {
+    ChildResult r = RunChild(o.commands[c], o, dir / "stderr");
+    CheckStatus(r, o, o.commands[c]);
+    std::vector<BlkLine> lines = BlkLines(r.output);
+    if (lines.empty() || r.output.find("blk done") == std::string::npos) {
+      throw ProbeError("the guest did not finish its cases\n--- guest output ---\n" + r.output +
+                       "\n--- stderr ---\n" + r.stderr_tail);
+    }
+    return lines;
+  };
+  for (size_t c = 0; c < k; ++c) run(c);  // warm-up: page cache, the image's pages
+  std::vector<std::vector<std::string>> names(k);
+  std::vector<std::vector<std::vector<double>>> iops(k), mbs(k);
+  for (int i = 0; i < o.runs; ++i) {
+    for (size_t c = 0; c < k; ++c) {
+      std::vector<BlkLine> lines = run(c);
+      if (names[c].empty()) {
+        for (const auto& l : lines) names[c].push_back(l.name);
+        iops[c].resize(lines.size());
+        mbs[c].resize(lines.size());
+      }
+      if (lines.size() != names[c].size()) {
+        throw ProbeError("the guest's cases changed between runs");
+      }
+      for (size_t j = 0; j < lines.size(); ++j) {
+        // Kept as cycles for now; converted below once the TSC rate is known.
+        iops[c][j].push_back(lines[j].ops / lines[j].cycles);
+        mbs[c][j].push_back(lines[j].bytes / lines[j].cycles);
+      }
+    }
+  }
+  double tsc_per_ns = TscTicksPerNs();
+  for (size_t c = 0; c < k; ++c) {
+    for (size_t j = 0; j < names[c].size(); ++j) {
+      // per tick -> per second: * ticks/ns * 1e9; bytes/s -> MB/s: / 1e6.
+      for (double& x : iops[c][j]) x *= tsc_per_ns * 1e9;
+      for (double& x : mbs[c][j]) x *= tsc_per_ns * 1e3;
+      std::printf("%s, \"case\": %s, \"iops\": %.0f, \"mb_s\": %.1f, \"tsc_ghz\": %.3f, "
+                  "\"iops_samples\": %s, \"mb_s_samples\": %s}\n",
+                  Header("blk", o.labels[c], o.runs).c_str(), JsonString(names[c][j]).c_str(),
+                  Median(iops[c][j]), Median(mbs[c][j]), tsc_per_ns,
+                  JsonArray(iops[c][j]).c_str(), JsonArray(mbs[c][j]).c_str());
+    }
+  }
+  return 0;
+}
+
 std::vector<std::string> SplitCommas(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -492,6 +569,7 @@ int main(int argc, char** argv) {
     if (o.command == "startup") return Startup(o);
     if (o.command == "rss") return Rss(o);
     if (o.command == "exits") return Exits(o);
+    if (o.command == "blk") return Blk(o);
     if (o.command == "patch") {
       PatchGuest(o.elf, o.out, ModeNumber(o.mode), static_cast<uint32_t>(o.count));
       return 0;
@@ -499,7 +577,8 @@ int main(int argc, char** argv) {
     throw ProbeError("unknown subcommand " + o.command);
   } catch (const std::exception& e) {
     std::fprintf(stderr,
-                 "vmm_probe: %s\nusage: vmm_probe startup|rss|exits|patch [options] -- CMD...\n"
+                 "vmm_probe: %s\n"
+                 "usage: vmm_probe startup|rss|exits|blk|patch [options] -- CMD...\n"
                  "(see the comment at the top of bench/vmm_probe.cc)\n",
                  e.what());
     return 2;
