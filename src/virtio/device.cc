@@ -16,4 +16,13 @@ bool ReadConfigBytes(std::span<const uint8_t> config, uint64_t offset, std::span
   return true;
 }
 
+Status ActivateWithFeatures(VirtioDevice& device, const GuestMemory& memory,
+                            std::span<Queue> queues, uint64_t features, QueueInterrupt& interrupt) {
+  for (Queue& queue : queues) {
+    queue.set_event_idx((features & kFEventIdx) != 0);
+    queue.set_indirect_desc((features & kFIndirectDesc) != 0);
+  }
+  return device.Activate(ActivateContext{memory, queues, features, interrupt});
+}
+
 }  // namespace vireo::virtio

@@ -82,4 +82,10 @@ class VirtioDevice {
 // does not lie wholly inside it.
 bool ReadConfigBytes(std::span<const uint8_t> config, uint64_t offset, std::span<uint8_t> out);
 
+// DRIVER_OK (3.1.1 step 8), shared by every transport: applies the negotiated ring
+// features to the queues, then activates the device. On failure the transport sets
+// DEVICE_NEEDS_RESET and tells the driver.
+Status ActivateWithFeatures(VirtioDevice& device, const GuestMemory& memory,
+                            std::span<Queue> queues, uint64_t features, QueueInterrupt& interrupt);
+
 }  // namespace vireo::virtio

@@ -188,12 +188,7 @@ void PciTransport::WriteStatus(uint64_t value) {
       ResetLocked();
       return;
     case DeviceStatus::WriteResult::kDriverOk: {
-      for (Queue& queue : queues_) {
-        queue.set_event_idx((driver_features_ & kFEventIdx) != 0);
-        queue.set_indirect_desc((driver_features_ & kFIndirectDesc) != 0);
-      }
-      auto status =
-          device_->Activate(ActivateContext{memory_, queues_, driver_features_, interrupt_});
+      auto status = ActivateWithFeatures(*device_, memory_, queues_, driver_features_, interrupt_);
       if (!status) {
         counters_.activation_failures++;
         Log(LogLevel::kWarn, "{}: activation failed: {}", name_, status.error().message);
