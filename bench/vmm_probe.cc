@@ -476,11 +476,12 @@ int Blk(const Options& o) {
       // per tick -> per second: * ticks/ns * 1e9; bytes/s -> MB/s: / 1e6.
       for (double& x : iops[c][j]) x *= tsc_per_ns * 1e9;
       for (double& x : mbs[c][j]) x *= tsc_per_ns * 1e3;
-      std::printf("%s, \"case\": %s, \"iops\": %.0f, \"mb_s\": %.1f, \"tsc_ghz\": %.3f, "
-                  "\"iops_samples\": %s, \"mb_s_samples\": %s}\n",
-                  Header("blk", o.labels[c], o.runs).c_str(), JsonString(names[c][j]).c_str(),
-                  Median(iops[c][j]), Median(mbs[c][j]), tsc_per_ns,
-                  JsonArray(iops[c][j]).c_str(), JsonArray(mbs[c][j]).c_str());
+      std::printf(
+          "%s, \"case\": %s, \"iops\": %.0f, \"mb_s\": %.1f, \"tsc_ghz\": %.3f, "
+          "\"iops_samples\": %s, \"mb_s_samples\": %s}\n",
+          Header("blk", o.labels[c], o.runs).c_str(), JsonString(names[c][j]).c_str(),
+          Median(iops[c][j]), Median(mbs[c][j]), tsc_per_ns, JsonArray(iops[c][j]).c_str(),
+          JsonArray(mbs[c][j]).c_str());
     }
   }
   return 0;

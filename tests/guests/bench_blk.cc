@@ -35,11 +35,11 @@ constexpr uint64_t kBlkFFlush = 1ull << 9;
 constexpr uint32_t kSector = 512;
 
 constexpr uint16_t kRingMax = 256;
-constexpr int kMaxSlots = 32;                // requests in flight, at most
-constexpr uint32_t kSmall = 4096;            // random request size
-constexpr uint32_t kLarge = 1u << 20;        // sequential request size
+constexpr int kMaxSlots = 32;          // requests in flight, at most
+constexpr uint32_t kSmall = 4096;      // random request size
+constexpr uint32_t kLarge = 1u << 20;  // sequential request size
 constexpr int kMaxSeqQd = 4;
-constexpr int kMaxSegs = 6;                  // data descriptors per request (SIZE_MAX splits)
+constexpr int kMaxSegs = 6;  // data descriptors per request (SIZE_MAX splits)
 
 struct BlkReqHeader {
   uint32_t type;

@@ -1,6 +1,6 @@
 // unclaimed_io: accesses where no device lives must read as all ones and swallow writes.
-// Port 0x1234: 3 reads (byte, word, dword), 3 writes. MMIO 0xf0000000 (in the 32-bit hole, outside the PCI BAR window,
-// below any Vireo device): 4 reads (8/16/32/64-bit), 4 writes.
+// Port 0x1234: 3 reads (byte, word, dword), 3 writes. MMIO 0xf0000000 (in the 32-bit hole, outside
+// the PCI BAR window, below any Vireo device): 4 reads (8/16/32/64-bit), 4 writes.
 //
 // Prints one "pio"/"mmio" line per read with the value.
 // Exit: debug-exit 0 (status 1) after "PASS unclaimed_io"; otherwise debug-exit with a bit mask
