@@ -144,7 +144,7 @@ class Blk : public VirtioDevice {
   bool needs_reset() const override;
 
   // The eventfd that QueueNotify(0) signals; hand it to KVM as the queue's ioeventfd.
-  int notify_fd() const { return notify_.fd(); }
+  int notify_fd(uint16_t queue) const override { return queue == 0 ? notify_.fd() : -1; }
   const BlkConfig& config() const { return config_; }
   BlkCounters counters() const;
   size_t in_flight() const;  // backend requests not yet completed

@@ -377,7 +377,7 @@ TEST_F(BlkTest, NotifyFromOtherThreadsAndThroughTheEventFd) {
   // The ioeventfd path: KVM writes the eventfd; nobody calls QueueNotify.
   uint16_t head = Add(0, kBlkTFlush, 0, {});
   const uint64_t one = 1;
-  ASSERT_EQ(::write(device_->notify_fd(), &one, sizeof(one)), 8);
+  ASSERT_EQ(::write(device_->notify_fd(0), &one, sizeof(one)), 8);
   EXPECT_EQ(Wait(1).count(head), 1u);
   device_->QueueNotify(1);
   EXPECT_EQ(device_->counters().dropped_notifications, 1u);

@@ -76,6 +76,10 @@ class VirtioDevice {
   virtual void QueueNotify(uint16_t index) = 0;
   // The device hit an error only a reset clears (2.1.2 DEVICE_NEEDS_RESET).
   virtual bool needs_reset() const = 0;
+  // The eventfd QueueNotify(queue) signals, for devices that do their queue work on an I/O
+  // thread: the VMM hands it to KVM as an ioeventfd so a guest kick never exits to userspace.
+  // -1 (the default) for devices that process notifications where QueueNotify is called.
+  virtual int notify_fd(uint16_t /*queue*/) const { return -1; }
 };
 
 // Bounds-checked copy from a device's config structure; zeros and false when the access

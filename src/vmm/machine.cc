@@ -78,18 +78,6 @@ class VmMsiSink : public pci::MsiSink {
   std::map<std::pair<uint64_t, uint32_t>, EventFd> routes_;
 };
 
-// The eventfd a device wants KVM to signal for notifications of `queue`, or -1 for devices
-// that handle notifications on the vCPU thread (rng, console).
-int NotifyFd(virtio::VirtioDevice& device, uint16_t queue) {
-  if (auto* blk = dynamic_cast<virtio::Blk*>(&device)) return queue == 0 ? blk->notify_fd() : -1;
-  if (auto* net = dynamic_cast<virtio::Net*>(&device)) return net->notify_fd(queue);
-  if (auto* balloon = dynamic_cast<virtio::balloon::Balloon*>(&device)) {
-    return balloon->notify_fd(queue);
-  }
-  if (auto* vsock = dynamic_cast<virtio::Vsock*>(&device)) return vsock->notify_fd(queue);
-  return -1;
-}
-
 }  // namespace
 
 Result<PersistentDevices> PersistentDevices::Create(const VmConfig& config) {
@@ -221,7 +209,7 @@ Status Machine::AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioD
     // Devices with their own notify eventfd get it as a KVM ioeventfd on QueueNotify (queue
     // 0 written there), so a guest's kick reaches the I/O thread without a vCPU exit.
     for (uint16_t q = 0; q < devices[i]->num_queues(); ++q) {
-      int fd = NotifyFd(*devices[i], q);
+      int fd = devices[i]->notify_fd(q);
       if (fd < 0) continue;
       accel::Vm::IoEvent notify{.mmio = true,
                                 .address = base + virtio::MmioTransport::kQueueNotify,
@@ -297,7 +285,7 @@ Status Machine::AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDe
     transport->SetNotifyAddressListener([this, target](uint16_t queue,
                                                        std::optional<uint64_t> old_address,
                                                        std::optional<uint64_t> new_address) {
-      int fd = NotifyFd(*target, queue);
+      int fd = target->notify_fd(queue);
       if (fd < 0) return;
       accel::Vm::IoEvent event{.mmio = true, .address = 0, .length = 0, .datamatch = std::nullopt};
       if (old_address) {

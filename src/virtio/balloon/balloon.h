@@ -145,7 +145,7 @@ class Balloon final : public VirtioDevice {
   BalloonCounters counters() const;
 
   // The eventfd QueueNotify(index) signals; -1 for an index >= num_queues().
-  int notify_fd(uint16_t index) const;
+  int notify_fd(uint16_t index) const override;
 
  private:
   enum class Role : uint8_t { kNone, kInflate, kDeflate, kStats, kReporting };

@@ -162,7 +162,7 @@ class Net : public VirtioDevice {
   bool needs_reset() const override;
 
   // The eventfd QueueNotify(queue) signals (hand it to KVM as an ioeventfd); -1 for no queue.
-  int notify_fd(uint16_t queue) const;
+  int notify_fd(uint16_t queue) const override;
   const std::string& tap_name() const { return tap_.name(); }
   const MacAddress& mac() const { return mac_; }
   // Sets VIRTIO_NET_S_LINK_UP and, when it changed on an active device, signals a config

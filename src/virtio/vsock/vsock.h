@@ -102,7 +102,7 @@ class Vsock : public VirtioDevice {
   bool needs_reset() const override;
 
   // The eventfd that QueueNotify(q) signals (q < kNumQueues), or -1.
-  int notify_fd(uint16_t q) const { return q < kNumQueues ? notify_[q].fd() : -1; }
+  int notify_fd(uint16_t q) const override { return q < kNumQueues ? notify_[q].fd() : -1; }
   const vsock::VsockOptions& options() const { return options_; }
   VsockCounters counters() const;
   size_t connection_count() const;
