@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "block/image_file.h"
 
 namespace vireo::block {
 namespace {
@@ -21,31 +22,6 @@ constexpr size_t kZeroBufferSize = 64 * 1024;
 
 const char* CacheName(CacheMode cache) {
   return cache == CacheMode::kNone ? "none (O_DIRECT)" : "writeback";
-}
-
-// Turns open()'s errno into a message that says what to do.
-Error OpenError(const std::string& path, const RawOptions& options, int err) {
-  const char* access = options.read_only ? "reading" : "reading and writing";
-  switch (err) {
-    case ENOENT:
-      return Error{fmt::format(
-          "disk image '{}' does not exist: check the path, or create an empty image with "
-          "`truncate -s 1G {}`",
-          path, path)};
-    case EACCES:
-    case EPERM:
-      return Error{
-          fmt::format("no permission to open disk image '{}' for {}: fix its permissions or owner "
-                      "(chmod u+rw), or open it read-only",
-                      path, access)};
-    case EISDIR:
-      return Error{fmt::format("'{}' is a directory: give the path of a disk image file", path)};
-    case EROFS:
-      return Error{
-          fmt::format("disk image '{}' is on a read-only filesystem: open it read-only", path)};
-    default:
-      return Error{fmt::format("opening disk image '{}' for {}: {}", path, access, strerror(err))};
-  }
 }
 
 // The alignment O_DIRECT needs here: the device's logical block size for a block device; for a
@@ -71,51 +47,11 @@ Result<std::unique_ptr<RawFile>> RawFile::Open(const std::string& path, const Ra
                 options.queue_depth, kMaxQueueDepth);
   }
   const bool direct = options.cache == CacheMode::kNone;
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  UniqueFd fd(::open(path.c_str(), flags | (direct ? O_DIRECT : 0)));
-  if (!fd) {
-    int err = errno;
-    if (err == EINVAL && direct && UniqueFd(::open(path.c_str(), flags))) {
-      return Fail(
-          "disk image '{}': its filesystem does not support O_DIRECT (cache=none); use "
-          "cache=writeback, or move the image to a filesystem that does (ext4, xfs)",
-          path);
-    }
-    return tl::unexpected(OpenError(path, options, err));
-  }
+  ImageFile file = VIREO_TRY(OpenImageFile(path, {options.read_only, direct, options.lock}));
+  UniqueFd fd = std::move(file.fd);
+  const uint64_t size = file.size;
 
-  struct stat st;
-  if (::fstat(fd.get(), &st) < 0) return Fail("disk image '{}': fstat: {}", path, strerror(errno));
-  uint64_t size = 0;
-  if (S_ISDIR(st.st_mode)) {
-    return tl::unexpected(OpenError(path, options, EISDIR));
-  } else if (S_ISREG(st.st_mode)) {
-    size = static_cast<uint64_t>(st.st_size);
-  } else if (S_ISBLK(st.st_mode)) {
-    if (::ioctl(fd.get(), BLKGETSIZE64, &size) < 0) {
-      return Fail("disk image '{}': reading the block device's size: {}", path, strerror(errno));
-    }
-  } else {
-    return Fail("disk image '{}' is not a regular file or a block device", path);
-  }
-
-  if (options.lock) {
-    struct flock lock {};
-    lock.l_type = options.read_only ? F_RDLCK : F_WRLCK;
-    lock.l_whence = SEEK_SET;
-    if (::fcntl(fd.get(), F_OFD_SETLK, &lock) < 0) {
-      if (errno == EAGAIN || errno == EACCES) {
-        return Fail(
-            "disk image '{}' is in use: another process holds a {} lock on it; stop the VM "
-            "using it, or open both read-only",
-            path, options.read_only ? "write" : "read or write");
-      }
-      Log(LogLevel::kWarn, "disk image '{}': cannot lock it ({}); going on unlocked", path,
-          strerror(errno));
-    }
-  }
-
-  uint32_t alignment = direct ? DirectIoAlignment(fd.get(), S_ISBLK(st.st_mode)) : 1;
+  uint32_t alignment = direct ? DirectIoAlignment(fd.get(), file.is_block_device) : 1;
   EventFd event = VIREO_TRY(EventFd::Create());
   void* zeros = ::mmap(nullptr, kZeroBufferSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (zeros == MAP_FAILED) return Fail("disk image '{}': mmap: {}", path, strerror(errno));

@@ -37,8 +37,8 @@ Result<bool> ParseOnOff(std::string_view value, std::string_view what) {
 }
 
 Result<DiskConfig> ParseDiskOption(std::string_view text) {
-  static constexpr std::array<std::string_view, 5> kKeys = {"path", "readonly", "serial", "cache",
-                                                            "discard"};
+  static constexpr std::array<std::string_view, 6> kKeys = {"path",  "readonly", "serial",
+                                                            "cache", "discard",  "format"};
   auto kv = VIREO_TRY(ParseKeyValues(text, "--disk", kKeys));
   DiskConfig disk;
   auto path = kv.find("path");
@@ -58,6 +58,11 @@ Result<DiskConfig> ParseDiskOption(std::string_view text) {
       return Fail("--disk serial: '{}' is {} bytes, at most 20 fit", it->second, it->second.size());
     }
     disk.serial = it->second;
+  }
+  if (auto it = kv.find("format"); it != kv.end()) {
+    auto format = block::ParseImageFormat(it->second);
+    if (!format) return Fail("--disk format: {}", format.error().message);
+    disk.format = *format;
   }
   if (auto it = kv.find("cache"); it != kv.end()) {
     if (it->second == "none") {

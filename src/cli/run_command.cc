@@ -130,7 +130,7 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
       ->default_val("auto");
   run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
   run->add_option("--disk", o.disk_texts,
-                  "virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,cache=none|writeback]"
+                  "virtio-blk disk: path=FILE[,format=raw|qcow2][,readonly=on][,serial=ID][,cache=none|writeback]"
                   "[,discard=on] (repeatable)");
   run->add_option("--net", o.net_texts, "virtio-net on a tap: tap=NAME[,mac=MAC] (repeatable)");
   run->add_option("--vsock", o.vsock_text,

@@ -15,7 +15,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "base/log.h"
-#include "block/raw_file.h"
+#include "block/open_image.h"
 #include "devices/acpi/pm_device.h"
 #include "devices/acpi/reset_control.h"
 #include "devices/legacy/cmos_rtc.h"
@@ -152,11 +152,12 @@ Machine::~Machine() {
 Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtioDevices() {
   std::vector<std::shared_ptr<virtio::VirtioDevice>> devices;
   for (const DiskConfig& disk : config_.disks) {
-    block::RawOptions raw;
-    raw.read_only = disk.read_only;
-    raw.cache = disk.cache_none ? block::CacheMode::kNone : block::CacheMode::kWriteback;
-    raw.discard = disk.discard;
-    auto backend = block::RawFile::Open(disk.path, raw);
+    block::ImageOpenOptions open;
+    open.format = disk.format;
+    open.read_only = disk.read_only;
+    open.cache = disk.cache_none ? block::CacheMode::kNone : block::CacheMode::kWriteback;
+    open.discard = disk.discard;
+    auto backend = block::OpenDiskBackend(disk.path, open);
     if (!backend) return Wrap(fmt::format("--disk path={}", disk.path), backend.error());
     auto blk = virtio::Blk::Create(std::move(*backend), {disk.serial, disk.discard}, *io_loop_);
     if (!blk) return Wrap(fmt::format("--disk path={}", disk.path), blk.error());

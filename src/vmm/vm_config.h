@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "block/open_image.h"
 #include "boot/kernel_loader.h"
 #include "memory/guest_memory.h"
 
@@ -27,6 +28,7 @@ struct DiskConfig {
   std::string serial;       // virtio-blk GET_ID, at most 20 bytes
   bool cache_none = false;  // O_DIRECT; default writeback through the page cache
   bool discard = false;     // pass DISCARD/WRITE_ZEROES through to the file
+  block::ImageFormat format = block::ImageFormat::kAuto;  // probed when kAuto
 };
 
 struct VmConfig {
