@@ -5,11 +5,13 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ make pkg-config
-  libfmt-dev libcli11-dev libexpected-dev liburing-dev
+  libfmt-dev libcli11-dev libexpected-dev liburing-dev nlohmann-json3-dev
+  zlib1g-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   acpica-tools
   clang libclang-rt-14-dev
   iproute2 python3
+  qemu-utils
 )
 # Extra packages for `make bench` only (the QEMU peer it compares against).
 if [[ "${1:-}" == "--bench" ]]; then
