@@ -13,7 +13,8 @@ Result<std::unique_ptr<ImageBackend>> ImageBackend::Create(std::unique_ptr<Image
                 options.workers);
   }
   EventFd event = VIREO_TRY(EventFd::Create());
-  return std::unique_ptr<ImageBackend>(new ImageBackend(std::move(image), options, std::move(event)));
+  return std::unique_ptr<ImageBackend>(
+      new ImageBackend(std::move(image), options, std::move(event)));
 }
 
 ImageBackend::ImageBackend(std::unique_ptr<Image> image, const ImageBackendOptions& options,

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "block/image_backend.h"
+#include "block/qcow2/qcow2_image.h"
 #include "block/raw_image.h"
 
 namespace vireo::block {
@@ -50,11 +51,14 @@ static Result<ImageFormat> Resolve(const std::string& path, ImageFormat format) 
   return ProbeImageFormat(path);
 }
 
-Result<std::unique_ptr<Image>> OpenImage(const std::string& path,
-                                         const ImageOpenOptions& options) {
+Result<std::unique_ptr<Image>> OpenImage(const std::string& path, const ImageOpenOptions& options) {
   ImageFormat format = VIREO_TRY(Resolve(path, options.format));
   if (format == ImageFormat::kQcow2) {
-    return Fail("disk image '{}' is qcow2, which this build cannot open yet", path);
+    qcow2::OpenOptions open;
+    open.read_only = options.read_only;
+    open.lock = options.lock;
+    open.open_backing = options.open_backing;
+    return std::unique_ptr<Image>(VIREO_TRY(qcow2::Qcow2Image::Open(path, open)));
   }
   return std::unique_ptr<Image>(VIREO_TRY(RawImage::Open(path, options.read_only, options.lock)));
 }
