@@ -14,6 +14,9 @@
 #   rw-indirect  INDIRECT_DESC and EVENT_IDX, the last 8 sectors
 #   ro           readonly=on: the guest's write must fail with IOERR; the file must be unchanged
 #   serial       serial=vireo-disk-7: GET_ID must return it; the file must be unchanged
+#   qcow2        as rw, on a qcow2 image (made by qemu-img) over the raw image as its backing
+#                file: the backing file must be unchanged, the qcow2 must read (through
+#                qemu-img) as the expected bytes, and `qemu-img check` must find no errors or leaks
 set -u
 
 case=$1
@@ -74,6 +77,16 @@ case "$case" in
     disk="$disk,serial=vireo-disk-7"
     checks+=(--stdout "^serial: vireo-disk-7$")
     ;;
+  qcow2)
+    command -v qemu-img >/dev/null || { echo "SKIP: qemu-img (qemu-utils) is not installed"; exit 77; }
+    top="$work/virtio_blk_${case}${suffix}.qcow2"
+    rm -f "$top"
+    qemu-img create -q -f qcow2 -o cluster_size=4096 -b "$img" -F raw "$top" || exit 1
+    disk="path=$top,format=qcow2"
+    cmdline="vblk.write=100,20"
+    checks+=(--stdout "^verified sectors 100-119$")
+    expect_pattern 100 20
+    ;;
   *)
     echo "virtio_blk_test.sh: unknown case $case" >&2
     exit 2
@@ -84,6 +97,14 @@ esac
 args=(run --kernel "$guests/virtio_blk.elf" --transport "$transport" --disk "$disk")
 [[ -n "$cmdline" ]] && args+=(--cmdline "$cmdline")
 "$run_guest" "${checks[@]}" -- "$vireo" "${args[@]}" || exit 1
+
+if [[ "$case" == qcow2 ]]; then
+  cmp "$orig" "$img" || { echo "FAILED: the backing file was written"; exit 1; }
+  qemu-img check "$top" || { echo "FAILED: qemu-img check found problems in the qcow2 image"; exit 1; }
+  qemu-img convert -f qcow2 -O raw "$top" "$img.converted" || exit 1
+  rm -f "$top"
+  mv "$img.converted" "$img"
+fi
 
 if ! cmp "$want" "$img"; then
   echo "FAILED: the disk image differs from what the guest should have left"
