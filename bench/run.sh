@@ -9,7 +9,8 @@
 # N1/N2 (loop counts for the exit cases, default 1000/21000); for the virtio-blk cases
 # (guests/bench_blk.elf): BLK_RUNS (default 5), BLK_OPS (4 KiB requests per random case, default
 # 4000), BLK_SEQ_MIB (MiB per sequential case, default 64), BLK_DIRS (where the raw images go,
-# default "/dev/shm /var/tmp"; empty: skip the virtio-blk cases).
+# default "/dev/shm /var/tmp"; empty: skip the virtio-blk cases); for the qcow2 cases
+# (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR.
 #
 # Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
 # first being the host description) and .txt (the table printed below), and copies them to
@@ -317,6 +318,15 @@ row() {  # name unit vireo qemu floor
     if [[ -n "$note" ]]; then echo "virtio-blk notes: $note"; fi
   fi
 } | tee "$txt"
+
+# --- 6. qcow2: vireo img bench/convert against qemu-img (bench/qcow2_bench.sh; QCOW2_BENCH=0
+# skips it). A failure there is reported, and the rest of the results are kept.
+if [[ ${QCOW2_BENCH:-1} != 0 ]]; then
+  log "qcow2: vireo img vs qemu-img (bench/qcow2_bench.sh)"
+  if ! "$repo/bench/qcow2_bench.sh" "$build" | tee -a "$txt"; then
+    log "qcow2 benchmark failed; its rows are missing from $txt"
+  fi
+fi
 
 cp "$jsonl" "$outdir/results-latest.jsonl"
 cp "$txt" "$outdir/results-latest.txt"

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "cli/run_command.h"
+#include "img/img_command.h"
 
 namespace {
 
@@ -15,6 +16,7 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", "vireo 0.1.0");
   vireo::cli::RunOptions run_options;
   CLI::App* run = vireo::cli::AddRunCommand(app, run_options);
+  vireo::img::ImgCommand img(app);
 
   try {
     app.parse(argc, argv);
@@ -36,6 +38,7 @@ int Main(int argc, char** argv) {
     }
     return vireo::cli::Run(run_options, process_start);
   }
+  if (img.parsed()) return img.Run();
   return vireo::cli::kExitUsage;
 }
 
