@@ -50,11 +50,27 @@ Qcow2Image::Kind Qcow2Image::KindOf(uint64_t entry) const {
   return Kind::kNormal;
 }
 
+bool Qcow2Image::OverlapsMetadata(uint64_t offset) const {
+  const uint64_t cs = cluster_size();
+  auto overlaps = [&](uint64_t start, uint64_t length) {
+    return length > 0 && offset < start + length && start < offset + cs;
+  };
+  return offset < cs || overlaps(header_.l1_table_offset, uint64_t{header_.l1_size} * 8) ||
+         overlaps(header_.refcount_table_offset, uint64_t{header_.refcount_table_clusters} * cs) ||
+         refcounts_->IsBlock(offset);
+}
+
 tl::expected<uint64_t, IoError> Qcow2Image::L2EntryFor(uint64_t cluster) {
   const uint64_t l1_index = cluster / header_.l2_entries();
   if (l1_index >= l1_.size()) return 0;
   const uint64_t table = l1_[l1_index] & kL1OffsetMask;
   if (table == 0) return 0;
+  if (OverlapsMetadata(table)) {
+    return IoFail(EIO,
+                  "'{}' is damaged: L1 entry {} points at {:#x}, which overlaps other "
+                  "metadata",
+                  path_, l1_index, table);
+  }
   std::vector<uint64_t>* entries = VIREO_TRY(l2_cache_->Get(table));
   const uint64_t entry = (*entries)[cluster % header_.l2_entries()];
   VIREO_TRY_STATUS(ValidateEntry(entry, cluster));
@@ -78,7 +94,7 @@ IoStatus Qcow2Image::ValidateEntry(uint64_t entry, uint64_t cluster) const {
   }
   const uint64_t host = entry & kL2OffsetMask;
   if (host == 0) return {};
-  if ((host & (cs - 1)) != 0 || host < cs) {
+  if ((host & (cs - 1)) != 0 || OverlapsMetadata(host)) {
     return IoFail(EIO,
                   "'{}' is damaged: L2 entry for guest offset {:#x} points at {:#x}, which "
                   "is not a valid cluster",
@@ -238,9 +254,19 @@ IoStatus Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const uint8_t> d
   }
   const uint64_t host = VIREO_TRY(AllocateData(count));
 
-  // Copy-on-write: the parts of the first and last cluster the request does not cover.
-  const uint64_t head = offset % cs;
-  const uint64_t tail = (last + 1) * cs - (offset + data.size());
+  // Copy-on-write: the parts of the first and last cluster the request does not cover. Where
+  // the old cluster read as zeros and the new one is a fresh hole, there is nothing to copy.
+  const bool hole = host >= pool_fresh_from_;
+  auto reads_zero = [&](uint64_t entry, uint64_t cluster) {
+    const Kind kind = KindOf(entry);
+    return kind == Kind::kZero ||
+           (kind == Kind::kUnallocated && (!backing_ || cluster * cs >= backing_->size()));
+  };
+  uint64_t head = offset % cs;
+  uint64_t tail = (last + 1) * cs - (offset + data.size());
+  const uint64_t data_at = host + head;
+  if (hole && head > 0 && reads_zero(old[0], first)) head = 0;
+  if (hole && tail > 0 && reads_zero(old[count - 1], last)) tail = 0;
   std::vector<uint8_t> head_buf, tail_buf;
   if (head > 0) {
     head_buf.resize(cs);
@@ -257,7 +283,7 @@ IoStatus Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const uint8_t> d
   if (head > 0) iov[n++] = {head_buf.data(), head};
   iov[n++] = {const_cast<uint8_t*>(data.data()), data.size()};
   if (tail > 0) iov[n++] = {tail_buf.data(), tail};
-  if (int err = WritevFully(fd_.get(), std::span(iov, n), host)) {
+  if (int err = WritevFully(fd_.get(), std::span(iov, n), data_at - head)) {
     return IoFail(err, "writing '{}': {}", path_, strerror(err));
   }
   NoteFileEnd(host + count * cs);
@@ -269,8 +295,21 @@ IoStatus Qcow2Image::AllocatingWrite(uint64_t offset, std::span<const uint8_t> d
   return {};
 }
 
+IoStatus Qcow2Image::TrimPendingFrees() {
+  constexpr size_t kMaxPendingFrees = 4096;
+  {
+    std::lock_guard meta(meta_);
+    if (pending_frees_.size() < kMaxPendingFrees) return {};
+  }
+  // Without it a guest that never flushes would leak every cluster it frees on a crash.
+  std::unique_lock data_lock(data_);
+  std::lock_guard meta(meta_);
+  return SyncAndApplyFrees();
+}
+
 IoStatus Qcow2Image::Write(uint64_t offset, std::span<const uint8_t> data) {
   if (read_only_) return IoFail(EROFS, "'{}' is open read-only", path_);
+  VIREO_TRY_STATUS(TrimPendingFrees());
   std::shared_lock data_lock(data_);
   while (!data.empty()) {
     std::unique_lock meta(meta_);
@@ -314,6 +353,7 @@ IoStatus Qcow2Image::ZeroClusters(uint64_t first, uint64_t count) {
 
 IoStatus Qcow2Image::WriteZeroes(uint64_t offset, uint64_t length) {
   if (read_only_) return IoFail(EROFS, "'{}' is open read-only", path_);
+  VIREO_TRY_STATUS(TrimPendingFrees());
   const uint64_t cs = cluster_size();
   const uint64_t end = offset + length;
   uint64_t full_begin = (offset + cs - 1) / cs * cs;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -189,6 +190,14 @@ Result<std::unique_ptr<Qcow2Image>> Qcow2Image::Open(const std::string& path,
     return Fail("'{}' is damaged: {}", path, status.error().message);
   }
 
+  for (uint64_t i = 0; i < image->l1_.size(); ++i) {
+    const uint64_t table = image->l1_[i] & kL1OffsetMask;
+    if (table != 0 && image->OverlapsMetadata(table)) {
+      return Fail("'{}' is damaged: L1 entry {} points at {:#x}, which overlaps other metadata",
+                  path, i, table);
+    }
+  }
+
   if (!h.backing_file.empty() && options.open_backing) {
     const std::string backing = BackingPath(path, h.backing_file);
     ImageOpenOptions open;
@@ -263,6 +272,17 @@ tl::expected<uint64_t, IoError> Qcow2Image::AllocateData(uint64_t clusters) {
     const uint64_t count = std::max(clusters, ahead);
     pool_next_ = VIREO_TRY(refcounts_->Allocate(count));
     pool_end_ = pool_next_ + count * cs;
+    struct stat st;
+    if (::fstat(fd_.get(), &st) < 0) return IoFail(errno, "fstat: {}", strerror(errno));
+    const auto file_size = static_cast<uint64_t>(st.st_size);
+    pool_fresh_from_ = std::max(file_size, pool_next_);
+    if (pool_end_ > file_size) {
+      // Extend the file over the pool at once: its clusters are holes (zeros) until written.
+      if (::ftruncate(fd_.get(), static_cast<off_t>(pool_end_)) < 0) {
+        return IoFail(errno, "growing '{}': {}", path_, strerror(errno));
+      }
+      NoteFileEnd(pool_end_);
+    }
     // The refcounts are durable before any table points at these clusters.
     VIREO_TRY_STATUS(Barrier());
   }
@@ -274,8 +294,15 @@ tl::expected<uint64_t, IoError> Qcow2Image::AllocateData(uint64_t clusters) {
 IoStatus Qcow2Image::ReleasePool() {
   if (pool_next_ < pool_end_) {
     VIREO_TRY_STATUS(refcounts_->Update(pool_next_, pool_end_ - pool_next_, -1));
+    // When the unused rest is the file's tail, give the file its old length back.
+    struct stat st;
+    if (::fstat(fd_.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) == pool_end_ &&
+        ::ftruncate(fd_.get(), static_cast<off_t>(pool_next_)) == 0) {
+      file_end_ = pool_next_;
+    }
   }
   pool_next_ = pool_end_ = 0;
+  pool_fresh_from_ = ~0ull;
   return {};
 }
 

@@ -134,6 +134,13 @@ class Qcow2Image final : public Image {
   Kind KindOf(uint64_t entry) const;
   tl::expected<uint64_t, IoError> L2EntryFor(uint64_t cluster);
   IoStatus ValidateEntry(uint64_t entry, uint64_t cluster) const;
+  // Whether a cluster at this host offset would overlap the header, the L1 table, the
+  // refcount table or a refcount block (QEMU's metadata overlap check, for the cheap cases).
+  bool OverlapsMetadata(uint64_t offset) const;
+  // Whether a snapshot of this L1 table would overflow any refcount.
+  IoStatus CheckSnapshotFits(const std::vector<uint64_t>& l1);
+  // Applies queued refcount decrements once enough have piled up (takes data_ itself).
+  IoStatus TrimPendingFrees();
   tl::expected<Run, IoError> LookupRun(uint64_t offset, uint64_t max_length, bool for_write);
   IoStatus ReadCluster(uint64_t entry, uint64_t cluster, std::span<uint8_t> out);
   IoStatus ReadCompressed(uint64_t entry, std::span<uint8_t> out);
@@ -172,6 +179,9 @@ class Qcow2Image final : public Image {
   // Clusters allocated ahead for data writes (refcount 1, referenced by nothing yet).
   uint64_t pool_next_ = 0;
   uint64_t pool_end_ = 0;
+  // Pool clusters from here on were past the end of the file when allocated: they read as
+  // zeros, so a partial write into one needs no copy-on-write of zeros.
+  uint64_t pool_fresh_from_ = ~0ull;
   // Compressed writes pack into the tail of the last compressed cluster.
   uint64_t compressed_next_ = 0;
   uint64_t compressed_end_ = 0;

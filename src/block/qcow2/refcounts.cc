@@ -32,6 +32,7 @@ IoStatus Refcounts::Load() {
       return IoFail(EIO, "refcount table entry {} ({:#x}) is not cluster-aligned", i, entry);
     }
     table_[i] = entry;
+    if (entry != 0) block_offsets_.insert(entry);
   }
   return {};
 }
@@ -115,11 +116,10 @@ IoStatus Refcounts::WriteEntry(uint64_t rt_index, Block& block, uint64_t index) 
   return {};
 }
 
-bool Refcounts::Free(uint64_t cluster) {
+tl::expected<bool, IoError> Refcounts::Free(uint64_t cluster) {
   if (cluster == 0 || reserved_.count(cluster) != 0) return false;
   if (in_use_ && in_use_(cluster)) return false;
-  auto value = Get(cluster);
-  return value && *value == 0;
+  return VIREO_TRY(Get(cluster)) == 0;
 }
 
 tl::expected<Refcounts::Block*, IoError> Refcounts::BlockFor(uint64_t cluster) {
@@ -130,7 +130,7 @@ tl::expected<Refcounts::Block*, IoError> Refcounts::BlockFor(uint64_t cluster) {
   // A new refcount block: it takes a free cluster, which needs a refcount itself. When the
   // cluster falls in the range the block describes, the block counts itself.
   uint64_t c = free_hint_;
-  while (!Free(c)) ++c;
+  while (!VIREO_TRY(Free(c))) ++c;
   reserved_.insert(c);
   Block block{std::vector<uint8_t>(cluster_size_, 0)};
   if (c / entries_per_block_ == rt) {
@@ -156,6 +156,7 @@ tl::expected<Refcounts::Block*, IoError> Refcounts::BlockFor(uint64_t cluster) {
     return IoFail(err, "writing the refcount table: {}", strerror(err));
   }
   table_[rt] = c * cluster_size_;
+  block_offsets_.insert(c * cluster_size_);
   reserved_.erase(c);
   return &blocks_.emplace(rt, std::move(block)).first->second;
 }
@@ -205,6 +206,7 @@ IoStatus Refcounts::GrowTable(uint64_t min_entries) {
       return IoFail(err, "writing a refcount block: {}", strerror(err));
     }
     table[rt] = at * cluster_size_;
+    block_offsets_.insert(at * cluster_size_);
     blocks_[rt] = std::move(block);
   }
   std::vector<uint8_t> raw(table_clusters * cluster_size_, 0);
@@ -238,17 +240,43 @@ IoStatus Refcounts::Update(uint64_t offset, uint64_t length, int64_t delta) {
                     header_.refcount_bits());
     }
   }
+  // Entries of one block are written together: one pwrite per block touched, not per cluster.
+  const uint32_t bits = header_.refcount_bits();
+  auto byte_of = [bits](uint64_t index) {
+    return bits < 8 ? index / (8 / bits) : index * (bits / 8);
+  };
+  uint64_t span_rt = ~0ull;
+  uint64_t span_begin = 0;
+  uint64_t span_end = 0;
+  auto flush_span = [&]() -> IoStatus {
+    if (span_rt == ~0ull) return {};
+    Block& block = blocks_.at(span_rt);
+    if (int err = WriteFully(fd_, &block.bytes[span_begin], span_end - span_begin,
+                             table_[span_rt] + span_begin)) {
+      return IoFail(err, "writing refcounts: {}", strerror(err));
+    }
+    span_rt = ~0ull;
+    return {};
+  };
   for (uint64_t c = first; c <= last; ++c) {
-    Block* block = VIREO_TRY(BlockFor(c));
     const uint64_t rt = c / entries_per_block_;
-    // BlockFor may have moved the table; find the block again by index.
-    block = &blocks_.at(rt);
-    uint64_t value = EntryOf(*block, c % entries_per_block_) + static_cast<uint64_t>(delta);
-    SetEntry(*block, c % entries_per_block_, value);
-    VIREO_TRY_STATUS(WriteEntry(rt, *block, c % entries_per_block_));
+    if (rt != span_rt) VIREO_TRY_STATUS(flush_span());
+    VIREO_TRY(BlockFor(c));
+    // BlockFor may have created blocks or moved the table; find the block again by index.
+    Block& block = blocks_.at(rt);
+    const uint64_t index = c % entries_per_block_;
+    uint64_t value = EntryOf(block, index) + static_cast<uint64_t>(delta);
+    SetEntry(block, index, value);
+    const uint64_t begin = byte_of(index);
+    const uint64_t end = begin + (bits < 8 ? 1 : bits / 8);
+    if (span_rt != rt) {
+      span_rt = rt;
+      span_begin = begin;
+    }
+    span_end = end;
     if (value == 0) NoteFreed(c);
   }
-  return {};
+  return flush_span();
 }
 
 IoStatus Refcounts::Set(uint64_t cluster, uint64_t value) {
@@ -263,10 +291,10 @@ IoStatus Refcounts::Set(uint64_t cluster, uint64_t value) {
 }
 
 tl::expected<uint64_t, IoError> Refcounts::Allocate(uint64_t count) {
-  while (!Free(free_hint_)) ++free_hint_;
+  while (!VIREO_TRY(Free(free_hint_))) ++free_hint_;
   uint64_t start = free_hint_;
   for (uint64_t n = 0; n < count;) {
-    if (Free(start + n)) {
+    if (VIREO_TRY(Free(start + n))) {
       ++n;
     } else {
       start = start + n + 1;
@@ -274,14 +302,10 @@ tl::expected<uint64_t, IoError> Refcounts::Allocate(uint64_t count) {
     }
   }
   for (uint64_t c = start; c < start + count; ++c) reserved_.insert(c);
-  IoStatus status;
-  uint64_t done = 0;
-  for (; done < count && status; ++done) status = Update((start + done) * cluster_size_, 1, 1);
+  // On failure some refcounts may be raised already: leaked clusters, never lost data.
+  IoStatus status = Update(start * cluster_size_, count * cluster_size_, 1);
   for (uint64_t c = start; c < start + count; ++c) reserved_.erase(c);
-  if (!status) {
-    if (done > 1) (void)Update(start * cluster_size_, (done - 1) * cluster_size_, -1);
-    return tl::unexpected(status.error());
-  }
+  if (!status) return tl::unexpected(status.error());
   if (start == free_hint_) free_hint_ = start + count;
   return start * cluster_size_;
 }

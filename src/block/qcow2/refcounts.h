@@ -47,6 +47,8 @@ class Refcounts {
   void SetInUse(std::function<bool(uint64_t cluster)> in_use) { in_use_ = std::move(in_use); }
 
   const std::vector<uint64_t>& table() const { return table_; }
+  // Whether a refcount block starts at this host offset.
+  bool IsBlock(uint64_t offset) const { return block_offsets_.count(offset) != 0; }
   uint64_t entries_per_block() const { return entries_per_block_; }
 
  private:
@@ -61,7 +63,9 @@ class Refcounts {
   tl::expected<Block*, IoError> BlockFor(uint64_t cluster);
   IoStatus WriteEntry(uint64_t rt_index, Block& block, uint64_t index);
   IoStatus GrowTable(uint64_t min_entries);
-  bool Free(uint64_t cluster);
+  // Whether the cluster can be allocated; an unreadable refcount block is an error, not "in
+  // use", so a damaged image is never scanned past and grown without bound.
+  tl::expected<bool, IoError> Free(uint64_t cluster);
 
   int fd_;
   Header& header_;
@@ -71,6 +75,7 @@ class Refcounts {
   std::vector<uint64_t> table_;       // Host order; 0 = no block.
   std::map<uint64_t, Block> blocks_;  // By table index.
   std::set<uint64_t> reserved_;       // Clusters being turned into refcount blocks.
+  std::set<uint64_t> block_offsets_;  // Host offsets of every refcount block.
   uint64_t free_hint_ = 0;
   std::function<bool(uint64_t)> in_use_;
 };

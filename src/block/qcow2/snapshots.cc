@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <map>
 
 #include "block/image_file.h"
 #include "block/qcow2/format.h"
@@ -105,6 +106,39 @@ IoStatus Qcow2Image::UpdateSnapshotRefcounts(const std::vector<uint64_t>& l1, in
   return {};
 }
 
+IoStatus Qcow2Image::CheckSnapshotFits(const std::vector<uint64_t>& l1) {
+  const uint64_t cs = cluster_size();
+  std::map<uint64_t, uint64_t> added;  // Cluster -> references the snapshot adds.
+  auto add = [&](uint64_t offset, uint64_t length) {
+    for (uint64_t c = offset / cs; c <= (offset + length - 1) / cs; ++c) ++added[c];
+  };
+  for (uint64_t l1_entry : l1) {
+    const uint64_t table = l1_entry & kL1OffsetMask;
+    if (table == 0) continue;
+    add(table, cs);
+    std::vector<uint64_t> entries = *VIREO_TRY(l2_cache_->Get(table));
+    for (uint64_t entry : entries) {
+      if (KindOf(entry) == Kind::kCompressed) {
+        const uint32_t x = 62 - (header_.cluster_bits - 8);
+        const uint64_t offset = entry & ((1ull << x) - 1);
+        const uint64_t sectors = ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
+        add(offset & ~511ull, sectors * 512);
+      } else if (uint64_t host = entry & kL2OffsetMask;
+                 host != 0 && KindOf(entry) != Kind::kUnallocated) {
+        add(host, cs);
+      }
+    }
+  }
+  for (const auto& [cluster, count] : added) {
+    const uint64_t now = VIREO_TRY(refcounts_->Get(cluster));
+    if (refcounts_->max_refcount() - now < count) {
+      return IoFail(EIO, "refcount of cluster {:#x} would overflow {} bits with another snapshot",
+                    cluster * cs, header_.refcount_bits());
+    }
+  }
+  return {};
+}
+
 IoStatus Qcow2Image::FixCopiedFlags() {
   for (uint64_t i = 0; i < l1_.size(); ++i) {
     const uint64_t table = l1_[i] & kL1OffsetMask;
@@ -154,6 +188,8 @@ Status Qcow2Image::CreateSnapshot(const std::string& name) {
     next_id = std::max<uint64_t>(next_id, strtoull(e.id.c_str(), nullptr, 10) + 1);
   }
   const uint64_t cs = cluster_size();
+  // Refuse before writing anything: an overflowing refcount would fail half-way through.
+  VIREO_TRY_STATUS(ToStatus(CheckSnapshotFits(l1_)));
   SnapshotEntry snap;
   snap.id = std::to_string(next_id);
   snap.name = name;
