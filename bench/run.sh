@@ -328,6 +328,15 @@ if [[ ${QCOW2_BENCH:-1} != 0 ]]; then
   fi
 fi
 
+# --- 7. vhost-user-blk: vireo vhost-user blk vs qemu-storage-daemon inside a TCG Linux guest
+# (bench/vhost_user_blk.sh; VHOST_USER_BENCH=0 skips it). A failure there keeps the rest.
+if [[ ${VHOST_USER_BENCH:-1} != 0 ]]; then
+  log "vhost-user-blk: vireo vs qemu-storage-daemon (bench/vhost_user_blk.sh)"
+  if ! "$repo/bench/vhost_user_blk.sh" "$build" | tee -a "$txt"; then
+    log "vhost-user-blk benchmark failed; its rows are missing from $txt"
+  fi
+fi
+
 cp "$jsonl" "$outdir/results-latest.jsonl"
 cp "$txt" "$outdir/results-latest.txt"
 log "results: $jsonl and $txt"

@@ -12,6 +12,9 @@ packages=(
   clang libclang-rt-14-dev
   iproute2 python3
   qemu-utils
+  # The vhost-user e2e suite boots Linux under QEMU TCG (qemu-system-common brings
+  # qemu-storage-daemon, the vhost-user-blk peer of `make bench`).
+  qemu-system-x86
 )
 # Extra packages for `make bench` only (the QEMU peer it compares against).
 if [[ "${1:-}" == "--bench" ]]; then

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "cli/run_command.h"
+#include "cli/vhost_user_command.h"
 #include "img/img_command.h"
 
 namespace {
@@ -16,6 +17,8 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", "vireo 0.1.0");
   vireo::cli::RunOptions run_options;
   CLI::App* run = vireo::cli::AddRunCommand(app, run_options);
+  vireo::cli::VhostUserOptions vhost_user_options;
+  CLI::App* vhost_user = vireo::cli::AddVhostUserCommand(app, vhost_user_options);
   vireo::img::ImgCommand img(app);
 
   try {
@@ -38,6 +41,7 @@ int Main(int argc, char** argv) {
     }
     return vireo::cli::Run(run_options, process_start);
   }
+  if (vhost_user->parsed()) return vireo::cli::RunVhostUser(*vhost_user, vhost_user_options);
   if (img.parsed()) return img.Run();
   return vireo::cli::kExitUsage;
 }

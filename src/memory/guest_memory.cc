@@ -64,12 +64,34 @@ Result<GuestMemory> GuestMemory::Create(std::span<const RamRange> ranges,
   return memory;
 }
 
+Result<GuestMemory> GuestMemory::FromRegions(std::vector<Region> regions) {
+  GuestMemory memory;
+  for (Region& region : regions) {
+    const RamRange& range = region.range;
+    if (range.size == 0) return Fail("guest RAM region at {:#x} is empty", range.base);
+    if (range.base + range.size < range.base) {
+      return Fail("guest RAM region at {:#x} (size {:#x}) wraps", range.base, range.size);
+    }
+    if (!region.mapping || !RangeFits(region.mapping_offset, range.size, region.mapping.size())) {
+      return Fail("guest RAM region at {:#x} does not lie inside its mapping", range.base);
+    }
+    for (const Region& other : memory.regions_) {
+      if (range.base < other.range.end() && other.range.base < range.end()) {
+        return Fail("guest RAM ranges overlap at {:#x}", range.base);
+      }
+    }
+    memory.regions_.push_back(std::move(region));
+  }
+  if (memory.regions_.empty()) return Fail("guest has no RAM");
+  return memory;
+}
+
 std::optional<std::span<uint8_t>> GuestMemory::Span(GuestAddress addr, uint64_t len) const {
   for (const Region& region : regions_) {
     if (addr < region.range.base) continue;
     uint64_t offset = addr - region.range.base;
     if (!RangeFits(offset, len, region.range.size)) continue;
-    return std::span<uint8_t>(region.mapping.bytes() + offset, len);
+    return std::span<uint8_t>(region.host() + offset, len);
   }
   return std::nullopt;
 }

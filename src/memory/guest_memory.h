@@ -37,10 +37,19 @@ class GuestMemory {
   struct Region {
     RamRange range;
     Mapping mapping;
+    // The range starts this far into `mapping` (0 for Create). Non-zero for memory mapped from
+    // another process's fd (vhost-user), where mmap offsets must be page-aligned but the
+    // region's offset in the file need not be.
+    uint64_t mapping_offset = 0;
+    uint8_t* host() const { return mapping.bytes() + mapping_offset; }
   };
 
   // Maps each range as its own host mapping. Errors name the fix (e.g. reserve hugepages).
   static Result<GuestMemory> Create(std::span<const RamRange> ranges, const MemoryOptions& options);
+  // Takes mappings made elsewhere (vhost-user SET_MEM_TABLE). Each region must be non-empty,
+  // lie inside its mapping (mapping_offset + size <= mapping.size()), not wrap, and not overlap
+  // another; an empty list is an error.
+  static Result<GuestMemory> FromRegions(std::vector<Region> regions);
 
   GuestMemory(GuestMemory&&) = default;
   GuestMemory& operator=(GuestMemory&&) = default;

@@ -1,8 +1,10 @@
 #include "memory/guest_memory.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <array>
+#include <vector>
 
 namespace vireo {
 namespace {
@@ -54,6 +56,42 @@ TEST(GuestMemory, EmptyAccessesInsideRamSucceed) {
   EXPECT_TRUE(memory.Read(0x100, std::span<uint8_t>()));
   EXPECT_TRUE(memory.Write(0x100, std::span<const uint8_t>()));
   EXPECT_FALSE(memory.Read(0x20000, std::span<uint8_t>())) << "still outside RAM";
+}
+
+// An external mapping whose region starts part-way in: Span must add mapping_offset.
+TEST(GuestMemory, FromRegionsHonoursMappingOffset) {
+  void* addr = ::mmap(nullptr, 0x3000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(addr, MAP_FAILED);
+  static_cast<uint8_t*>(addr)[0x1000] = 0x5a;
+  std::vector<GuestMemory::Region> regions;
+  regions.push_back({RamRange{0x40000, 0x2000}, Mapping(addr, 0x3000), 0x1000});
+  auto memory = GuestMemory::FromRegions(std::move(regions));
+  ASSERT_TRUE(memory) << memory.error().message;
+  EXPECT_EQ(memory->ReadObj<uint8_t>(0x40000), 0x5a);
+  EXPECT_TRUE(memory->Span(0x41fff, 1));
+  EXPECT_FALSE(memory->Span(0x41fff, 2)) << "past the region, though still inside the mapping";
+}
+
+TEST(GuestMemory, FromRegionsRejectsBadRegions) {
+  auto make = [](RamRange range, size_t map_size, uint64_t offset) {
+    void* addr =
+        ::mmap(nullptr, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return GuestMemory::Region{range, Mapping(addr, map_size), offset};
+  };
+  auto one = [](GuestMemory::Region region) {
+    std::vector<GuestMemory::Region> regions;
+    regions.push_back(std::move(region));
+    return GuestMemory::FromRegions(std::move(regions));
+  };
+  EXPECT_FALSE(one(make({0, 0x2000}, 0x2000, 0x1000))) << "runs past the mapping";
+  EXPECT_FALSE(one(make({0, 0}, 0x1000, 0))) << "empty";
+  EXPECT_FALSE(one(make({UINT64_MAX - 0xfff, 0x1000}, 0x1000, 0))) << "wraps";
+  EXPECT_FALSE(one(make({0, 0x1000}, 0x1000, UINT64_MAX))) << "offset overflows";
+  std::vector<GuestMemory::Region> overlapping;
+  overlapping.push_back(make({0, 0x2000}, 0x2000, 0));
+  overlapping.push_back(make({0x1000, 0x1000}, 0x1000, 0));
+  EXPECT_FALSE(GuestMemory::FromRegions(std::move(overlapping)));
+  EXPECT_FALSE(GuestMemory::FromRegions({}));
 }
 
 TEST(GuestMemory, TotalSizeSumsRegions) { EXPECT_EQ(TwoRegions().total_size(), 0x20000u); }

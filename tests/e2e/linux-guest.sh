@@ -6,6 +6,7 @@
 #                             prints the VIREO-E2E lines below and powers off
 #   OUTDIR/kernel-release     the kernel's `uname -r`, e.g. 6.1.0-56-amd64
 #   OUTDIR/modules.load       the modules /init loads, in load order (paths under /lib/modules/R/)
+#   OUTDIR/busybox            the static busybox, for the host side of tests (cpio, nc, ...)
 #   OUTDIR/debs/              the downloaded .deb files (a cache; delete to fetch again)
 #
 #   linux-guest.sh [--modules "NAME..."] [--refresh] OUTDIR
@@ -22,9 +23,15 @@
 #   VIREO-E2E: nproc: <online CPUs>
 #   VIREO-E2E: module <name>: loaded|FAILED          (one per module in modules.load)
 #   VIREO-E2E: modules loaded: <ok>/<total>
+#   (when the initramfs holds /scenario.sh: its output, then)
+#   VIREO-E2E: scenario exit <status>
 #   VIREO-E2E: powering off
 # and runs `poweroff -f`. Kernel console messages are turned down to KERN_EMERG first, so the
 # lines are not interleaved with printk output.
+#
+# Scenario hook: a test appends a second cpio holding /scenario.sh to initramfs.cpio.gz (the
+# kernel unpacks concatenated archives in order; vhost_user_lib.sh does this), and /init runs it
+# with sh after loading the modules, before powering off.
 #
 # Artifacts are re-used when OUTDIR/stamp matches this script, the module list and the pin, so
 # a second run needs no network. Nothing is installed on the host: packages are fetched with
@@ -32,7 +39,9 @@
 # downloaded busybox's own cpio, and modules.dep is made with its depmod.
 set -euo pipefail
 
-DEFAULT_MODULES="virtio_pci virtio_mmio virtio_blk virtio_net virtio_console virtio_rng"
+# ext4 (which mounts the ext2 that busybox's mke2fs makes) and crc32c for the filesystem
+# scenarios of the vhost-user tests.
+DEFAULT_MODULES="virtio_pci virtio_mmio virtio_blk virtio_net virtio_console virtio_rng ext4 crc32c_generic"
 
 die() {
   echo "linux-guest.sh: error: $*" >&2
@@ -67,7 +76,7 @@ flock 9
 # --- Re-use ---------------------------------------------------------------------------------
 script_hash=$(sha256sum "$0" | cut -d' ' -f1)
 stamp_want="recipe=$script_hash modules=$modules pin=${VIREO_E2E_KERNEL_PKG:-}"
-if [[ $refresh -eq 0 && -f "$out/stamp" && -s "$out/vmlinuz" && -s "$out/initramfs.cpio.gz" &&
+if [[ $refresh -eq 0 && -f "$out/stamp" && -s "$out/vmlinuz" && -s "$out/initramfs.cpio.gz" && -f "$out/busybox" &&
       -s "$out/kernel-release" && "$(<"$out/stamp")" == "$stamp_want" ]]; then
   log "re-using $out (kernel $(<"$out/kernel-release"))"
   exit 0
@@ -227,6 +236,11 @@ if [ -f "$dir/modules.load" ]; then
   done <"$dir/modules.load"
 fi
 echo "VIREO-E2E: modules loaded: $ok/$total"
+if [ -f /scenario.sh ]; then
+  status=0
+  sh /scenario.sh || status=$?
+  echo "VIREO-E2E: scenario exit $status"
+fi
 echo "VIREO-E2E: powering off"
 poweroff -f
 echo "VIREO-E2E: poweroff -f returned"
@@ -242,9 +256,12 @@ log "packing initramfs (${#load_order[@]} modules)"
 cp "$vmlinuz" "$work/vmlinuz"
 echo "$release" >"$work/kernel-release"
 cp "$root/lib/modules/$release/modules.load" "$work/modules.load"
+cp "$busybox" "$work/busybox.host"
 for f in vmlinuz initramfs.cpio.gz kernel-release modules.load; do
   mv -f "$work/$f" "$out/$f"
 done
+rm -rf "$out/busybox"
+mv -f "$work/busybox.host" "$out/busybox"
 echo "$stamp_want" >"$out/stamp"
 log "built $out: kernel $release ($kernel_pkg), vmlinuz $(stat -c %s "$out/vmlinuz") bytes," \
   "initramfs.cpio.gz $(stat -c %s "$out/initramfs.cpio.gz") bytes"
