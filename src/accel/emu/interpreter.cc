@@ -1,0 +1,266 @@
+#include "accel/emu/interpreter.h"
+
+#include <cstring>
+
+namespace vireo::emu {
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+
+bool Canonical(uint64_t linear) {
+  return static_cast<uint64_t>(static_cast<int64_t>(linear << 16) >> 16) == linear;
+}
+
+}  // namespace
+
+uint64_t Interpreter::Reg(int reg, int size_log, bool rex) const {
+  if (size_log == kSize8 && !rex && reg >= 4 && reg < 8) {
+    return (state_.gpr[reg - 4] >> 8) & 0xff;  // AH CH DH BH
+  }
+  return state_.gpr[reg] & SizeMask(size_log);
+}
+
+void Interpreter::SetReg(int reg, int size_log, bool rex, uint64_t value) {
+  uint64_t& r = state_.gpr[size_log == kSize8 && !rex && reg >= 4 && reg < 8 ? reg - 4 : reg];
+  switch (size_log) {
+    case kSize8:
+      if (!rex && reg >= 4 && reg < 8) {
+        r = (r & ~0xff00ull) | ((value & 0xff) << 8);
+      } else {
+        r = (r & ~0xffull) | (value & 0xff);
+      }
+      break;
+    case kSize16:
+      r = (r & ~0xffffull) | (value & 0xffff);
+      break;
+    case kSize32:
+      r = value & 0xffffffffull;  // 32-bit writes zero-extend (SDM Vol. 1 3.4.1.1)
+      break;
+    default:
+      r = value;
+      break;
+  }
+}
+
+uint64_t Interpreter::EffectiveAddress(const DecodedInsn& insn) const {
+  if (insn.has_moffs()) return insn.imm();
+  uint64_t ea = static_cast<uint64_t>(static_cast<int64_t>(insn.disp()));
+  if (insn.base() == kRipReg) {
+    ea += next_rip_;
+  } else if (insn.base() != kNoReg) {
+    ea += state_.gpr[insn.base()];
+  }
+  if (insn.index() != kNoReg) ea += state_.gpr[insn.index()] << insn.scale_log();
+  return ea & SizeMask(insn.address_size());
+}
+
+bool Interpreter::Linearize(Seg seg, uint64_t offset, int asize, uint64_t* linear) {
+  offset &= SizeMask(asize);
+  if (state_.mode() == CpuMode::kLong64) {
+    uint64_t base = (seg == kFs || seg == kGs) ? state_.seg[seg].base : 0;
+    *linear = base + offset;
+    if (!Canonical(*linear)) {
+      fault_status_ = Raise(seg == kSs ? kStackFault : kGeneralProtection, 0);
+      return false;
+    }
+    return true;
+  }
+  // Legacy modes: base + offset, wrapped at 4 GiB. Limit checks are not emulated yet.
+  *linear = (state_.seg[seg].base + offset) & 0xffffffffull;
+  return true;
+}
+
+StepStatus Interpreter::PageFault(uint64_t linear, uint32_t error_code) {
+  state_.cr2 = linear;
+  return Raise(kPageFault, error_code);
+}
+
+bool Interpreter::LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum Access access) {
+  const bool user = state_.cpl() == 3;
+  while (len > 0) {
+    size_t chunk = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
+    Translation t = Translate(state_, memory_, linear, access, user);
+    if (!t.ok) {
+      fault_status_ = PageFault(linear, t.error_code);
+      return false;
+    }
+    if (!memory_.Read(t.physical, {bytes, chunk})) {
+      // MMIO reads are not resumable yet: report the access; the instruction has not run.
+      mmio_ = {false, t.physical, static_cast<uint8_t>(chunk), 0};
+      fault_status_ = StepStatus::kMmio;
+      return false;
+    }
+    linear += chunk;
+    bytes += chunk;
+    len -= chunk;
+  }
+  return true;
+}
+
+bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len) {
+  const bool user = state_.cpl() == 3;
+  // Translate every page first so a fault on the second page leaves the first untouched.
+  uint64_t phys[2];
+  size_t first = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
+  for (int i = 0; i < (first < len ? 2 : 1); ++i) {
+    uint64_t at = i == 0 ? linear : linear + first;
+    Translation t = Translate(state_, memory_, at, Access::kWrite, user);
+    if (!t.ok) {
+      fault_status_ = PageFault(at, t.error_code);
+      return false;
+    }
+    phys[i] = t.physical;
+  }
+  for (int i = 0; i < (first < len ? 2 : 1); ++i) {
+    const uint8_t* src = i == 0 ? bytes : bytes + first;
+    size_t n = i == 0 ? first : len - first;
+    if (!memory_.Write(phys[i], {src, n})) {
+      // A store to MMIO: the instruction retires with this store as its last effect.
+      uint64_t data = 0;
+      std::memcpy(&data, src, std::min<size_t>(n, 8));
+      mmio_ = {true, phys[i], static_cast<uint8_t>(n), data};
+      fault_status_ = StepStatus::kMmio;
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
+  uint64_t linear;
+  if (!Linearize(seg, offset, asize, &linear)) return false;
+  uint8_t bytes[8] = {};
+  if (!LinearRead(linear, bytes, size_t{1} << size_log, Access::kRead)) return false;
+  uint64_t v = 0;
+  std::memcpy(&v, bytes, 8);
+  *value = v & SizeMask(size_log);
+  return true;
+}
+
+bool Interpreter::Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize) {
+  uint64_t linear;
+  if (!Linearize(seg, offset, asize, &linear)) return false;
+  uint8_t bytes[8];
+  std::memcpy(bytes, &value, 8);
+  return LinearWrite(linear, bytes, size_t{1} << size_log);
+}
+
+bool Interpreter::ReadRm(const DecodedInsn& insn, int size_log, uint64_t* value) {
+  if (insn.is_reg_form()) {
+    *value = Reg(insn.rm(), size_log, insn.rex());
+    return true;
+  }
+  return Read(insn.segment(), EffectiveAddress(insn), size_log, value, insn.address_size());
+}
+
+bool Interpreter::WriteRm(const DecodedInsn& insn, int size_log, uint64_t value) {
+  if (insn.is_reg_form()) {
+    SetReg(insn.rm(), size_log, insn.rex(), value);
+    return true;
+  }
+  return Write(insn.segment(), EffectiveAddress(insn), size_log, value, insn.address_size());
+}
+
+int Interpreter::StackSizeLog() const {
+  if (state_.mode() == CpuMode::kLong64) return kSize64;
+  return state_.seg[kSs].db ? kSize32 : kSize16;
+}
+
+bool Interpreter::Push(int size_log, uint64_t value) {
+  const int ss = StackSizeLog();
+  const uint64_t rsp = (state_.gpr[kRsp] - (uint64_t{1} << size_log)) & SizeMask(ss);
+  if (!Write(kSs, rsp, size_log, value, ss)) return false;
+  SetGpr(kRsp, ss, rsp);
+  return true;
+}
+
+bool Interpreter::Pop(int size_log, uint64_t* value) {
+  const int ss = StackSizeLog();
+  const uint64_t rsp = state_.gpr[kRsp] & SizeMask(ss);
+  if (!Read(kSs, rsp, size_log, value, ss)) return false;
+  SetGpr(kRsp, ss, rsp + (uint64_t{1} << size_log));
+  return true;
+}
+
+void Interpreter::Branch(uint64_t target, int size_log) {
+  next_rip_ = target & SizeMask(size_log == kSize8 ? kSize16 : size_log);
+}
+
+StepStatus Interpreter::Raise(uint8_t vector) {
+  exception_ = {vector, false, 0};
+  return StepStatus::kException;
+}
+
+StepStatus Interpreter::Raise(uint8_t vector, uint32_t error_code) {
+  exception_ = {vector, true, error_code};
+  return StepStatus::kException;
+}
+
+void Interpreter::CompleteIn(uint64_t data) {
+  SetGpr(kRax, io_.size == 1 ? kSize8 : io_.size == 2 ? kSize16 : kSize32, data);
+  state_.rip = pending_in_rip_;
+}
+
+StepStatus Interpreter::Step() {
+  const CpuMode mode = state_.mode();
+  uint64_t linear = state_.rip;
+  if (mode != CpuMode::kLong64) linear = (state_.seg[kCs].base + state_.rip) & 0xffffffffull;
+  uint8_t bytes[kMaxInsnLength];
+  // Fetch what is on the current page; cross to the next only if the decoder needs it, so
+  // a fault on the next page is raised only for an instruction that really spans it.
+  size_t got = std::min<size_t>(kMaxInsnLength, kPageSize - (linear & (kPageSize - 1)));
+  if (mode == CpuMode::kLong64 && !Canonical(linear)) return Raise(kGeneralProtection, 0);
+  if (!LinearRead(linear, bytes, got, Access::kExecute)) return fault_status_;
+  DecodedInsn insn;
+  DecodeStatus status = Decoder::Decode(bytes, got, mode, &insn);
+  if (status == DecodeStatus::kTruncated) {
+    if (!LinearRead(linear + got, bytes + got, kMaxInsnLength - got, Access::kExecute))
+      return fault_status_;
+    status = Decoder::Decode(bytes, kMaxInsnLength, mode, &insn);
+  }
+  switch (status) {
+    case DecodeStatus::kOk:
+      break;
+    case DecodeStatus::kTooLong:
+      return Raise(kGeneralProtection, 0);
+    default:
+      return Raise(kInvalidOpcode);
+  }
+  next_rip_ = state_.rip + insn.length();
+  if (mode != CpuMode::kLong64) next_rip_ &= state_.seg[kCs].db ? 0xffffffffull : 0xffffull;
+  fault_status_ = StepStatus::kOk;
+  const StepStatus result = Table()[insn.opcode()](*this, insn);
+  switch (result) {
+    case StepStatus::kOk:
+    case StepStatus::kHalt:
+      state_.rip = next_rip_;
+      break;
+    case StepStatus::kIo:
+      if (io_.is_write) {
+        state_.rip = next_rip_;
+      } else {
+        pending_in_rip_ = next_rip_;
+      }
+      break;
+    case StepStatus::kMmio:
+      if (mmio_.is_write) state_.rip = next_rip_;
+      break;
+    default:
+      break;
+  }
+  return result;
+}
+
+StepStatus Interpreter::Run(uint64_t max, uint64_t* retired) {
+  uint64_t n = 0;
+  StepStatus status = StepStatus::kOk;
+  while (n < max) {
+    status = Step();
+    if (status != StepStatus::kOk) break;
+    ++n;
+  }
+  if (retired) *retired = n;
+  return status;
+}
+
+}  // namespace vireo::emu

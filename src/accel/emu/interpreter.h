@@ -1,0 +1,148 @@
+// The interpreter: fetch, decode, dispatch through one dense table of plain function
+// pointers indexed by opcode, no allocation and no virtual call per instruction. Handlers
+// live in insn_*.cc, one instruction group per file, and reach operands through the helpers
+// here. An instruction either completes (registers, memory and RIP updated) or faults with
+// no architectural effect except what the SDM allows (string iterations already done).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "accel/emu/cpu.h"
+#include "accel/emu/decoder.h"
+#include "accel/emu/mmu.h"
+#include "memory/guest_memory.h"
+
+namespace vireo::emu {
+
+enum class StepStatus : uint8_t {
+  kOk,             // instruction retired
+  kException,      // fault/trap pending: see Interpreter::exception()
+  kHalt,           // HLT retired
+  kIo,             // IN/OUT: see io(); OUT retired, IN completes through CompleteIn()
+  kMmio,           // access outside RAM: see mmio(); a write has retired
+  kUnimplemented,  // a defined instruction this CPU does not emulate yet
+};
+
+// Architectural exception vectors (SDM Vol. 3 6.3.1).
+enum Vector : uint8_t {
+  kDivideError = 0,
+  kDebug = 1,
+  kBreakpoint = 3,
+  kOverflow = 4,
+  kInvalidOpcode = 6,
+  kDeviceNotAvailable = 7,
+  kStackFault = 12,
+  kGeneralProtection = 13,
+  kPageFault = 14,
+};
+
+struct Exception {
+  uint8_t vector = 0;
+  bool has_error_code = false;
+  uint32_t error_code = 0;
+};
+
+struct IoRequest {
+  bool is_write = false;
+  uint16_t port = 0;
+  uint8_t size = 0;
+  uint64_t data = 0;  // OUT's value
+  uint8_t reg = 0;    // IN: destination is always rAX
+};
+
+struct MmioRequest {
+  bool is_write = false;
+  uint64_t address = 0;
+  uint8_t size = 0;
+  uint64_t data = 0;
+};
+
+// What CPUID and RDTSC answer: a narrow source so tests and the accelerator choose it.
+struct CpuEnvironment {
+  virtual ~CpuEnvironment() = default;
+  virtual void Cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) = 0;
+  virtual uint64_t ReadTsc() = 0;
+};
+
+class Interpreter;
+using Handler = StepStatus (*)(Interpreter&, const DecodedInsn&);
+using HandlerTable = std::array<Handler, kOpcodeCount>;
+
+class Interpreter {
+ public:
+  Interpreter(CpuState& state, const GuestMemory& memory, CpuEnvironment& env)
+      : state_(state), memory_(memory), env_(env) {}
+
+  // Executes one instruction.
+  StepStatus Step();
+  // Executes until something other than kOk, or `max` instructions; counts retired ones.
+  StepStatus Run(uint64_t max, uint64_t* retired);
+
+  const Exception& exception() const { return exception_; }
+  const IoRequest& io() const { return io_; }
+  const MmioRequest& mmio() const { return mmio_; }
+
+  CpuState& state() { return state_; }
+
+  // --- Helpers for handlers -------------------------------------------------------------
+  // Registers by ModRM number and size; 8-bit numbers 4-7 are AH..BH without REX.
+  uint64_t Reg(int reg, int size_log, bool rex) const;
+  void SetReg(int reg, int size_log, bool rex, uint64_t value);
+  uint64_t Gpr(int reg, int size_log) const { return state_.gpr[reg] & SizeMask(size_log); }
+  void SetGpr(int reg, int size_log, uint64_t value) { SetReg(reg, size_log, true, value); }
+
+  // The effective address (offset in its segment) of a ModRM/moffs memory operand.
+  uint64_t EffectiveAddress(const DecodedInsn& insn) const;
+  // Memory through a segment: false means an exception or MMIO exit is pending.
+  bool Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize = kSize64);
+  bool Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize = kSize64);
+  // The r/m operand (register or memory) of `insn`, size by `size_log`.
+  bool ReadRm(const DecodedInsn& insn, int size_log, uint64_t* value);
+  bool WriteRm(const DecodedInsn& insn, int size_log, uint64_t value);
+  // Stack with the current stack size (64-bit in long mode).
+  bool Push(int size_log, uint64_t value);
+  bool Pop(int size_log, uint64_t* value);
+  int StackSizeLog() const;
+
+  // Exceptions and exits.
+  StepStatus Raise(uint8_t vector);
+  StepStatus Raise(uint8_t vector, uint32_t error_code);
+  StepStatus Halt() { return StepStatus::kHalt; }
+  StepStatus Unimplemented() { return StepStatus::kUnimplemented; }
+  StepStatus IoExit(const IoRequest& io) {
+    io_ = io;
+    return StepStatus::kIo;
+  }
+  // Finishes an IN after an kIo exit: the handler's data goes to AL/AX/EAX, RIP advances.
+  void CompleteIn(uint64_t data);
+  // The status a failed Read/Write left (exception or MMIO).
+  StepStatus MemoryFault() const { return fault_status_; }
+
+  // RIP of the next instruction; branches overwrite it (masked by operand size on retire).
+  uint64_t next_rip() const { return next_rip_; }
+  void Branch(uint64_t target, int size_log);
+  CpuEnvironment& env() { return env_; }
+
+  static const HandlerTable& Table();
+
+ private:
+  // Copies guest bytes at `linear`; false with the fault (or MMIO exit) recorded.
+  bool LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum Access access);
+  bool LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len);
+  // Segment + offset -> linear, with the 64-bit canonical check (#GP, or #SS for SS).
+  bool Linearize(Seg seg, uint64_t offset, int asize, uint64_t* linear);
+  StepStatus PageFault(uint64_t linear, uint32_t error_code);
+
+  CpuState& state_;
+  const GuestMemory& memory_;
+  CpuEnvironment& env_;
+  uint64_t next_rip_ = 0;
+  uint64_t pending_in_rip_ = 0;
+  Exception exception_;
+  IoRequest io_;
+  MmioRequest mmio_;
+  StepStatus fault_status_ = StepStatus::kOk;
+};
+
+}  // namespace vireo::emu
