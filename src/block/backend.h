@@ -10,6 +10,7 @@
 // Hot path: Submit, SubmitBatch and ProcessCompletions neither allocate nor throw.
 #pragma once
 
+#include <errno.h>
 #include <sys/uio.h>
 
 #include <cstddef>
@@ -76,6 +77,31 @@ class BlockBackend {
   [[nodiscard]] virtual size_t SubmitBatch(std::span<const BlockRequest> requests) = 0;
   [[nodiscard]] bool Submit(const BlockRequest& request) {
     return SubmitBatch(std::span<const BlockRequest>(&request, 1)) == 1;
+  }
+
+  // Checks a request against a disk of `size` bytes the way every backend must: returns the
+  // bytes it covers (the buffers' total for reads and writes, its length otherwise), or the
+  // -errno it completes with. Reads may run into the last sector's tail past size.
+  static int64_t CheckRequest(const BlockRequest& request, uint64_t size, bool read_only) {
+    using Op = BlockRequest::Op;
+    const bool writes =
+        request.op == Op::kWrite || request.op == Op::kDiscard || request.op == Op::kWriteZeroes;
+    if (writes && read_only) return -EROFS;
+    uint64_t length = request.length;
+    if (request.op == Op::kRead || request.op == Op::kWrite) {
+      if (request.iov.size() > kMaxSegments) return -EINVAL;
+      length = 0;
+      for (const iovec& v : request.iov) {
+        if (v.iov_len > kMaxRequestBytes - length) return -EINVAL;
+        length += v.iov_len;
+      }
+    }
+    uint64_t limit = size;
+    if (request.op == Op::kRead) limit = (size + kSectorSize - 1) / kSectorSize * kSectorSize;
+    if (request.op != Op::kFlush && (length > limit || request.offset > limit - length)) {
+      return -EINVAL;
+    }
+    return static_cast<int64_t>(length);
   }
 
   // An eventfd that becomes readable when completions are waiting.

@@ -90,26 +90,11 @@ void ImageBackend::WorkerLoop() {
 int32_t ImageBackend::Execute(Slot& slot) {
   const BlockRequest& request = slot.request;
   using Op = BlockRequest::Op;
-  const bool writes =
-      request.op == Op::kWrite || request.op == Op::kDiscard || request.op == Op::kWriteZeroes;
-  if (writes && read_only()) return -EROFS;
-  if (request.op == Op::kDiscard && !supports_discard()) return -EOPNOTSUPP;
-
-  uint64_t length = request.length;
-  if (request.op == Op::kRead || request.op == Op::kWrite) {
-    if (request.iov.size() > kMaxSegments) return -EINVAL;
-    length = 0;
-    for (const iovec& v : request.iov) {
-      if (v.iov_len > kMaxRequestBytes - length) return -EINVAL;
-      length += v.iov_len;
-    }
-  }
   const uint64_t size = image_->size();
-  uint64_t limit = size;
-  if (request.op == Op::kRead) limit = (size + kSectorSize - 1) / kSectorSize * kSectorSize;
-  if (request.op != Op::kFlush && (length > limit || request.offset > limit - length)) {
-    return -EINVAL;
-  }
+  const int64_t checked = CheckRequest(request, size, read_only());
+  if (checked < 0) return static_cast<int32_t>(checked);
+  if (request.op == Op::kDiscard && !supports_discard()) return -EOPNOTSUPP;
+  const auto length = static_cast<uint64_t>(checked);
 
   IoStatus status;
   switch (request.op) {

@@ -123,25 +123,9 @@ size_t RawFile::SubmitBatch(std::span<const BlockRequest> requests) {
 std::optional<int32_t> RawFile::Start(uint32_t tag, const BlockRequest& request) {
   Slot& slot = slots_[tag];
   using Op = BlockRequest::Op;
-  const bool writes =
-      request.op == Op::kWrite || request.op == Op::kDiscard || request.op == Op::kWriteZeroes;
-  if (writes && options_.read_only) return -EROFS;
-
-  uint64_t length = request.length;
-  if (request.op == Op::kRead || request.op == Op::kWrite) {
-    if (request.iov.size() > kMaxSegments) return -EINVAL;
-    length = 0;
-    for (const iovec& v : request.iov) {
-      if (v.iov_len > kMaxRequestBytes - length) return -EINVAL;
-      length += v.iov_len;
-    }
-  }
-  // Reads may cover the last sector's tail past size_ (it reads as zeros); nothing else may.
-  uint64_t limit = size_;
-  if (request.op == Op::kRead) limit = (size_ + kSectorSize - 1) / kSectorSize * kSectorSize;
-  if (request.op != Op::kFlush && (length > limit || request.offset > limit - length)) {
-    return -EINVAL;
-  }
+  const int64_t checked = CheckRequest(request, size_, options_.read_only);
+  if (checked < 0) return static_cast<int32_t>(checked);
+  const auto length = static_cast<uint64_t>(checked);
   slot.offset = request.offset;
   slot.remaining = length;
   slot.total = length;

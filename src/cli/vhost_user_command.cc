@@ -10,7 +10,6 @@
 
 #include "base/event_loop.h"
 #include "base/log.h"
-#include "block/open_image.h"
 #include "cli/device_options.h"
 #include "cli/run_command.h"
 #include "vhost_user/server.h"
@@ -18,6 +17,7 @@
 #include "virtio/net/mac.h"
 #include "virtio/net/net.h"
 #include "virtio/rng.h"
+#include "vmm/blk_device.h"
 
 namespace vireo::cli {
 namespace {
@@ -36,16 +36,7 @@ Result<std::unique_ptr<virtio::VirtioDevice>> CreateDevice(const std::string& ki
                                                            EventLoop& loop) {
   if (kind == "blk") {
     DiskConfig disk = VIREO_TRY(ParseDiskOption(o.disk_text));
-    block::ImageOpenOptions open;
-    open.format = disk.format;
-    open.read_only = disk.read_only;
-    open.cache = disk.cache_none ? block::CacheMode::kNone : block::CacheMode::kWriteback;
-    open.discard = disk.discard;
-    auto backend = block::OpenDiskBackend(disk.path, open);
-    if (!backend) return Wrap(fmt::format("--disk path={}", disk.path), backend.error());
-    auto blk = virtio::Blk::Create(std::move(*backend), {disk.serial, disk.discard}, loop);
-    if (!blk) return Wrap(fmt::format("--disk path={}", disk.path), blk.error());
-    return std::unique_ptr<virtio::VirtioDevice>(std::move(*blk));
+    return std::unique_ptr<virtio::VirtioDevice>(VIREO_TRY(CreateBlkDevice(disk, loop)));
   }
   if (kind == "net") {
     virtio::NetOptions options;

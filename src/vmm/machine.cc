@@ -15,7 +15,6 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "base/log.h"
-#include "block/open_image.h"
 #include "devices/acpi/pm_device.h"
 #include "devices/acpi/reset_control.h"
 #include "devices/legacy/cmos_rtc.h"
@@ -36,6 +35,7 @@
 #include "virtio/pci_transport.h"
 #include "virtio/rng.h"
 #include "virtio/vsock/vsock.h"
+#include "vmm/blk_device.h"
 #include "vmm/exit_handler.h"
 #include "vmm/irqfd_line.h"
 
@@ -152,16 +152,8 @@ Machine::~Machine() {
 Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> Machine::CreateVirtioDevices() {
   std::vector<std::shared_ptr<virtio::VirtioDevice>> devices;
   for (const DiskConfig& disk : config_.disks) {
-    block::ImageOpenOptions open;
-    open.format = disk.format;
-    open.read_only = disk.read_only;
-    open.cache = disk.cache_none ? block::CacheMode::kNone : block::CacheMode::kWriteback;
-    open.discard = disk.discard;
-    auto backend = block::OpenDiskBackend(disk.path, open);
-    if (!backend) return Wrap(fmt::format("--disk path={}", disk.path), backend.error());
-    auto blk = virtio::Blk::Create(std::move(*backend), {disk.serial, disk.discard}, *io_loop_);
-    if (!blk) return Wrap(fmt::format("--disk path={}", disk.path), blk.error());
-    devices.push_back(std::shared_ptr<virtio::VirtioDevice>(std::move(*blk)));
+    devices.push_back(
+        std::shared_ptr<virtio::VirtioDevice>(VIREO_TRY(CreateBlkDevice(disk, *io_loop_))));
   }
   for (const NetConfig& net : config_.nets) {
     virtio::NetOptions options;

@@ -92,11 +92,8 @@ Result<CheckResult> Qcow2Image::CheckLocked(bool repair_leaks, bool repair_all) 
         const uint64_t guest = (i * header_.l2_entries() + j) * cs;
         switch (KindOf(entry)) {
           case Kind::kCompressed: {
-            const uint32_t x = 62 - (header_.cluster_bits - 8);
-            const uint64_t offset = entry & ((1ull << x) - 1);
-            const uint64_t sectors =
-                ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
-            add(offset & ~511ull, sectors * 512, "compressed cluster");
+            const CompressedRange range = DecodeCompressed(entry, header_.cluster_bits);
+            add(range.span_start, range.span_length, "compressed cluster");
             if (is_active) {
               ++result.allocated_clusters;
               ++result.compressed_clusters;

@@ -81,10 +81,9 @@ IoStatus Qcow2Image::ValidateEntry(uint64_t entry, uint64_t cluster) const {
   const uint64_t cs = cluster_size();
   const uint64_t guest = cluster * cs;
   if (entry & kOflagCompressed) {
-    const uint32_t x = 62 - (header_.cluster_bits - 8);
-    const uint64_t offset = entry & ((1ull << x) - 1);
-    const uint64_t sectors = ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
-    if (offset < cs || (offset & ~511ull) + sectors * 512 > (file_end_ + 511) / 512 * 512) {
+    const CompressedRange range = DecodeCompressed(entry, header_.cluster_bits);
+    const uint64_t offset = range.offset;
+    if (offset < cs || range.span_start + range.span_length > (file_end_ + 511) / 512 * 512) {
       return IoFail(EIO,
                     "'{}' is damaged: compressed cluster for guest offset {:#x} lies at {:#x}, "
                     "outside the file",
@@ -152,10 +151,9 @@ IoStatus Qcow2Image::ReadBacking(uint64_t offset, std::span<uint8_t> out) {
 }
 
 IoStatus Qcow2Image::ReadCompressed(uint64_t entry, std::span<uint8_t> out) {
-  const uint32_t x = 62 - (header_.cluster_bits - 8);
-  const uint64_t offset = entry & ((1ull << x) - 1);
-  const uint64_t sectors = ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
-  const uint64_t end = (offset & ~511ull) + sectors * 512;
+  const CompressedRange range = DecodeCompressed(entry, header_.cluster_bits);
+  const uint64_t offset = range.offset;
+  const uint64_t end = range.span_start + range.span_length;
   std::vector<uint8_t> in(end - offset);
   if (int err = ReadFully(fd_.get(), in.data(), in.size(), offset)) {
     return IoFail(err, "reading a compressed cluster of '{}': {}", path_, strerror(err));
@@ -531,9 +529,7 @@ IoStatus Qcow2Image::WriteCompressed(uint64_t offset, std::span<const uint8_t> d
   }
   NoteFileEnd(at + length);
   compressed_next_ = (at + length + 511) / 512 * 512;
-  const uint32_t x = 62 - (header_.cluster_bits - 8);
-  const uint64_t sectors = ((at + length - 1) / 512) - at / 512;
-  const uint64_t entry = kOflagCompressed | (sectors << x) | at;
+  const uint64_t entry = EncodeCompressed(at, length, header_.cluster_bits);
   VIREO_TRY_STATUS(l2_cache_->Set(table, cluster % header_.l2_entries(), std::span(&entry, 1)));
   DeferFree(old);
   return {};

@@ -48,6 +48,26 @@ inline constexpr uint64_t kMaxRefcountTableBytes = 8ull << 20;
 inline constexpr uint32_t kMaxSnapshots = 65536;
 inline constexpr uint64_t kMaxDiskSize = 1ull << 55;  // Far beyond any real disk; < 2^63.
 
+// A compressed cluster's L2 entry (qcow2.txt, "Compressed Clusters Descriptor"): the data
+// starts at `offset` and occupies the 512-byte sectors from the one holding it; refcounts
+// count every cluster touching [span_start, span_start + span_length).
+struct CompressedRange {
+  uint64_t offset;
+  uint64_t span_start;
+  uint64_t span_length;
+};
+inline CompressedRange DecodeCompressed(uint64_t entry, uint32_t cluster_bits) {
+  const uint32_t x = 62 - (cluster_bits - 8);
+  const uint64_t offset = entry & ((1ull << x) - 1);
+  const uint64_t sectors = ((entry >> x) & ((1ull << (cluster_bits - 8)) - 1)) + 1;
+  return {offset, offset & ~511ull, sectors * 512};
+}
+inline uint64_t EncodeCompressed(uint64_t offset, uint64_t length, uint32_t cluster_bits) {
+  const uint32_t x = 62 - (cluster_bits - 8);
+  const uint64_t extra_sectors = (offset + length - 1) / 512 - offset / 512;
+  return kOflagCompressed | (extra_sectors << x) | offset;
+}
+
 inline uint16_t LoadBe16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 inline uint32_t LoadBe32(const uint8_t* p) {
   return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];

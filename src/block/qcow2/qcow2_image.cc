@@ -310,10 +310,8 @@ void Qcow2Image::DeferFree(uint64_t entry) {
   const uint64_t cs = cluster_size();
   switch (KindOf(entry)) {
     case Kind::kCompressed: {
-      const uint32_t x = 62 - (header_.cluster_bits - 8);
-      const uint64_t offset = entry & ((1ull << x) - 1);
-      const uint64_t sectors = ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
-      pending_frees_.emplace_back(offset & ~511ull, sectors * 512);
+      const CompressedRange range = DecodeCompressed(entry, header_.cluster_bits);
+      pending_frees_.emplace_back(range.span_start, range.span_length);
       break;
     }
     case Kind::kNormal:

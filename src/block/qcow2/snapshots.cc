@@ -24,6 +24,16 @@ Status ToStatus(const IoStatus& status) {
   return {};
 }
 
+// An ID matches first, then a name (as qemu-img does).
+std::vector<SnapshotEntry>::iterator FindSnapshot(std::vector<SnapshotEntry>& entries,
+                                                  const std::string& name_or_id) {
+  auto it = std::find_if(entries.begin(), entries.end(),
+                         [&](const SnapshotEntry& e) { return e.id == name_or_id; });
+  if (it != entries.end()) return it;
+  return std::find_if(entries.begin(), entries.end(),
+                      [&](const SnapshotEntry& e) { return e.name == name_or_id; });
+}
+
 }  // namespace
 
 Result<std::vector<uint64_t>> Qcow2Image::ReadL1(uint64_t offset, uint32_t entries) {
@@ -85,10 +95,8 @@ IoStatus Qcow2Image::UpdateSnapshotRefcounts(const std::vector<uint64_t>& l1, in
       const uint64_t entry = entries[i];
       switch (KindOf(entry)) {
         case Kind::kCompressed: {
-          const uint32_t x = 62 - (header_.cluster_bits - 8);
-          const uint64_t offset = entry & ((1ull << x) - 1);
-          const uint64_t sectors = ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
-          VIREO_TRY_STATUS(refcounts_->Update(offset & ~511ull, sectors * 512, delta));
+          const CompressedRange range = DecodeCompressed(entry, header_.cluster_bits);
+          VIREO_TRY_STATUS(refcounts_->Update(range.span_start, range.span_length, delta));
           break;
         }
         case Kind::kNormal:
@@ -119,10 +127,8 @@ IoStatus Qcow2Image::CheckSnapshotFits(const std::vector<uint64_t>& l1) {
     std::vector<uint64_t> entries = *VIREO_TRY(l2_cache_->Get(table));
     for (uint64_t entry : entries) {
       if (KindOf(entry) == Kind::kCompressed) {
-        const uint32_t x = 62 - (header_.cluster_bits - 8);
-        const uint64_t offset = entry & ((1ull << x) - 1);
-        const uint64_t sectors = ((entry >> x) & ((1ull << (header_.cluster_bits - 8)) - 1)) + 1;
-        add(offset & ~511ull, sectors * 512);
+        const CompressedRange range = DecodeCompressed(entry, header_.cluster_bits);
+        add(range.span_start, range.span_length);
       } else if (uint64_t host = entry & kL2OffsetMask;
                  host != 0 && KindOf(entry) != Kind::kUnallocated) {
         add(host, cs);
@@ -226,12 +232,7 @@ Status Qcow2Image::ApplySnapshot(const std::string& name_or_id) {
   VIREO_TRY_STATUS(ToStatus(ReleasePool()));
   VIREO_TRY_STATUS(ToStatus(SyncAndApplyFrees()));
   std::vector<SnapshotEntry> entries = VIREO_TRY(ReadSnapshots());
-  auto it = std::find_if(entries.begin(), entries.end(),
-                         [&](const SnapshotEntry& e) { return e.id == name_or_id; });
-  if (it == entries.end()) {
-    it = std::find_if(entries.begin(), entries.end(),
-                      [&](const SnapshotEntry& e) { return e.name == name_or_id; });
-  }
+  auto it = FindSnapshot(entries, name_or_id);
   if (it == entries.end()) return Fail("no snapshot '{}' in '{}'", name_or_id, path_);
   std::vector<uint64_t> snap_l1 = VIREO_TRY(ReadL1(it->l1_table_offset, it->l1_size));
   const std::vector<uint64_t> old_l1 = l1_;
@@ -259,12 +260,7 @@ Status Qcow2Image::DeleteSnapshot(const std::string& name_or_id) {
   VIREO_TRY_STATUS(ToStatus(ReleasePool()));
   VIREO_TRY_STATUS(ToStatus(SyncAndApplyFrees()));
   std::vector<SnapshotEntry> entries = VIREO_TRY(ReadSnapshots());
-  auto it = std::find_if(entries.begin(), entries.end(),
-                         [&](const SnapshotEntry& e) { return e.id == name_or_id; });
-  if (it == entries.end()) {
-    it = std::find_if(entries.begin(), entries.end(),
-                      [&](const SnapshotEntry& e) { return e.name == name_or_id; });
-  }
+  auto it = FindSnapshot(entries, name_or_id);
   if (it == entries.end()) return Fail("no snapshot '{}' in '{}'", name_or_id, path_);
   SnapshotEntry gone = *it;
   entries.erase(it);
