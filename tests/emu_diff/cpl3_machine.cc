@@ -33,6 +33,12 @@ accel::Segment UserSegment(uint16_t selector, bool code) {
   return s;
 }
 
+accel::Segment NullSegment() {
+  accel::Segment s;
+  s.unusable = true;
+  return s;
+}
+
 struct FixedEnvironment : emu::CpuEnvironment {
   void Cpuid(uint32_t, uint32_t, uint32_t out[4]) override {
     out[0] = out[1] = out[2] = out[3] = 0;
@@ -56,18 +62,22 @@ Result<std::unique_ptr<Cpl3Machines>> Cpl3Machines::Create() {
   VIREO_TRY_STATUS(m->WriteTables());
   m->sregs_ = VIREO_TRY(m->vcpu_->GetSpecialRegisters());
   auto& s = m->sregs_;
-  s.cs = UserSegment(0x2b, true);
-  s.ss = s.ds = s.es = s.fs = s.gs = UserSegment(0x23, false);
+  // Linux's user selectors (CS 0x33, SS 0x2b, null data segments): this host's KVM (PVM)
+  // runs CPL3 code with exactly those, whatever was set, so MOV r/m, Sreg compares only
+  // when both machines start from them.
+  s.cs = UserSegment(0x33, true);
+  s.ss = UserSegment(0x2b, false);
+  s.ds = s.es = s.fs = s.gs = NullSegment();
   s.tr = {};
   s.tr.base = kTss;
   s.tr.limit = 0x67;
-  s.tr.selector = 0x30;
+  s.tr.selector = 0x40;
   s.tr.type = 11;  // busy 64-bit TSS
   s.tr.present = true;
   s.ldt = {};
   s.ldt.unusable = true;
   s.ldt.type = 2;
-  s.gdt = {kGdt, 0x3f};
+  s.gdt = {kGdt, 0x4f};
   s.idt = {0, 0};  // any exception triple-faults: a shutdown exit
   s.cr0 = emu::kCr0Pe | emu::kCr0Pg | emu::kCr0Wp | (1u << 4) /* ET */;
   s.cr3 = kPml4;
@@ -90,16 +100,19 @@ Status Cpl3Machines::WriteTables() {
     if (!mem.WriteObj<uint64_t>(kPd + i * 8, (i << 21) | 0x87)) return Fail("pd");
   }
   if (!mem.WriteObj<uint64_t>(kPd + (kMmioPage >> 21) * 8, kMmioPage | 0x87)) return Fail("pd");
-  // GDT: null, kernel code/data, user data (0x20) and code (0x28), TSS (0x30, 16 bytes).
-  const uint64_t gdt[8] = {0,
-                           0,
-                           0x00af9b000000ffffull,
-                           0x00cf93000000ffffull,
-                           0x00cff3000000ffffull,
-                           0x00affb000000ffffull,
-                           0x0000890000000067ull | (kTss & 0xffffff) << 16,
-                           0};
-  for (int i = 0; i < 8; ++i) {
+  // GDT as Linux lays it out: kernel code/data (0x10, 0x18), user data (0x20 and 0x28),
+  // user code (0x30), TSS (0x40, 16 bytes).
+  const uint64_t gdt[10] = {0,
+                            0,
+                            0x00af9b000000ffffull,
+                            0x00cf93000000ffffull,
+                            0x00cff3000000ffffull,
+                            0x00cff3000000ffffull,
+                            0x00affb000000ffffull,
+                            0,
+                            0x0000890000000067ull | (kTss & 0xffffff) << 16,
+                            0};
+  for (int i = 0; i < 10; ++i) {
     if (!mem.WriteObj<uint64_t>(kGdt + i * 8, gdt[i])) return Fail("gdt");
   }
   return {};
@@ -172,6 +185,10 @@ CaseResult Cpl3Machines::RunEmu(std::span<const uint8_t> code, const CaseState& 
   s.seg[emu::kDs] = sregs_.ds;
   s.seg[emu::kFs] = sregs_.fs;
   s.seg[emu::kGs] = sregs_.gs;
+  s.gdtr = sregs_.gdt;
+  s.idtr = sregs_.idt;
+  s.tr = sregs_.tr;
+  s.ldtr = sregs_.ldt;
   s.cr0 = sregs_.cr0, s.cr3 = sregs_.cr3, s.cr4 = sregs_.cr4, s.efer = sregs_.efer;
   FixedEnvironment env;
   emu::Interpreter cpu(s, *memory_, env);

@@ -87,6 +87,9 @@ struct CpuState {
   uint64_t xcr0 = 1;
   Msrs msr;
   FxState fx;
+  // STI (with IF clear) or MOV/POP SS: no interrupt before the next instruction retires
+  // (SDM Vol. 3 6.8.3, Vol. 2 "STI").
+  bool interrupt_shadow = false;
 
   int cpl() const { return seg[kCs].dpl; }
   bool long_mode() const { return (efer & kEferLma) != 0; }

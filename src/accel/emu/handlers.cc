@@ -17,6 +17,7 @@ HandlerTable Build() {
   RegisterBits(t);
   RegisterString(t);
   RegisterSystem(t);
+  RegisterPrivileged(t);
   return t;
 }
 

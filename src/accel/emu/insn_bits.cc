@@ -61,17 +61,20 @@ StepStatus BitScan(Interpreter& cpu, const DecodedInsn& insn) {
   if (insn.rep()) {  // TZCNT / LZCNT: CF = source was zero, ZF = result is zero
     uint64_t r = v == 0 ? bits : forward ? __builtin_ctzll(v) : __builtin_clzll(v) - (64 - bits);
     cpu.SetReg(insn.reg(), size, insn.rex(), r);
-    f.SetArith((v == 0 ? kCf : 0) | (r == 0 ? kZf : 0), kCf | kZf);
+    // OF, SF, AF, PF are undefined (SDM "TZCNT"); this CPU clears SF, AF, PF and leaves OF.
+    f.SetArith((v == 0 ? kCf : 0) | (r == 0 ? kZf : 0), kCf | kZf | kSf | kAf | kPf);
     return StepStatus::kOk;
   }
+  // BSF/BSR: only ZF is defined (SDM "BSF"). This CPU clears CF, OF, SF, AF and sets PF
+  // from the low byte of the index; a zero source gives ZF = PF = 1, the rest clear.
   if (v == 0) {
-    // Destination unchanged (AMD documents it; Intel CPUs do the same), ZF set.
-    f.SetArith(kZf, kZf);
+    // Destination unchanged (AMD documents it; Intel CPUs do the same).
+    f.SetArith(kZf | kPf);
     return StepStatus::kOk;
   }
   const uint64_t r = forward ? __builtin_ctzll(v) : 63 - __builtin_clzll(v);
   cpu.SetReg(insn.reg(), size, insn.rex(), r);
-  f.SetArith(0, kZf);
+  f.SetArith(EvenParity(r) ? kPf : 0);
   return StepStatus::kOk;
 }
 

@@ -13,6 +13,7 @@ void RegisterControl(HandlerTable& table);
 void RegisterBits(HandlerTable& table);
 void RegisterString(HandlerTable& table);
 void RegisterSystem(HandlerTable& table);
+void RegisterPrivileged(HandlerTable& table);  // after RegisterSystem: overrides CLI/STI
 
 // FF /2 /3 /4 /5 /6 (CALL, JMP, PUSH r/m), called from the FE/FF group handler.
 StepStatus GroupFFControl(Interpreter& cpu, const DecodedInsn& insn);

@@ -176,6 +176,26 @@ StepStatus Setcc(Interpreter& cpu, const DecodedInsn& insn) {  // 0F 90-9F
   return StepStatus::kOk;
 }
 
+StepStatus Xlat(Interpreter& cpu, const DecodedInsn& insn) {  // D7: AL = [rBX + AL]
+  const int asize = insn.address_size();
+  const uint64_t ea = (cpu.Gpr(kRbx, asize) + cpu.Gpr(kRax, kSize8)) & SizeMask(asize);
+  uint64_t v;
+  if (!cpu.Read(insn.segment(), ea, kSize8, &v, asize)) return cpu.MemoryFault();
+  cpu.SetGpr(kRax, kSize8, v);
+  return StepStatus::kOk;
+}
+
+// 8C: MOV r/m, Sreg. A memory destination is always 16 bits; a register destination takes
+// the operand size, zero-extended (SDM "MOV": the upper bits are cleared in 64-bit mode and
+// on this CPU in every mode, per the harness).
+StepStatus MovFromSreg(Interpreter& cpu, const DecodedInsn& insn) {
+  if (insn.group_op() > 5) return cpu.Raise(kInvalidOpcode);
+  const uint64_t selector = cpu.state().seg[insn.group_op()].selector;
+  const int size = insn.is_reg_form() ? OpSize(insn) : kSize16;
+  if (!cpu.WriteRm(insn, size, selector)) return cpu.MemoryFault();
+  return StepStatus::kOk;
+}
+
 }  // namespace
 
 void RegisterMov(HandlerTable& t) {
@@ -185,6 +205,8 @@ void RegisterMov(HandlerTable& t) {
   for (int op = 0xb0; op <= 0xbf; ++op) t[op] = MovRegImm;
   for (int op = 0xa0; op <= 0xa3; ++op) t[op] = MovMoffs;
   t[0x8d] = Lea;
+  t[0xd7] = Xlat;
+  t[0x8c] = MovFromSreg;
   t[0x63] = MovExtend;
   for (int op : {0xb6, 0xb7, 0xbe, 0xbf}) t[kMap0F | op] = MovExtend;
   t[0x86] = t[0x87] = XchgRm;

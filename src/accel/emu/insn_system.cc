@@ -78,7 +78,13 @@ StepStatus Nop(Interpreter&, const DecodedInsn&) { return StepStatus::kOk; }
 
 StepStatus Ud(Interpreter& cpu, const DecodedInsn&) { return cpu.Raise(kInvalidOpcode); }
 
-StepStatus Int3(Interpreter& cpu, const DecodedInsn&) { return cpu.Raise(kBreakpoint); }
+// 9B FWAIT: #NM when CR0.MP and CR0.TS are both set (SDM Vol. 3 2.5); otherwise it only
+// checks for pending x87 exceptions, which this CPU never has (no x87 emulation yet).
+StepStatus Fwait(Interpreter& cpu, const DecodedInsn&) {
+  const uint64_t cr0 = cpu.state().cr0;
+  if ((cr0 & (1u << 1)) && (cr0 & (1u << 3))) return cpu.Raise(kDeviceNotAvailable);
+  return StepStatus::kOk;
+}
 
 // 0F AE: the fences (register forms /5 /6 /7) are no-ops for one in-order vCPU; the rest
 // (FXSAVE, LDMXCSR, CLFLUSH, ...) are not emulated yet.
@@ -104,7 +110,7 @@ void RegisterSystem(HandlerTable& t) {
   t[kMap0F | 0x0b] = Ud;
   t[kMap0F | 0xb9] = Ud;  // UD1
   t[kMap0F | 0xff] = Ud;  // UD0
-  t[0xcc] = Int3;
+  t[0x9b] = Fwait;
   t[kMap0F | 0xae] = Group15;
   (void)NotYet;
 }

@@ -76,7 +76,7 @@ StepStatus Interpreter::PageFault(uint64_t linear, uint32_t error_code) {
 }
 
 bool Interpreter::LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum Access access) {
-  const bool user = state_.cpl() == 3;
+  const bool user = state_.cpl() == 3 && !supervisor_;
   while (len > 0) {
     size_t chunk = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
     Translation t = Translate(state_, memory_, linear, access, user);
@@ -98,7 +98,7 @@ bool Interpreter::LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum A
 }
 
 bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len) {
-  const bool user = state_.cpl() == 3;
+  const bool user = state_.cpl() == 3 && !supervisor_;
   // Translate every page first so a fault on the second page leaves the first untouched.
   uint64_t phys[2];
   size_t first = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
@@ -202,6 +202,23 @@ void Interpreter::CompleteIn(uint64_t data) {
 }
 
 StepStatus Interpreter::Step() {
+  // The shadow covers exactly one instruction: the one after STI / MOV SS (which may set it
+  // again; SDM Vol. 2 "STI": only the first of consecutive STIs opens a window).
+  const bool shadow = state_.interrupt_shadow;
+  state_.interrupt_shadow = false;
+  StepStatus result = Execute();
+  if (result == StepStatus::kException && deliver_) {
+    state_.interrupt_shadow = false;
+    return Deliver();
+  }
+  if (result != StepStatus::kOk && result != StepStatus::kHalt && result != StepStatus::kIo &&
+      result != StepStatus::kMmio) {
+    state_.interrupt_shadow = shadow;  // the instruction did not retire
+  }
+  return result;
+}
+
+StepStatus Interpreter::Execute() {
   const CpuMode mode = state_.mode();
   uint64_t linear = state_.rip;
   if (mode != CpuMode::kLong64) linear = (state_.seg[kCs].base + state_.rip) & 0xffffffffull;

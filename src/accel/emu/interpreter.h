@@ -22,6 +22,7 @@ enum class StepStatus : uint8_t {
   kIo,             // IN/OUT: see io(); OUT retired, IN completes through CompleteIn()
   kMmio,           // access outside RAM: see mmio(); a write has retired
   kUnimplemented,  // a defined instruction this CPU does not emulate yet
+  kShutdown,       // triple fault (delivery mode only): the VM shuts down, as on KVM
 };
 
 // Architectural exception vectors (SDM Vol. 3 6.3.1).
@@ -32,15 +33,24 @@ enum Vector : uint8_t {
   kOverflow = 4,
   kInvalidOpcode = 6,
   kDeviceNotAvailable = 7,
+  kDoubleFault = 8,
+  kInvalidTss = 10,
+  kSegmentNotPresent = 11,
   kStackFault = 12,
   kGeneralProtection = 13,
   kPageFault = 14,
 };
 
+// How an event reaches the IDT (SDM Vol. 3 6.5, 6.12.1.1): faults return to the faulting
+// instruction; traps and software interrupts to the next one, and INT n/INT3/INTO also
+// check the gate's DPL against CPL; external interrupts set EXT in error codes.
+enum class EventKind : uint8_t { kFault, kTrap, kSoftware, kExternal };
+
 struct Exception {
   uint8_t vector = 0;
   bool has_error_code = false;
   uint32_t error_code = 0;
+  EventKind kind = EventKind::kFault;
 };
 
 struct IoRequest {
@@ -74,8 +84,15 @@ class Interpreter {
   Interpreter(CpuState& state, const GuestMemory& memory, CpuEnvironment& env)
       : state_(state), memory_(memory), env_(env) {}
 
-  // Executes one instruction.
+  // Executes one instruction. With exception delivery on, a fault or trap is delivered
+  // through the IDT (the step then returns kOk, or kShutdown on a triple fault); off (the
+  // default, used by the differential harness), it is returned as kException.
   StepStatus Step();
+  void set_deliver_exceptions(bool on) { deliver_ = on; }
+  // Delivers an external interrupt now (the caller checked InterruptWindowOpen()).
+  StepStatus InjectInterrupt(uint8_t vector);
+  // IF set and no STI/MOV SS shadow: an external interrupt may be taken before the next step.
+  bool InterruptWindowOpen() const { return state_.flags.ifl() && !state_.interrupt_shadow; }
   // Executes until something other than kOk, or `max` instructions; counts retired ones.
   StepStatus Run(uint64_t max, uint64_t* retired);
 
@@ -108,6 +125,19 @@ class Interpreter {
   // Exceptions and exits.
   StepStatus Raise(uint8_t vector);
   StepStatus Raise(uint8_t vector, uint32_t error_code);
+  // INT n / INT3 / INTO / INT1: delivered with RIP past the instruction.
+  StepStatus RaiseSoftware(uint8_t vector, EventKind kind) {
+    exception_ = {vector, false, 0, kind};
+    return StepStatus::kException;
+  }
+  // Reads/writes at a linear address as an implicit supervisor access (descriptor tables,
+  // the TSS, the exception stack frame): SDM Vol. 3 4.6.1.
+  bool SystemRead(uint64_t linear, void* bytes, size_t len);
+  bool SystemWrite(uint64_t linear, const void* bytes, size_t len);
+  // Reads the 8-byte GDT/LDT descriptor of `selector`; #GP(selector) when out of limits.
+  bool ReadDescriptor(uint16_t selector, uint64_t* descriptor);
+  // Loads CS (far transfers) from a code descriptor: 64-bit or compatibility code.
+  static accel::Segment CodeSegmentFrom(uint16_t selector, uint64_t descriptor);
   StepStatus Halt() { return StepStatus::kHalt; }
   StepStatus Unimplemented() { return StepStatus::kUnimplemented; }
   StepStatus IoExit(const IoRequest& io) {
@@ -123,6 +153,9 @@ class Interpreter {
   uint64_t next_rip() const { return next_rip_; }
   void Branch(uint64_t target, int size_log);
   CpuEnvironment& env() { return env_; }
+  // Software TLB maintenance (CR0/CR3/CR4 writes, INVLPG): all entries, or all but global.
+  void FlushTlb(bool include_global) { (void)include_global; }
+  void FlushTlbPage(uint64_t linear) { (void)linear; }
 
   static const HandlerTable& Table();
 
@@ -133,6 +166,10 @@ class Interpreter {
   // Segment + offset -> linear, with the 64-bit canonical check (#GP, or #SS for SS).
   bool Linearize(Seg seg, uint64_t offset, int asize, uint64_t* linear);
   StepStatus PageFault(uint64_t linear, uint32_t error_code);
+  StepStatus Execute();
+  // Delivers exception_ through the IDT, escalating to #DF and shutdown (exception.cc).
+  StepStatus Deliver();
+  bool DeliverOnce(const Exception& e);
 
   CpuState& state_;
   const GuestMemory& memory_;
@@ -143,6 +180,8 @@ class Interpreter {
   IoRequest io_;
   MmioRequest mmio_;
   StepStatus fault_status_ = StepStatus::kOk;
+  bool deliver_ = false;
+  bool supervisor_ = false;  // implicit supervisor accesses (SystemRead/SystemWrite)
 };
 
 }  // namespace vireo::emu
