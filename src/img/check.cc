@@ -39,8 +39,9 @@ Result<uint64_t> Fragmented(block::qcow2::Qcow2Image& image) {
 }
 
 Result<CheckReport> RunCheck(block::qcow2::Qcow2Image& image, const std::string& file, bool repair,
-                             bool print_problems, block::qcow2::CheckResult* raw) {
-  block::qcow2::CheckResult result = VIREO_TRY(image.Check(repair));
+                             bool repair_errors, bool print_problems,
+                             block::qcow2::CheckResult* raw) {
+  block::qcow2::CheckResult result = VIREO_TRY(image.Check(repair, repair_errors));
   if (print_problems) {
     for (const auto& line : result.messages) fmt::print(stderr, "{}\n", line);
   }
@@ -64,8 +65,10 @@ int Check(const CheckArgs& args) {
     return fail(Error{fmt::format("--output {}: expected human or json", args.output)});
   }
   bool repair = false;
+  bool repair_errors = false;
   if (args.repair == "leaks" || args.repair == "all") {
-    repair = true;  // Vireo repairs leaks only; "all" finds corruptions but leaves them.
+    repair = true;
+    repair_errors = args.repair == "all";  // Refcounts too low and OFLAG_COPIED, as qemu-img.
   } else if (!args.repair.empty()) {
     return fail(Error{fmt::format("-r {}: expected leaks or all", args.repair)});
   }
@@ -83,11 +86,13 @@ int Check(const CheckArgs& args) {
     return kExitNotSupported;
   }
   block::qcow2::CheckResult first;
-  auto report = RunCheck(*opened->qcow2, args.file, repair, !args.quiet, &first);
+  auto report = RunCheck(*opened->qcow2, args.file, repair, repair_errors, !args.quiet, &first);
   if (!report) return fail(Error{"Check failed: " + report.error().message});
-  if (repair && first.leaks_fixed > 0) {
-    if (args.output == "human" && !args.quiet) fmt::print("{}", RepairHuman(first.leaks_fixed, 0));
-    report = RunCheck(*opened->qcow2, args.file, false, !args.quiet, nullptr);
+  if (repair && (first.leaks_fixed > 0 || first.corruptions_fixed > 0)) {
+    if (args.output == "human" && !args.quiet) {
+      fmt::print("{}", RepairHuman(first.leaks_fixed, first.corruptions_fixed));
+    }
+    report = RunCheck(*opened->qcow2, args.file, false, false, !args.quiet, nullptr);
     if (!report) return fail(Error{"Check failed: " + report.error().message});
   }
   if (args.output == "json") {

@@ -259,6 +259,10 @@ qstatus=$?
 "$vireo" img check corrupt.qcow2 >out 2>err
 vstatus=$?
 if [[ $qstatus -eq 2 && $vstatus -eq 2 ]]; then ok "check a corrupt image: exit 2, as qemu-img"; else fail "corrupt image: vireo $vstatus, qemu-img $qstatus: $(head -3 err)"; fi
+expect "check -r all repairs a too-low refcount: exit 0" 0 "$vireo" img check -r all corrupt.qcow2
+grep_out "check -r all says what it repaired" "^    1 corruptions$"
+clean "the -r all repair passes qemu-img check" corrupt.qcow2
+same "repair all kept the data" data.raw corrupt.qcow2
 expect "check raw: exit 63" 63 "$vireo" img check -f raw raw.img
 grep_out "check raw says why" "does not support checks" err
 

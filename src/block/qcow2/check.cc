@@ -16,11 +16,13 @@
 
 namespace vireo::block::qcow2 {
 
-Result<CheckResult> Qcow2Image::Check(bool repair_leaks) {
-  if (repair_leaks && read_only_) return Fail("'{}' is open read-only: cannot repair it", path_);
+Result<CheckResult> Qcow2Image::Check(bool repair_leaks, bool repair_errors) {
+  if ((repair_leaks || repair_errors) && read_only_) {
+    return Fail("'{}' is open read-only: cannot repair it", path_);
+  }
   std::unique_lock data_lock(data_);
   std::lock_guard meta(meta_);
-  return CheckLocked(repair_leaks, false);
+  return CheckLocked(repair_leaks || repair_errors, repair_errors);
 }
 
 Result<CheckResult> Qcow2Image::CheckLocked(bool repair_leaks, bool repair_all) {
@@ -178,6 +180,7 @@ Result<CheckResult> Qcow2Image::CheckLocked(bool repair_leaks, bool repair_all) 
         ++result.leaks_fixed;
       } else {
         --result.corruptions;
+        ++result.corruptions_fixed;
       }
     }
   }
@@ -189,7 +192,10 @@ Result<CheckResult> Qcow2Image::CheckLocked(bool repair_leaks, bool repair_all) 
   for (const ActiveEntry& e : active) {
     const uint64_t refs_now = e.host / cs < refs.size() ? refs[e.host / cs] : 0;
     if (e.copied == (refs_now == 1)) continue;
-    if (repair_all && !read_only_) continue;  // FixCopiedFlags below rewrites them.
+    if (repair_all && !read_only_) {  // FixCopiedFlags below rewrites them.
+      ++result.corruptions_fixed;
+      continue;
+    }
     report(fmt::format("ERROR OFLAG_COPIED {}: offset={:#x} refcount={}",
                        e.l2_index == ~0ull ? "L2 cluster" : "data cluster", e.host, refs_now));
   }

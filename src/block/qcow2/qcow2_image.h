@@ -64,6 +64,7 @@ struct CheckResult {
   uint64_t corruptions = 0;  // References to clusters with too low a refcount, bad offsets, ...
   uint64_t leaks = 0;        // Clusters with a refcount that nothing references.
   uint64_t leaks_fixed = 0;
+  uint64_t corruptions_fixed = 0;
   uint64_t allocated_clusters = 0;  // Guest clusters with data in this image.
   uint64_t total_clusters = 0;      // Guest clusters of the disk.
   uint64_t compressed_clusters = 0;
@@ -109,9 +110,10 @@ class Qcow2Image final : public Image {
   Status ApplySnapshot(const std::string& name_or_id);
   Status DeleteSnapshot(const std::string& name_or_id);
 
-  // Walks every table and recomputes every refcount (check.cc). repair_leaks drops the
-  // refcounts of leaked clusters to zero. Needs a writable image for repair.
-  Result<CheckResult> Check(bool repair_leaks);
+  // Walks every table and recomputes every refcount (check.cc). repair_leaks lowers the
+  // refcounts of leaked clusters to what is referenced; repair_errors also raises refcounts
+  // that are too low and rewrites wrong OFLAG_COPIED flags. Repair needs a writable image.
+  Result<CheckResult> Check(bool repair_leaks, bool repair_errors = false);
 
   // Rewrites the header's backing file name and format (`rebase -u`, `commit`).
   Status SetBackingFile(const std::string& file, const std::string& format);
