@@ -500,7 +500,7 @@ void Session::OnKick(uint16_t index, int fd) {
   // Non-blocking eventfd: EAGAIN when another wake-up already drained it.
   (void)!::read(fd, &count, sizeof(count));
   kicks_.fetch_add(1, std::memory_order_relaxed);
-  device_.QueueNotify(index);
+  device_.QueueNotifyOnIoThread(index);  // This is the device's I/O thread: no second wake-up.
 }
 
 }  // namespace vireo::vhost_user

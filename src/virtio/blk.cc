@@ -197,6 +197,14 @@ void Blk::QueueNotify(uint16_t index) {
   notify_.Signal();  // any thread; the loop processes the queue (an inactive device ignores it)
 }
 
+void Blk::QueueNotifyOnIoThread(uint16_t index) {
+  if (index != 0) return QueueNotify(index);
+  std::lock_guard lock(mu_);
+  if (!active_) return;
+  ProcessQueue();
+  MaybeSignal();
+}
+
 void Blk::OnNotify() {
   notify_.Drain();
   std::lock_guard lock(mu_);

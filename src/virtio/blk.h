@@ -141,6 +141,7 @@ class Blk : public VirtioDevice {
   Status Activate(ActivateContext context) override;
   void Reset() override;
   void QueueNotify(uint16_t index) override;
+  void QueueNotifyOnIoThread(uint16_t index) override;
   bool needs_reset() const override;
 
   // The eventfd that QueueNotify(0) signals; hand it to KVM as the queue's ioeventfd.

@@ -80,6 +80,10 @@ class VirtioDevice {
   // thread: the VMM hands it to KVM as an ioeventfd so a guest kick never exits to userspace.
   // -1 (the default) for devices that process notifications where QueueNotify is called.
   virtual int notify_fd(uint16_t /*queue*/) const { return -1; }
+  // A notification that arrives on the device's own I/O thread (vhost-user's kick handler
+  // runs there): a device with a notify_fd may process the queue at once rather than wake
+  // its loop a second time through that eventfd.
+  virtual void QueueNotifyOnIoThread(uint16_t index) { QueueNotify(index); }
 };
 
 // Bounds-checked copy from a device's config structure; zeros and false when the access
