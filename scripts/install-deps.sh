@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ make pkg-config
   libfmt-dev libcli11-dev libexpected-dev liburing-dev nlohmann-json3-dev
+  libcpp-httplib-dev python3-yaml  # the control API (--api-socket) and its test
   zlib1g-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   acpica-tools

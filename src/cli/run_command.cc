@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "accel/kvm/kvm_system.h"
+#include "api/http_server.h"
+#include "api/vm_routes.h"
 #include "arch/x86/acpi/acpi.h"
 #include "arch/x86/layout.h"
 #include "base/log.h"
@@ -18,6 +20,7 @@
 #include "virtio/vsock/host_socket.h"
 #include "vmm/default_guest.h"
 #include "vmm/machine.h"
+#include "vmm/machine_controller.h"
 
 namespace vireo::cli {
 namespace {
@@ -130,7 +133,8 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
       ->default_val("auto");
   run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
   run->add_option("--disk", o.disk_texts,
-                  "virtio-blk disk: path=FILE[,format=raw|qcow2][,readonly=on][,serial=ID][,cache=none|writeback]"
+                  "virtio-blk disk: "
+                  "path=FILE[,format=raw|qcow2][,readonly=on][,serial=ID][,cache=none|writeback]"
                   "[,discard=on] (repeatable)");
   run->add_option("--net", o.net_texts, "virtio-net on a tap: tap=NAME[,mac=MAC] (repeatable)");
   run->add_option("--vsock", o.vsock_text,
@@ -143,6 +147,8 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
                 "Add a virtio-balloon (inflate returns pages to the host, stats, page reporting)");
   run->add_option("--transport", o.transport_text, "virtio transport: pci or mmio")
       ->default_val("pci");
+  run->add_option("--api-socket", o.api_socket,
+                  "Serve the control API (HTTP/1.1 + JSON, docs/api.yaml) on this Unix socket");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
   return run;
 }
@@ -246,6 +252,18 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
                                   config.cpus, (*kvm)->max_vcpus())});
   }
 
+  // The control API outlives each Machine: a reset builds a new one behind the same socket.
+  std::unique_ptr<MachineController> controller;
+  std::unique_ptr<api::ApiServer> api_server;
+  if (!o.api_socket.empty()) {
+    controller = std::make_unique<MachineController>(config);
+    api::Router router;
+    api::AddVmRoutes(router, *controller);
+    auto server = api::ApiServer::Start(o.api_socket, std::move(router));
+    if (!server) return fail(server.error());
+    api_server = std::move(*server);
+  }
+
   RunOutcome outcome;
   std::vector<VcpuCounters> counters;
   RunTimings timings;
@@ -261,7 +279,9 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
       }
       Log(LogLevel::kInfo, "booting: {}", (*machine)->boot_entry().description);
       RunTimings run_timings = timings;
+      if (controller) controller->Attach(**machine);
       outcome = (*machine)->Run(signal_fd, run_timings);
+      if (controller) controller->Detach();
       if (boot_count == 0) timings.first_guest_entry = run_timings.first_guest_entry;
       timings.end = run_timings.end;
       AddCounters(counters, (*machine)->counters());
@@ -285,6 +305,9 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     case StopReason::kError:
       fmt::print(stderr, "vireo: error: {}\n", outcome.detail);
       return kExitError;
+    case StopReason::kApiStop:
+      fmt::print(stderr, "vireo: stopped through the control API\n");
+      return kExitOk;
   }
   return kExitError;
 }

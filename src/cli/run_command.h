@@ -25,6 +25,7 @@ struct RunOptions {
   std::vector<std::string> disk_texts;
   std::vector<std::string> net_texts;
   std::string vsock_text;
+  std::string api_socket;  // --api-socket: serve the control API (docs/api.yaml) here
   bool cmdline_given = false;
   bool verbose = false;
 };

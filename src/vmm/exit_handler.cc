@@ -16,9 +16,9 @@ void HandleBusAccess(const accel::VcpuExit& exit, const Bus& bus, uint64_t& uncl
   for (uint32_t i = 0; i < exit.count; ++i) {
     std::span<uint8_t> slot = exit.data.subspan(static_cast<size_t>(i) * exit.size, exit.size);
     if (exit.is_write) {
-      if (!bus.Write(exit.address, slot)) ++unclaimed_writes;
+      if (!bus.Write(exit.address, slot)) Bump(unclaimed_writes);
     } else {
-      if (!bus.ReadOrOpenBus(exit.address, slot)) ++unclaimed_reads;
+      if (!bus.ReadOrOpenBus(exit.address, slot)) Bump(unclaimed_reads);
     }
   }
 }

@@ -4,6 +4,20 @@
 
 namespace vireo {
 
+VcpuCounters LoadCounters(const VcpuCounters& live) {
+  // atomic_ref needs a non-const object; the loads do not write.
+  auto load = [](const uint64_t& v) {
+    return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(v)).load(std::memory_order_relaxed);
+  };
+  VcpuCounters out;
+  for (size_t i = 0; i < out.exits.size(); ++i) out.exits[i] = load(live.exits[i]);
+  out.pio_unclaimed_reads = load(live.pio_unclaimed_reads);
+  out.pio_unclaimed_writes = load(live.pio_unclaimed_writes);
+  out.mmio_unclaimed_reads = load(live.mmio_unclaimed_reads);
+  out.mmio_unclaimed_writes = load(live.mmio_unclaimed_writes);
+  return out;
+}
+
 std::string FormatStats(const std::vector<VcpuCounters>& vcpus, const RunTimings& timings) {
   using accel::ExitReason;
   std::string out;

@@ -1,8 +1,10 @@
-// Per-vCPU exit counters, like kvm_stat. Each vCPU thread owns its counters and writes
-// them without atomics; they are read only after the threads have been joined.
+// Per-vCPU exit counters, like kvm_stat. Each vCPU thread owns its counters and is their only
+// writer; the control API reads them live with LoadCounters. Both sides go through relaxed
+// std::atomic_ref, so the reads are race-free and the hot path stays a plain load and store.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -19,8 +21,20 @@ struct VcpuCounters {
   uint64_t mmio_unclaimed_reads = 0;
   uint64_t mmio_unclaimed_writes = 0;
 
-  void Count(accel::ExitReason reason) { ++exits[static_cast<size_t>(reason)]; }
+  void Count(accel::ExitReason reason);
 };
+
+// Adds one to a counter that only this thread writes (see above).
+inline void Bump(uint64_t& counter) {
+  std::atomic_ref<uint64_t> c(counter);
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+inline void VcpuCounters::Count(accel::ExitReason reason) {
+  Bump(exits[static_cast<size_t>(reason)]);
+}
+
+// A copy of counters another thread is writing.
+VcpuCounters LoadCounters(const VcpuCounters& live);
 
 struct RunTimings {
   std::chrono::steady_clock::time_point process_start;

@@ -36,6 +36,7 @@
 #include "virtio/rng.h"
 #include "virtio/vsock/vsock.h"
 #include "vmm/blk_device.h"
+#include "vmm/device_counters.h"
 #include "vmm/exit_handler.h"
 #include "vmm/irqfd_line.h"
 
@@ -142,6 +143,9 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
 }
 
 Machine::~Machine() {
+  // A paused I/O thread must be let go before it can be joined.
+  pause_.Release();
+  ReleaseIoThread();
   // Device work stops before the devices and guest memory it uses go away.
   if (io_loop_) io_loop_->Stop();
   for (auto& device : virtio_devices_) device->Reset();
@@ -245,8 +249,11 @@ Status Machine::BuildDevices() {
   VIREO_TRY_STATUS(
       pio_.Insert(std::make_shared<DebugExit>(control("debug-exit")), 0xf4, DebugExit::kSize));
   VIREO_TRY_STATUS(pio_.Insert(fw_cfg, 0x510, FwCfg::kSize));
-  VIREO_TRY_STATUS(pio_.Insert(std::make_shared<AcpiPmDevice>(control("acpi")), kAcpiPmBase,
-                               AcpiPmDevice::kSize));
+  // The SCI: ISA IRQ 9 = GSI 9, level, active high, as the FADT and MADT declare.
+  sci_irq_ = std::make_shared<VmIrqLine>(x86::acpi::AcpiConfig{}.sci_irq);
+  sci_irq_->Attach(vm_.get());
+  pm_ = std::make_shared<AcpiPmDevice>(control("acpi"), sci_irq_);
+  VIREO_TRY_STATUS(pio_.Insert(pm_, kAcpiPmBase, AcpiPmDevice::kSize));
   auto reset_control = std::make_shared<ResetControlDevice>(control("acpi"));
   if (config_.transport == VirtioTransport::kPci) return BuildPci(reset_control);
   return pio_.Insert(reset_control, ResetControlDevice::kPort, ResetControlDevice::kSize);
@@ -345,7 +352,12 @@ void Machine::VcpuThread(size_t index, RunTimings* timings) {
     accel::VcpuExit exit = vcpu.Run();
     ExitAction action = HandleExit(exit, context);
     if (action == ExitAction::kContinue) {
-      if (exit.reason == accel::ExitReason::kInterrupted) vcpu.ClearKick();
+      if (exit.reason == accel::ExitReason::kInterrupted) {
+        vcpu.ClearKick();
+        // The pause point: a kicked KVM_RUN has finished any I/O the previous exit left
+        // pending, so the vCPU's state is whole while it is parked here.
+        if (pause_.closing()) pause_.Park();
+      }
       continue;
     }
     if (action == ExitAction::kFatal) {
@@ -357,6 +369,8 @@ void Machine::VcpuThread(size_t index, RunTimings* timings) {
 
 RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
   stop_.set_on_stop([this] {
+    pause_.Release();  // a stop ends a pause: parked threads must see it and leave
+    ReleaseIoThread();
     for (auto& vcpu : vcpus_) vcpu->Kick();
   });
   // stdin feeds virtio-console when there is one, else the UART; both outlive this machine.
@@ -391,6 +405,84 @@ RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
   for (auto& t : threads) t.join();
   timings.end = std::chrono::steady_clock::now();
   return stop_.outcome();
+}
+
+Status Machine::Pause(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto kick_all = [this] {
+    for (auto& vcpu : vcpus_) vcpu->Kick();
+  };
+  VIREO_TRY_STATUS(pause_.Close(vcpus_.size(), kick_all, timeout));
+  // No vCPU runs, so no new requests arrive. Requests already handed to a backend complete
+  // on the I/O thread; once none is in flight it is parked. A notification it was still
+  // processing may have submitted more just before parking: then let it go and wait again.
+  for (;;) {
+    while (InFlightRequests(virtio_devices_) > 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        pause_.Open();
+        return Fail("device I/O still in flight after {} ms", timeout.count());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (auto parked = ParkIoThread(deadline); !parked) {
+      pause_.Open();
+      return parked;
+    }
+    if (InFlightRequests(virtio_devices_) == 0) return {};
+    ReleaseIoThread();
+    // Wait until it has really left, so the next park is a fresh one that follows the
+    // completions it is about to process.
+    std::unique_lock lock(io_park_mu_);
+    io_park_cv_.wait(lock, [this] { return !io_parked_; });
+  }
+}
+
+void Machine::Resume() {
+  ReleaseIoThread();
+  pause_.Open();
+}
+
+Status Machine::ParkIoThread(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(io_park_mu_);
+  io_hold_ = true;
+  const bool posted = io_loop_->Post([this] {
+    std::unique_lock inner(io_park_mu_);
+    if (!io_hold_) return;  // a late item from a pause that was already undone
+    io_parked_ = true;
+    io_park_cv_.notify_all();
+    io_park_cv_.wait(inner, [this] { return !io_hold_; });
+    io_parked_ = false;
+    io_park_cv_.notify_all();
+  });
+  if (!posted || !io_park_cv_.wait_until(lock, deadline, [this] { return io_parked_; })) {
+    io_hold_ = false;
+    io_park_cv_.notify_all();
+    return Fail("the I/O thread did not reach its pause point");
+  }
+  return {};
+}
+
+void Machine::ReleaseIoThread() {
+  std::lock_guard lock(io_park_mu_);
+  io_hold_ = false;
+  io_park_cv_.notify_all();
+}
+
+void Machine::PressPowerButton() { pm_->PressPowerButton(); }
+
+std::vector<VcpuCounters> Machine::LiveCounters() const {
+  std::vector<VcpuCounters> out;
+  out.reserve(counters_.size());
+  for (const VcpuCounters& live : counters_) out.push_back(LoadCounters(live));
+  return out;
+}
+
+std::vector<DeviceCounters> Machine::LiveDeviceCounters() const {
+  return CollectDeviceCounters(virtio_devices_);
+}
+
+std::vector<std::string> Machine::DeviceNames() const {
+  return vireo::DeviceNames(virtio_devices_);
 }
 
 }  // namespace vireo

@@ -4,7 +4,10 @@
 // caller builds a new one, handing over the devices that outlive a reset.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -18,15 +21,18 @@
 #include "memory/guest_memory.h"
 #include "vmm/console.h"
 #include "vmm/exit_stats.h"
+#include "vmm/pause_gate.h"
 #include "vmm/run_outcome.h"
 #include "vmm/stop_controller.h"
 #include "vmm/vm_config.h"
+#include "vmm/vm_controller.h"
 #include "vmm/vm_irq_line.h"
 
 namespace vireo {
 
 class Serial8250;
 class CmosRtc;
+class AcpiPmDevice;
 namespace virtio {
 class VirtioDevice;
 class Console;
@@ -58,6 +64,21 @@ class Machine {
   const std::vector<VcpuCounters>& counters() const { return counters_; }
   const boot::BootEntry& boot_entry() const { return boot_entry_; }
 
+  // Control hooks (vmm/machine_controller.h), called from other threads while Run() runs.
+  // Pause parks every vCPU at a kicked KVM_RUN (so any I/O the last exit left pending has
+  // completed), waits for in-flight device I/O, then parks the I/O thread; on failure
+  // nothing stays paused. Resume lets both go on.
+  Status Pause(std::chrono::milliseconds timeout);
+  void Resume();
+  // ACPI power button: PWRBTN_STS and the SCI; the guest shuts itself down.
+  void PressPowerButton();
+  // Ends Run() with this outcome (first request wins), as a device's stop would.
+  void RequestStop(RunOutcome outcome) { stop_.Request(std::move(outcome)); }
+  bool stopping() const { return stop_.stopped(); }
+  std::vector<VcpuCounters> LiveCounters() const;
+  std::vector<DeviceCounters> LiveDeviceCounters() const;
+  std::vector<std::string> DeviceNames() const;
+
  private:
   explicit Machine(const VmConfig& config, PersistentDevices& persistent)
       : config_(config), persistent_(persistent) {}
@@ -70,6 +91,9 @@ class Machine {
   Status AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices);
   Status BuildVcpus(accel::Accelerator& accelerator);
   void VcpuThread(size_t index, RunTimings* timings);
+  // Blocks the I/O thread inside a posted work item until ReleaseIoThread.
+  Status ParkIoThread(std::chrono::steady_clock::time_point deadline);
+  void ReleaseIoThread();
 
   VmConfig config_;
   PersistentDevices& persistent_;
@@ -88,6 +112,13 @@ class Machine {
   std::unique_ptr<pci::MsiSink> msi_sink_;
   std::unique_ptr<pci::PciBus> pci_bus_;
   boot::BootEntry boot_entry_{};
+  std::shared_ptr<VmIrqLine> sci_irq_;
+  std::shared_ptr<AcpiPmDevice> pm_;
+  PauseGate pause_;
+  std::mutex io_park_mu_;
+  std::condition_variable io_park_cv_;
+  bool io_hold_ = false;    // guarded by io_park_mu_: the I/O thread should stay parked
+  bool io_parked_ = false;  // guarded by io_park_mu_: it is parked
 };
 
 }  // namespace vireo

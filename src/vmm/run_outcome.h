@@ -11,6 +11,7 @@ enum class StopReason {
   kReset,      // guest reset: restart, or end with --no-reboot
   kSignal,     // SIGINT/SIGTERM: 128 + signal number
   kError,      // VMM error or an exit the VMM cannot handle: exit status 1
+  kApiStop,    // the control API's stop: exit status 0, the guest is not asked
 };
 
 struct RunOutcome {

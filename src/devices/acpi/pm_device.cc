@@ -71,6 +71,8 @@ void AcpiPmDevice::Write(uint64_t offset, std::span<const uint8_t> data) {
 
     // PM1_CNT: keep SLP_TYPx and BM_RLD; act on SLP_EN (§4.8.3.2.1, §16.1.6: the OS
     // writes SLP_TYPx, then SLP_TYPx | SLP_EN).
+    UpdateSciLocked();
+
     const LaneWrite& cnt = lanes[kPm1Cnt / 2];
     if (cnt.mask != 0) {
       const uint16_t merged =
@@ -94,6 +96,22 @@ void AcpiPmDevice::Write(uint64_t offset, std::span<const uint8_t> data) {
 void AcpiPmDevice::RaiseStatus(uint16_t bits) {
   std::lock_guard lock(mutex_);
   state_.pm1_sts |= static_cast<uint16_t>(bits & kStsBits);
+  UpdateSciLocked();
+}
+
+bool AcpiPmDevice::sci_asserted() const {
+  std::lock_guard lock(mutex_);
+  return sci_asserted_;
+}
+
+void AcpiPmDevice::UpdateSciLocked() {
+  // Status and enable bits share positions (§4.8.3.1.1/2); PCIEXP_WAKE_DIS is a disable, not
+  // an enable, and wakes only from sleep, so it never raises the SCI.
+  constexpr uint16_t kSciEvents = kTmrEn | kGblEn | kPwrbtnEn | kSlpbtnEn | kRtcEn;
+  const bool level = (state_.pm1_sts & state_.pm1_en & kSciEvents) != 0;
+  if (level == sci_asserted_) return;
+  sci_asserted_ = level;
+  if (sci_) sci_->SetLevel(level);
 }
 
 AcpiPmState AcpiPmDevice::state() const {
@@ -109,6 +127,7 @@ Status AcpiPmDevice::RestoreState(const AcpiPmState& state) {
   }
   std::lock_guard lock(mutex_);
   state_ = state;
+  UpdateSciLocked();
   return {};
 }
 

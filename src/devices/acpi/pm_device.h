@@ -9,18 +9,22 @@
 // Writing SLP_EN with SLP_TYPx == \_S5's value powers the VM off; other sleep types
 // (S1-S4, which the DSDT does not offer) are counted and ignored. There is no SMM, so
 // ACPI mode is permanent and SCI_EN is hard-wired to 1 (§4.8.3.2: "ACPI-only
-// platforms" set it and the OS never has to). No event source is wired to an SCI yet:
-// status bits change only through RaiseStatus.
+// platforms" set it and the OS never has to). The SCI (FADT SCI_INT, level, active high)
+// is asserted while any enabled event has its status bit set (§4.8.3.1: an event raises
+// the SCI when both its _STS and _EN bits are set); the power button (PWRBTN_STS, §4.8.2.2.1)
+// is the only event source the VMM drives, through PressPowerButton.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string_view>
 
 #include "base/result.h"
 #include "devices/bus_device.h"
+#include "devices/interrupt_line.h"
 #include "devices/vm_control.h"
 
 namespace vireo {
@@ -72,8 +76,9 @@ class AcpiPmDevice final : public BusDevice {
   static constexpr uint16_t kSlpEn = 1 << 13;  // write-only: reads as 0
   static constexpr uint16_t kCntStoredBits = kBmRld | kSlpTyp;
 
-  // `vm` must outlive the device; the VM owns both.
-  explicit AcpiPmDevice(VmControl& vm) : vm_(vm) {}
+  // `vm` must outlive the device; the VM owns both. `sci` (may be null) is the SCI line.
+  explicit AcpiPmDevice(VmControl& vm, std::shared_ptr<InterruptLine> sci = nullptr)
+      : vm_(vm), sci_(std::move(sci)) {}
 
   std::string_view name() const override { return "acpi-pm"; }
   void Read(uint64_t offset, std::span<uint8_t> data) override;
@@ -81,6 +86,10 @@ class AcpiPmDevice final : public BusDevice {
 
   // The platform side: hardware events set status bits (e.g. an RTC alarm, RTC_STS).
   void RaiseStatus(uint16_t bits);
+  // A press of the fixed-hardware power button: PWRBTN_STS, and the SCI if PWRBTN_EN is set.
+  // An OS that handles it runs its shutdown and writes S5 itself.
+  void PressPowerButton() { RaiseStatus(kPwrbtnSts); }
+  bool sci_asserted() const;
 
   // SLP_EN writes with a sleep type other than S5.
   uint64_t ignored_sleep_requests() const {
@@ -97,10 +106,14 @@ class AcpiPmDevice final : public BusDevice {
 
  private:
   uint16_t RegisterValueLocked(uint64_t reg) const;
+  // Drives the SCI from (PM1_STS & PM1_EN), changing the line only on an edge.
+  void UpdateSciLocked();
 
   VmControl& vm_;
   mutable std::mutex mutex_;
-  AcpiPmState state_;  // guarded by mutex_
+  std::shared_ptr<InterruptLine> sci_;
+  AcpiPmState state_;          // guarded by mutex_
+  bool sci_asserted_ = false;  // guarded by mutex_
   std::atomic<uint64_t> ignored_sleep_requests_{0};
   std::atomic<uint64_t> out_of_range_accesses_{0};
 };

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <memory>
+#include <vector>
 
 #include "arch/x86/acpi/acpi.h"
 #include "devices/testing/fakes.h"
@@ -126,6 +128,51 @@ TEST_F(AcpiPmDeviceTest, StateRoundTripsAndRestoreValidates) {
   AcpiPmState bad;
   bad.pm1_cnt = AcpiPmDevice::kSlpEn;  // write-only: never part of the state
   EXPECT_FALSE(restored.RestoreState(bad));
+}
+
+}  // namespace
+}  // namespace vireo
+
+namespace vireo {
+namespace {
+
+// The power button as an OS sees it (§4.8.2.2.1): PWRBTN_STS with PWRBTN_EN raises the
+// level-triggered SCI, which stays up until the OS writes 1 to PWRBTN_STS.
+TEST(AcpiPmSciTest, PowerButtonRaisesSciOnlyWhenEnabledUntilCleared) {
+  testing::FakeVmControl control;
+  auto sci = std::make_shared<testing::FakeInterruptLine>();
+  AcpiPmDevice device(control, sci);
+  auto write16 = [&](uint64_t offset, uint16_t value) {
+    const std::array<uint8_t, 2> bytes = {static_cast<uint8_t>(value),
+                                          static_cast<uint8_t>(value >> 8)};
+    device.Write(offset, bytes);
+  };
+
+  device.PressPowerButton();  // not enabled yet: status only
+  EXPECT_TRUE(device.state().pm1_sts & AcpiPmDevice::kPwrbtnSts);
+  EXPECT_TRUE(sci->changes.empty());
+  EXPECT_FALSE(device.sci_asserted());
+
+  write16(AcpiPmDevice::kPm1En, AcpiPmDevice::kPwrbtnEn);  // enabling a pending event raises it
+  EXPECT_TRUE(sci->level);
+  EXPECT_TRUE(device.sci_asserted());
+
+  device.PressPowerButton();  // already asserted: no second edge
+  EXPECT_EQ(sci->changes.size(), 1u);
+
+  write16(AcpiPmDevice::kPm1Sts, AcpiPmDevice::kPwrbtnSts);  // the OS acknowledges
+  EXPECT_FALSE(sci->level);
+  EXPECT_EQ(sci->changes, (std::vector<bool>{true, false}));
+  EXPECT_EQ(device.state().pm1_sts & AcpiPmDevice::kPwrbtnSts, 0);
+  EXPECT_TRUE(control.requests.empty());  // the button alone never powers off
+}
+
+TEST(AcpiPmSciTest, RestoredStateDrivesTheLine) {
+  testing::FakeVmControl control;
+  auto sci = std::make_shared<testing::FakeInterruptLine>();
+  AcpiPmDevice device(control, sci);
+  ASSERT_TRUE(device.RestoreState({AcpiPmDevice::kPwrbtnSts, AcpiPmDevice::kPwrbtnEn, 0}));
+  EXPECT_TRUE(sci->level);
 }
 
 }  // namespace

@@ -92,6 +92,7 @@ void FindS5(uint64_t dsdt) {
 
 void ParseFadt(uint64_t t) {
   uint32_t len = Load<uint32_t>(t + 4);
+  fadt.pm1a_evt = static_cast<uint16_t>(Load<uint32_t>(t + 56));  // PM1a_EVT_BLK
   fadt.pm1a_cnt = static_cast<uint16_t>(Load<uint32_t>(t + 64));
   fadt.pm1b_cnt = static_cast<uint16_t>(Load<uint32_t>(t + 68));
   fadt.dsdt = Load<uint32_t>(t + 40);

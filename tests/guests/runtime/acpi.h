@@ -33,6 +33,7 @@ struct Madt {
 };
 
 struct Fadt {
+  uint16_t pm1a_evt;  // I/O port of PM1a_STS (PM1a_EN follows at +2); 0 if none
   uint16_t pm1a_cnt;  // I/O port; 0 if none
   uint16_t pm1b_cnt;
   bool reset_supported;  // FADT flags bit 10 RESET_REG_SUP

@@ -1,0 +1,51 @@
+#include "api/json_mapping.h"
+
+#include <string>
+
+#include "accel/vcpu_exit.h"
+
+namespace vireo::api {
+
+using nlohmann::json;
+
+json ToJson(const VmInfo& info) {
+  return {{"state", std::string(VmStateName(info.state))},
+          {"boots", info.boots},
+          {"config",
+           {{"vcpus", info.vcpus},
+            {"memory_bytes", info.memory_bytes},
+            {"kernel", info.kernel},
+            {"cmdline", info.cmdline},
+            {"transport", info.transport},
+            {"devices", info.devices}}}};
+}
+
+json ToJson(const VmCounters& counters) {
+  json vcpus = json::array();
+  for (size_t id = 0; id < counters.vcpus.size(); ++id) {
+    const VcpuCounters& c = counters.vcpus[id];
+    // Every reason, zero or not, so clients see a fixed set of keys.
+    json exits = json::object();
+    for (size_t r = 0; r < c.exits.size(); ++r) {
+      exits[std::string(accel::ExitReasonName(static_cast<accel::ExitReason>(r)))] = c.exits[r];
+    }
+    vcpus.push_back({{"id", id},
+                     {"exits", exits},
+                     {"unclaimed",
+                      {{"pio_reads", c.pio_unclaimed_reads},
+                       {"pio_writes", c.pio_unclaimed_writes},
+                       {"mmio_reads", c.mmio_unclaimed_reads},
+                       {"mmio_writes", c.mmio_unclaimed_writes}}}});
+  }
+  json devices = json::array();
+  for (const DeviceCounters& d : counters.devices) {
+    json values = json::object();
+    for (const auto& [name, value] : d.values) values[name] = value;
+    devices.push_back({{"name", d.device}, {"counters", values}});
+  }
+  return {{"vcpus", vcpus}, {"devices", devices}};
+}
+
+json StateJson(VmState state) { return {{"state", std::string(VmStateName(state))}}; }
+
+}  // namespace vireo::api

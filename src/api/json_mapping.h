@@ -1,0 +1,18 @@
+// The control API's JSON shapes (docs/api.yaml's schemas), from the VMM's plain structs.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "vmm/vm_controller.h"
+
+namespace vireo::api {
+
+// {"state", "boots", "config": {"vcpus", "memory_bytes", "kernel", "cmdline", "transport",
+// "devices"}}
+nlohmann::json ToJson(const VmInfo& info);
+// {"vcpus": [{"id", "exits": {reason: n}, "unclaimed": {...}}], "devices": [{"name", "counters"}]}
+nlohmann::json ToJson(const VmCounters& counters);
+// {"state"}: the answer to an action.
+nlohmann::json StateJson(VmState state);
+
+}  // namespace vireo::api

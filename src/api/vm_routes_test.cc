@@ -1,0 +1,142 @@
+#include "api/vm_routes.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace vireo::api {
+namespace {
+
+// A VM that follows the real state machine and records what the API asked of it.
+class FakeController : public VmController {
+ public:
+  ControlResult<VmInfo> Info() override {
+    VmInfo info;
+    info.state = state;
+    info.vcpus = 2;
+    info.memory_bytes = 256ull << 20;
+    info.kernel = "built-in";
+    info.transport = "pci";
+    info.devices = {"blk0"};
+    info.boots = 1;
+    return info;
+  }
+  ControlResult<VmCounters> Counters() override {
+    VmCounters counters;
+    counters.vcpus.resize(2);
+    counters.vcpus[1].Count(accel::ExitReason::kIo);
+    counters.vcpus[1].Count(accel::ExitReason::kIo);
+    counters.vcpus[0].pio_unclaimed_reads = 3;
+    counters.devices.push_back({"blk0", {{"reads", 7}, {"writes", 1}}});
+    return counters;
+  }
+  ControlResult<VmState> Apply(VmAction action) override {
+    auto next = Transition(state, action);
+    if (!next) return tl::unexpected(ControlError{ControlError::Kind::kConflict, next.error()});
+    if (fail_next) {
+      fail_next = false;
+      return tl::unexpected(ControlError{ControlError::Kind::kFailed, "vCPUs did not stop"});
+    }
+    actions.push_back(action);
+    state = *next;
+    return state;
+  }
+
+  VmState state = VmState::kRunning;
+  bool fail_next = false;
+  std::vector<VmAction> actions;
+};
+
+class VmRoutesTest : public ::testing::Test {
+ protected:
+  VmRoutesTest() { AddVmRoutes(router_, vm_); }
+  HttpResponse Call(const std::string& method, const std::string& path, std::string body = "") {
+    return router_.Dispatch({method, "/api/v1" + path, std::move(body)});
+  }
+
+  FakeController vm_;
+  Router router_;
+};
+
+TEST_F(VmRoutesTest, InfoHasStateAndConfigSummary) {
+  HttpResponse r = Call("GET", "/vm");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body["state"], "running");
+  EXPECT_EQ(r.body["boots"], 1);
+  EXPECT_EQ(r.body["config"]["vcpus"], 2);
+  EXPECT_EQ(r.body["config"]["memory_bytes"], 256ull << 20);
+  EXPECT_EQ(r.body["config"]["kernel"], "built-in");
+  EXPECT_EQ(r.body["config"]["transport"], "pci");
+  EXPECT_EQ(r.body["config"]["devices"], nlohmann::json::array({"blk0"}));
+}
+
+TEST_F(VmRoutesTest, CountersPerVcpuPerReasonAndPerDevice) {
+  HttpResponse r = Call("GET", "/vm/counters");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(r.body["vcpus"].size(), 2u);
+  EXPECT_EQ(r.body["vcpus"][1]["id"], 1);
+  EXPECT_EQ(r.body["vcpus"][1]["exits"]["io"], 2);
+  EXPECT_EQ(r.body["vcpus"][0]["exits"]["io"], 0);  // every reason is listed
+  EXPECT_EQ(r.body["vcpus"][0]["unclaimed"]["pio_reads"], 3);
+  ASSERT_EQ(r.body["devices"].size(), 1u);
+  EXPECT_EQ(r.body["devices"][0]["name"], "blk0");
+  EXPECT_EQ(r.body["devices"][0]["counters"]["reads"], 7);
+}
+
+TEST_F(VmRoutesTest, PauseResumeAnswerTheNewState) {
+  HttpResponse paused = Call("PUT", "/vm/pause");
+  ASSERT_EQ(paused.status, 200);
+  EXPECT_EQ(paused.body["state"], "paused");
+  HttpResponse resumed = Call("PUT", "/vm/resume", "{}");
+  ASSERT_EQ(resumed.status, 200);
+  EXPECT_EQ(resumed.body["state"], "running");
+  EXPECT_EQ(vm_.actions, (std::vector<VmAction>{VmAction::kPause, VmAction::kResume}));
+}
+
+TEST_F(VmRoutesTest, WrongStateIs409WithReasonAndChangesNothing) {
+  HttpResponse r = Call("PUT", "/vm/resume");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body["error"].get<std::string>().find("not paused"), std::string::npos);
+  ASSERT_EQ(Call("PUT", "/vm/pause").status, 200);
+  HttpResponse again = Call("PUT", "/vm/pause");
+  EXPECT_EQ(again.status, 409);
+  EXPECT_NE(again.body["error"].get<std::string>().find("already paused"), std::string::npos);
+  EXPECT_EQ(Call("PUT", "/vm/shutdown").status, 409);  // paused: the guest cannot react
+  EXPECT_EQ(vm_.state, VmState::kPaused);
+  EXPECT_EQ(vm_.actions.size(), 1u);
+}
+
+TEST_F(VmRoutesTest, StopThenEverythingIs409) {
+  ASSERT_EQ(Call("PUT", "/vm/stop").status, 200);
+  EXPECT_EQ(Call("PUT", "/vm/reset").status, 409);
+  EXPECT_EQ(Call("PUT", "/vm/stop").status, 409);
+}
+
+TEST_F(VmRoutesTest, FailedActionIs500) {
+  vm_.fail_next = true;
+  HttpResponse r = Call("PUT", "/vm/pause");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body["error"], "vCPUs did not stop");
+}
+
+TEST_F(VmRoutesTest, BadBodiesAndMethods) {
+  EXPECT_EQ(Call("PUT", "/vm/pause", "not json").status, 400);
+  EXPECT_EQ(Call("PUT", "/vm/pause", "{\"x\": 1}").status, 400);
+  EXPECT_TRUE(vm_.actions.empty());
+  HttpResponse r = Call("GET", "/vm/pause");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.allow, "PUT");
+  EXPECT_EQ(Call("POST", "/vm").status, 405);
+  EXPECT_EQ(Call("GET", "/vm/snapshot").status, 404);
+}
+
+TEST_F(VmRoutesTest, EveryRouteIsUnderTheVersionedPrefix) {
+  for (const auto& [method, path] : router_.routes()) {
+    EXPECT_EQ(path.rfind("/api/v1/vm", 0), 0u) << method << " " << path;
+  }
+  EXPECT_EQ(router_.routes().size(), 7u);
+}
+
+}  // namespace
+}  // namespace vireo::api

@@ -1,0 +1,84 @@
+#include "vmm/machine_controller.h"
+
+#include "vmm/machine.h"
+
+namespace vireo {
+namespace {
+
+tl::unexpected<ControlError> Conflict(std::string message) {
+  return tl::unexpected(ControlError{ControlError::Kind::kConflict, std::move(message)});
+}
+
+}  // namespace
+
+void MachineController::Attach(Machine& machine) {
+  std::lock_guard lock(mu_);
+  machine_ = &machine;
+  state_ = VmState::kRunning;
+  ++boots_;
+}
+
+void MachineController::Detach() {
+  std::lock_guard lock(mu_);
+  machine_ = nullptr;
+  state_ = VmState::kStopping;
+}
+
+VmState MachineController::StateLocked() const {
+  // The guest (S5, reset) or a signal may have stopped the machine behind the API's back.
+  if (machine_ == nullptr || machine_->stopping()) return VmState::kStopping;
+  return state_;
+}
+
+ControlResult<VmInfo> MachineController::Info() {
+  std::lock_guard lock(mu_);
+  VmInfo info;
+  info.state = StateLocked();
+  info.vcpus = config_.cpus;
+  info.memory_bytes = config_.memory;
+  info.kernel = config_.kernel_path.value_or("built-in");
+  info.cmdline = config_.cmdline;
+  info.transport = config_.transport == VirtioTransport::kPci ? "pci" : "mmio";
+  if (machine_ != nullptr) info.devices = machine_->DeviceNames();
+  info.boots = boots_;
+  return info;
+}
+
+ControlResult<VmCounters> MachineController::Counters() {
+  std::lock_guard lock(mu_);
+  if (machine_ == nullptr)
+    return Conflict("the VM is not running (starting, restarting or stopped)");
+  return VmCounters{machine_->LiveCounters(), machine_->LiveDeviceCounters()};
+}
+
+ControlResult<VmState> MachineController::Apply(VmAction action) {
+  std::lock_guard lock(mu_);
+  auto next = Transition(StateLocked(), action);
+  if (!next) return Conflict(next.error());
+  switch (action) {
+    case VmAction::kPause:
+      if (auto paused = machine_->Pause(kPauseTimeout); !paused) {
+        return tl::unexpected(
+            ControlError{ControlError::Kind::kFailed, "pause failed: " + paused.error().message});
+      }
+      break;
+    case VmAction::kResume:
+      machine_->Resume();
+      break;
+    case VmAction::kShutdown:
+      machine_->PressPowerButton();
+      break;
+    case VmAction::kReset:
+      // The stop path releases a paused machine; the CLI then boots a new one (or ends
+      // with --no-reboot), as for a guest reset.
+      machine_->RequestStop({StopReason::kReset, 0, "api"});
+      break;
+    case VmAction::kStop:
+      machine_->RequestStop({StopReason::kApiStop, 0, "api"});
+      break;
+  }
+  state_ = *next;
+  return state_;
+}
+
+}  // namespace vireo

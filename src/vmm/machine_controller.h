@@ -1,0 +1,40 @@
+// MachineController: the VmController over the Machine that is running now. It outlives
+// each Machine (a reset builds a new one): the CLI attaches a Machine for its Run() and
+// detaches it before destroying it. One mutex serialises every control call, so concurrent
+// API clients see one action at a time, and Detach cannot pull a Machine from under one.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+
+#include "vmm/vm_config.h"
+#include "vmm/vm_controller.h"
+
+namespace vireo {
+
+class Machine;
+
+class MachineController final : public VmController {
+ public:
+  static constexpr std::chrono::milliseconds kPauseTimeout{5000};
+
+  explicit MachineController(VmConfig config) : config_(std::move(config)) {}
+
+  void Attach(Machine& machine);
+  void Detach();
+
+  ControlResult<VmInfo> Info() override;
+  ControlResult<VmCounters> Counters() override;
+  ControlResult<VmState> Apply(VmAction action) override;
+
+ private:
+  VmState StateLocked() const;
+
+  const VmConfig config_;
+  std::mutex mu_;
+  Machine* machine_ = nullptr;          // guarded by mu_
+  VmState state_ = VmState::kStopping;  // guarded by mu_
+  uint64_t boots_ = 0;                  // guarded by mu_
+};
+
+}  // namespace vireo
