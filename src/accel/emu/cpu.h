@@ -36,6 +36,7 @@ inline constexpr uint64_t kCr0Pe = 1u << 0;
 inline constexpr uint64_t kCr0Wp = 1u << 16;
 inline constexpr uint64_t kCr0Pg = 1u << 31;
 inline constexpr uint64_t kCr4Pae = 1u << 5;
+inline constexpr uint64_t kCr4Pge = 1u << 7;
 inline constexpr uint64_t kCr4Osfxsr = 1u << 9;
 inline constexpr uint64_t kCr4Smep = 1u << 20;
 inline constexpr uint64_t kEferSce = 1u << 0;

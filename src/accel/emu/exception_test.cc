@@ -67,7 +67,12 @@ class ExceptionTest : public ::testing::Test {
     W(kIdt + vector * 16, lo);
     W(kIdt + vector * 16 + 8, target >> 32);
   }
-  void Code(uint64_t at, std::vector<uint8_t> bytes) { ASSERT_TRUE(memory_->Write(at, bytes)); }
+  // Identity-mapped, so `at` is physical too. Patching code under a live interpreter is an
+  // external write: it must say so, or the decode cache may run the old bytes.
+  void Code(uint64_t at, std::vector<uint8_t> bytes) {
+    ASSERT_TRUE(memory_->Write(at, bytes));
+    if (cpu_) cpu_->NotifyExternalWrite(at, bytes.size());
+  }
 
   std::optional<GuestMemory> memory_;
   CpuState s_;

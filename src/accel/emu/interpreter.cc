@@ -79,7 +79,7 @@ bool Interpreter::LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum A
   const bool user = state_.cpl() == 3 && !supervisor_;
   while (len > 0) {
     size_t chunk = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
-    Translation t = Translate(state_, memory_, linear, access, user);
+    Translation t = TranslateCached(tlb_, state_, memory_, linear, access, user);
     if (!t.ok) {
       fault_status_ = PageFault(linear, t.error_code);
       return false;
@@ -104,7 +104,7 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
   size_t first = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
   for (int i = 0; i < (first < len ? 2 : 1); ++i) {
     uint64_t at = i == 0 ? linear : linear + first;
-    Translation t = Translate(state_, memory_, at, Access::kWrite, user);
+    Translation t = TranslateCached(tlb_, state_, memory_, at, Access::kWrite, user);
     if (!t.ok) {
       fault_status_ = PageFault(at, t.error_code);
       return false;
@@ -114,6 +114,8 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
   for (int i = 0; i < (first < len ? 2 : 1); ++i) {
     const uint8_t* src = i == 0 ? bytes : bytes + first;
     size_t n = i == 0 ? first : len - first;
+    // Self-modifying code: a later fetch must see this store (SDM Vol. 3 8.1.3).
+    decoded_.InvalidateWrite(phys[i], n);
     if (!memory_.Write(phys[i], {src, n})) {
       // A store to MMIO: the instruction retires with this store as its last effect.
       uint64_t data = 0;
@@ -124,6 +126,16 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
     }
   }
   return true;
+}
+
+void Interpreter::NotifyExternalWrite(uint64_t physical, uint64_t len) {
+  // Page by page: InvalidateWrite takes at most one page's worth.
+  while (len > 0) {
+    const uint64_t chunk = std::min<uint64_t>(len, kPageSize - (physical & (kPageSize - 1)));
+    decoded_.InvalidateWrite(physical, chunk);
+    physical += chunk;
+    len -= chunk;
+  }
 }
 
 bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
@@ -227,9 +239,20 @@ StepStatus Interpreter::Execute() {
   // a fault on the next page is raised only for an instruction that really spans it.
   size_t got = std::min<size_t>(kMaxInsnLength, kPageSize - (linear & (kPageSize - 1)));
   if (mode == CpuMode::kLong64 && !Canonical(linear)) return Raise(kGeneralProtection, 0);
-  if (!LinearRead(linear, bytes, got, Access::kExecute)) return fault_status_;
+  // The fetch is translated (and its rights checked) every step; only the decode is cached.
+  const Translation fetch = TranslateCached(tlb_, state_, memory_, linear, Access::kExecute,
+                                            state_.cpl() == 3 && !supervisor_);
+  if (!fetch.ok) return PageFault(linear, fetch.error_code);
   DecodedInsn insn;
-  DecodeStatus status = Decoder::Decode(bytes, got, mode, &insn);
+  DecodeStatus status = DecodeStatus::kOk;
+  if (const DecodedInsn* cached = decoded_.Lookup(fetch.physical, mode)) {
+    insn = *cached;
+  } else {
+    if (!LinearRead(linear, bytes, got, Access::kExecute)) return fault_status_;
+    status = Decoder::Decode(bytes, got, mode, &insn);
+    // Decoded from this page's bytes alone: it lies in one page, so it can be cached.
+    if (status == DecodeStatus::kOk) decoded_.Insert(fetch.physical, mode, insn);
+  }
   if (status == DecodeStatus::kTruncated) {
     if (!LinearRead(linear + got, bytes + got, kMaxInsnLength - got, Access::kExecute))
       return fault_status_;

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "accel/emu/cpu.h"
+#include "accel/emu/decode_cache.h"
 #include "accel/emu/decoder.h"
 #include "accel/emu/mmu.h"
 #include "memory/guest_memory.h"
@@ -154,8 +155,13 @@ class Interpreter {
   void Branch(uint64_t target, int size_log);
   CpuEnvironment& env() { return env_; }
   // Software TLB maintenance (CR0/CR3/CR4 writes, INVLPG): all entries, or all but global.
-  void FlushTlb(bool include_global) { (void)include_global; }
-  void FlushTlbPage(uint64_t linear) { (void)linear; }
+  void FlushTlb(bool include_global) { tlb_.Flush(include_global); }
+  void FlushTlbPage(uint64_t linear) { tlb_.FlushPage(linear); }
+  const Tlb& tlb() const { return tlb_; }
+  // Guest memory written outside this interpreter (DMA, the VMM, another vCPU, a test
+  // patching code): drops cached decodes of [physical, physical + len). Stores made by the
+  // guest through this interpreter do this themselves.
+  void NotifyExternalWrite(uint64_t physical, uint64_t len);
 
   static const HandlerTable& Table();
 
@@ -182,6 +188,9 @@ class Interpreter {
   StepStatus fault_status_ = StepStatus::kOk;
   bool deliver_ = false;
   bool supervisor_ = false;  // implicit supervisor accesses (SystemRead/SystemWrite)
+  // Not architectural state: a new Interpreter starts empty, which the SDM allows.
+  Tlb tlb_;
+  DecodeCache decoded_;
 };
 
 }  // namespace vireo::emu

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <vector>
 
 namespace vireo::emu {
@@ -148,6 +150,38 @@ TEST_F(InterpreterTest, CpuidRdtscAndPrivilegedInstructions) {
   EXPECT_EQ(state_.gpr[kRdx], 4u);
   EXPECT_EQ(Run({0xf4}), StepStatus::kException) << "HLT at CPL3";
   EXPECT_EQ(Run({0xe6, 0x80}), StepStatus::kException) << "OUT at CPL3, IOPL 0";
+}
+
+TEST_F(InterpreterTest, SelfModifyingCodeIsSeenThroughTheDecodeCache) {
+  // 0: mov al, 1; 2: mov bl, al; 4: mov byte [rip-10], 2 (the imm of "mov al"); 11: jmp 0.
+  // The second "mov al" was cached decoded as "mov al, 1": the store must drop it.
+  const std::vector<uint8_t> code = {0xb0, 0x01, 0x88, 0xc3, 0xc6, 0x05, 0xf6,
+                                     0xff, 0xff, 0xff, 0x02, 0xeb, 0xf3};
+  ASSERT_EQ(Run(code, 5), StepStatus::kOk);
+  EXPECT_EQ(state_.gpr[kRbx] & 0xff, 1u);
+  EXPECT_EQ(state_.gpr[kRax] & 0xff, 2u) << "executed the stale decode";
+  EXPECT_EQ(state_.rip, kCode + 2);
+}
+
+// Speed of a simple loop (load, decrement, branch): printed, never asserted, so a slow
+// machine does not fail the suite. docs/emulator.md records the numbers.
+TEST_F(InterpreterTest, LoopSpeedIsPrinted) {
+  // mov ecx, 3333333; loop: add rax, [rsi]; dec ecx; jnz loop; hlt (#GP at CPL3 ends it)
+  const std::vector<uint8_t> code = {0xb9, 0xd5, 0xdc, 0x32, 0x00, 0x48, 0x03,
+                                     0x06, 0xff, 0xc9, 0x75, 0xf9, 0xf4};
+  ASSERT_TRUE(memory_->Write(kCode, code));
+  ASSERT_TRUE(memory_->WriteObj<uint64_t>(kData, 1));
+  state_.gpr[kRsi] = kData;
+  Interpreter cpu(state_, *memory_, env_);
+  uint64_t retired = 0;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(cpu.Run(20'000'000, &retired), StepStatus::kException);
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(retired, 1 + 3 * 3333333u);
+  EXPECT_EQ(state_.gpr[kRax], 3333333u);
+  std::printf("[ speed    ] %llu instructions in %.3f s: %.1f M instructions/s\n",
+              static_cast<unsigned long long>(retired), took.count(),
+              static_cast<double>(retired) / took.count() / 1e6);
 }
 
 }  // namespace

@@ -9,8 +9,18 @@ constexpr uint64_t kPteUser = 1ull << 2;
 constexpr uint64_t kPteAccessed = 1ull << 5;
 constexpr uint64_t kPteDirty = 1ull << 6;
 constexpr uint64_t kPteLarge = 1ull << 7;
+constexpr uint64_t kPteGlobal = 1ull << 8;
 constexpr uint64_t kPteNx = 1ull << 63;
 constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;  // MAXPHYADDR 52
+
+// The permission checks of SDM Vol. 3 4.6 over the combined rights of a walk.
+bool Denied(const CpuState& state, Access access, bool user, bool writable, bool user_ok, bool nx) {
+  if (user && !user_ok) return true;
+  if (access == Access::kWrite && !writable && (user || (state.cr0 & kCr0Wp))) return true;
+  if (access == Access::kExecute && nx) return true;
+  if (access == Access::kExecute && !user && user_ok && (state.cr4 & kCr4Smep)) return true;
+  return false;
+}
 
 }  // namespace
 
@@ -59,13 +69,7 @@ Translation Translate(const CpuState& state, const GuestMemory& memory, uint64_t
       memory.WriteObj<uint64_t>(entry_addr, e);
     }
     if (level == 1 || large) {
-      // Permission checks (SDM Vol. 3 4.6).
-      bool denied = false;
-      if (user && !user_ok) denied = true;
-      if (access == Access::kWrite && !writable && (user || (state.cr0 & kCr0Wp))) denied = true;
-      if (access == Access::kExecute && nx) denied = true;
-      if (access == Access::kExecute && !user && user_ok && (state.cr4 & kCr4Smep)) denied = true;
-      if (denied) {
+      if (Denied(state, access, user, writable, user_ok, nx)) {
         t.error_code = access_bits | kPfPresent;
         return t;
       }
@@ -77,9 +81,41 @@ Translation Translate(const CpuState& state, const GuestMemory& memory, uint64_t
       const uint64_t frame = level == 1 ? (e & kAddrMask) : (e & kAddrMask & ~page_mask);
       t.ok = true;
       t.physical = frame | (linear & page_mask);
+      t.cacheable = true;
+      t.page_shift = static_cast<uint8_t>(shift);
+      // G counts only in the final entry and only with CR4.PGE (SDM Vol. 3 4.10.2.4).
+      t.tlb_flags = (writable ? kTlbWritable : 0) | (user_ok ? kTlbUser : 0) | (nx ? kTlbNx : 0) |
+                    ((e & kPteDirty) ? kTlbDirty : 0) |
+                    ((e & kPteGlobal) && (state.cr4 & kCr4Pge) ? kTlbGlobal : 0);
       return t;
     }
     table = e & kAddrMask;
+  }
+  return t;
+}
+
+Translation TranslateCached(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
+                            uint64_t linear, Access access, bool user) {
+  // Paging off (or not yet 4-level): nothing to cache, the "walk" is a mask.
+  if (!(state.cr0 & kCr0Pg)) return Translate(state, memory, linear, access, user);
+  if (const TlbEntry* e = tlb.Lookup(linear)) {
+    const uint8_t f = e->flags;
+    // The rights are re-checked on every hit against the current CPL/CR0.WP/SMEP. A write
+    // through an entry whose final PTE had D=0 must not complete from the TLB: the walk
+    // below sets D (SDM Vol. 3 4.8). A is already set: entries exist only after a walk.
+    const bool denied = Denied(state, access, user, f & kTlbWritable, f & kTlbUser, f & kTlbNx);
+    if (!denied && (access != Access::kWrite || (f & kTlbDirty))) {
+      Translation t;
+      t.ok = true;
+      t.physical = e->frame | (linear & 0xfff);
+      return t;
+    }
+  }
+  Translation t = Translate(state, memory, linear, access, user);
+  if (t.ok) {
+    if (t.cacheable) tlb.Insert(linear, t.physical, t.tlb_flags, t.page_shift);
+  } else {
+    tlb.FlushPage(linear);
   }
   return t;
 }

@@ -1,11 +1,13 @@
 // Linear -> guest-physical translation: paging off, or 4-level paging (IA-32e, SDM Vol. 3
 // 4.5) with U/S, R/W, NX, CR0.WP and SMEP checks, accessed/dirty bits and the page-fault
-// error code (SDM Vol. 3 4.7). No TLB yet: every access walks (a software TLB comes next).
+// error code (SDM Vol. 3 4.7). TranslateCached puts the software TLB (tlb.h) in front of
+// the walk.
 #pragma once
 
 #include <cstdint>
 
 #include "accel/emu/cpu.h"
+#include "accel/emu/tlb.h"
 #include "memory/guest_memory.h"
 
 namespace vireo::emu {
@@ -23,11 +25,22 @@ struct Translation {
   bool ok = false;
   uint64_t physical = 0;
   uint32_t error_code = 0;  // #PF error code when !ok
+  // When ok with paging on: what a TLB entry keeps (kTlb* flags) and the page size found.
+  bool cacheable = false;
+  uint8_t tlb_flags = 0;
+  uint8_t page_shift = 12;
 };
 
 // Walks the page tables in `memory` for `linear` as `state` sees them. `user` is whether the
 // access counts as CPL3 (implicit supervisor accesses such as descriptor loads pass false).
 Translation Translate(const CpuState& state, const GuestMemory& memory, uint64_t linear,
                       Access access, bool user);
+
+// Translate through `tlb`: a hit whose rights allow the access (checked again against the
+// current CPL, CR0.WP, SMEP) and that needs no A/D update returns without a walk; anything
+// else walks, refills the entry, and on a fault drops the page's entries (SDM Vol. 3
+// 4.10.4.1: a page fault invalidates the TLB entries of the faulting linear address).
+Translation TranslateCached(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
+                            uint64_t linear, Access access, bool user);
 
 }  // namespace vireo::emu
