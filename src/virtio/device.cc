@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/bytes.h"
+#include "base/log.h"
 
 namespace vireo::virtio {
 
@@ -23,6 +24,17 @@ Status ActivateWithFeatures(VirtioDevice& device, const GuestMemory& memory,
     queue.set_indirect_desc((features & kFIndirectDesc) != 0);
   }
   return device.Activate(ActivateContext{memory, queues, features, interrupt});
+}
+
+bool ActivateOrNeedReset(VirtioDevice& device, const GuestMemory& memory, std::span<Queue> queues,
+                         uint64_t features, QueueInterrupt& interrupt, DeviceStatus& status,
+                         std::string_view transport) {
+  auto activated = ActivateWithFeatures(device, memory, queues, features, interrupt);
+  if (activated) return true;
+  Log(LogLevel::kWarn, "{}: activation failed: {}", transport, activated.error().message);
+  status.SetNeedsReset();
+  interrupt.SignalConfigChange();
+  return false;
 }
 
 }  // namespace vireo::virtio

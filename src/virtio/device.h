@@ -18,6 +18,7 @@
 #include "base/result.h"
 #include "memory/guest_memory.h"
 #include "virtio/queue.h"
+#include "virtio/status.h"
 
 namespace vireo::virtio {
 
@@ -95,5 +96,12 @@ bool ReadConfigBytes(std::span<const uint8_t> config, uint64_t offset, std::span
 // DEVICE_NEEDS_RESET and tells the driver.
 Status ActivateWithFeatures(VirtioDevice& device, const GuestMemory& memory,
                             std::span<Queue> queues, uint64_t features, QueueInterrupt& interrupt);
+
+// The mmio and pci transports' DRIVER_OK: ActivateWithFeatures, and on failure a log line
+// naming `transport`, DEVICE_NEEDS_RESET and a configuration change notification (2.1.2).
+// Returns whether the device is active.
+bool ActivateOrNeedReset(VirtioDevice& device, const GuestMemory& memory, std::span<Queue> queues,
+                         uint64_t features, QueueInterrupt& interrupt, DeviceStatus& status,
+                         std::string_view transport);
 
 }  // namespace vireo::virtio

@@ -187,18 +187,11 @@ void PciTransport::WriteStatus(uint64_t value) {
     case DeviceStatus::WriteResult::kReset:
       ResetLocked();
       return;
-    case DeviceStatus::WriteResult::kDriverOk: {
-      auto status = ActivateWithFeatures(*device_, memory_, queues_, driver_features_, interrupt_);
-      if (!status) {
-        counters_.activation_failures++;
-        Log(LogLevel::kWarn, "{}: activation failed: {}", name_, status.error().message);
-        status_.SetNeedsReset();
-        interrupt_.SignalConfigChange();
-        return;
-      }
-      device_active_ = true;
+    case DeviceStatus::WriteResult::kDriverOk:
+      device_active_ = ActivateOrNeedReset(*device_, memory_, queues_, driver_features_, interrupt_,
+                                           status_, name_);
+      if (!device_active_) counters_.activation_failures++;
       return;
-    }
     default:
       return;
   }
