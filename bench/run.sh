@@ -10,7 +10,8 @@
 # (guests/bench_blk.elf): BLK_RUNS (default 5), BLK_OPS (4 KiB requests per random case, default
 # 4000), BLK_SEQ_MIB (MiB per sequential case, default 64), BLK_DIRS (where the raw images go,
 # default "/dev/shm /var/tmp"; empty: skip the virtio-blk cases); for the qcow2 cases
-# (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR.
+# (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR; for
+# the software CPU (bench/emu_bench.sh): EMU_BENCH=0 skips it, EMU_RUNS (default 3).
 #
 # Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
 # first being the host description) and .txt (the table printed below), and copies them to
@@ -335,6 +336,15 @@ if [[ ${VHOST_USER_BENCH:-1} != 0 ]]; then
   if ! "$repo/bench/vhost_user_blk.sh" "$build" | tee -a "$txt"; then
     log "vhost-user-blk benchmark failed; its rows are missing from $txt"
   fi
+
+# --- 7b. The software CPU: the CPL3 compute suite on --accel emu, natively under KVM and on
+# QEMU TCG (bench/emu_bench.sh; EMU_BENCH=0 skips it). A failure there keeps the rest.
+if [[ ${EMU_BENCH:-1} != 0 ]]; then
+  log "software CPU: --accel emu vs KVM vs QEMU TCG (bench/emu_bench.sh)"
+  if ! "$repo/bench/emu_bench.sh" "$build" | tee -a "$txt"; then
+    log "software CPU benchmark failed; its rows are missing from $txt"
+  fi
+fi
 fi
 
 cp "$jsonl" "$outdir/results-latest.jsonl"

@@ -12,6 +12,7 @@
 
 #include "accel/cpu_state.h"
 #include "accel/vcpu_exit.h"
+#include "accel/vcpu_state.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 
@@ -46,7 +47,30 @@ class Vcpu {
   // Guest linear → physical address under the vCPU's current paging, for diagnostics.
   virtual std::optional<uint64_t> TranslateAddress(uint64_t linear) = 0;
 
+  // For accelerators whose interrupt controllers live in userspace (the software CPU):
+  // `vector` is delivered once RFLAGS.IF and the interrupt shadow allow, waking a halted
+  // vCPU; one may wait at a time. An NMI ignores IF. Callable from any thread.
+  virtual Status InjectInterrupt(uint8_t /*vector*/) {
+    return Fail("interrupt injection is not supported by the {} accelerator", accelerator_name());
+  }
+  virtual Status InjectNmi() {
+    return Fail("NMI injection is not supported by the {} accelerator", accelerator_name());
+  }
+
+  // Snapshots: the whole architectural state of a vCPU that is not running (paused or not
+  // yet started). Restore goes into a freshly created vCPU of a VM whose memory is mapped
+  // and whose platform state (Vm::RestoreState) is already restored.
+  virtual Result<VcpuSavedState> SaveState() {
+    return Fail("vCPU snapshots are not supported by the {} accelerator", accelerator_name());
+  }
+  virtual Status RestoreState(const VcpuSavedState& /*state*/) {
+    return Fail("vCPU restore is not supported by the {} accelerator", accelerator_name());
+  }
+
   virtual int id() const = 0;
+
+ protected:
+  virtual std::string accelerator_name() const { return "this"; }
 };
 
 class Vm {
@@ -78,6 +102,26 @@ class Vm {
   virtual Status SignalMsi(uint64_t address, uint32_t data) = 0;
   // Routes a new GSI to the MSI message (address, data), for use with AddIrqFd; returns it.
   virtual Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) = 0;
+
+  // Snapshots: the interrupt controllers, PIT and clock the accelerator emulates.
+  virtual Result<VmSavedState> SaveState() {
+    return Fail("VM snapshots are not supported by the {} accelerator", accelerator_name());
+  }
+  virtual Status RestoreState(const VmSavedState& /*state*/) {
+    return Fail("VM restore is not supported by the {} accelerator", accelerator_name());
+  }
+  // Diff snapshots: starts tracking the pages the guest writes in every region MapMemory
+  // registered, then FetchDirtyPages returns, per region in MapMemory's order, a bitmap of
+  // the 4 KiB pages written since the previous fetch (or the start) and clears it.
+  virtual Status StartDirtyLog() {
+    return Fail("dirty-page tracking is not supported by the {} accelerator", accelerator_name());
+  }
+  virtual Result<std::vector<std::vector<uint64_t>>> FetchDirtyPages() {
+    return Fail("dirty-page tracking is not supported by the {} accelerator", accelerator_name());
+  }
+
+ protected:
+  virtual std::string accelerator_name() const { return "this"; }
 };
 
 class Accelerator {

@@ -36,6 +36,8 @@ struct VcpuExit {
   std::span<uint8_t> data;
   uint64_t detail = 0;  // accelerator-specific code (KVM exit reason, suberror, hw reason)
   std::span<const uint64_t> extra;  // accelerator-specific words (KVM internal.data)
+  // For kInternalError: what went wrong in words, when the accelerator can say (static).
+  const char* description = nullptr;
 };
 
 }  // namespace vireo::accel

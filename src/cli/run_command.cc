@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "accel/emu/emu_accelerator.h"
 #include "accel/kvm/kvm_system.h"
 #include "api/http_server.h"
 #include "api/vm_routes.h"
@@ -149,12 +150,18 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
       ->default_val("pci");
   run->add_option("--api-socket", o.api_socket,
                   "Serve the control API (HTTP/1.1 + JSON, docs/api.yaml) on this Unix socket");
+  run->add_option("--accel", o.accel_text,
+                  "CPU accelerator: kvm, or emu (Vireo's software x86-64 CPU, no /dev/kvm)")
+      ->default_val("kvm");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
   return run;
 }
 
 Status ValidateRunOptions(RunOptions& o) {
   VmConfig& c = o.config;
+  if (o.accel_text != "kvm" && o.accel_text != "emu") {
+    return Fail("--accel {}: expected kvm or emu", o.accel_text);
+  }
   if (c.cpus < 1) return Fail("--cpus {}: a VM needs at least 1 vCPU", c.cpus);
   if (c.cpus > x86::acpi::kMaxCpus) {
     return Fail("--cpus {}: Vireo supports at most {} vCPUs", c.cpus, x86::acpi::kMaxCpus);
@@ -245,11 +252,22 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
   image.cmdline = config.cmdline;
 
   int signal_fd = BlockStopSignals();
-  auto kvm = kvm::KvmAccelerator::Open();
-  if (!kvm) return fail(kvm.error());
-  if (config.cpus > (*kvm)->max_vcpus()) {
-    return fail(Error{fmt::format("--cpus {}: KVM on this host supports at most {} vCPUs",
-                                  config.cpus, (*kvm)->max_vcpus())});
+  std::unique_ptr<accel::Accelerator> accelerator;
+  if (o.accel_text == "emu") {
+    accelerator = std::make_unique<emu::EmuAccelerator>();
+  } else {
+    auto kvm = kvm::KvmAccelerator::Open();
+    if (!kvm) return fail(kvm.error());
+    accelerator = std::move(*kvm);
+  }
+  if (config.cpus > accelerator->max_vcpus()) {
+    const bool emu = o.accel_text == "emu";
+    return fail(Error{fmt::format(
+        "--cpus {}: the {} accelerator supports at most {} vCPU(s){}", config.cpus,
+        accelerator->name(), accelerator->max_vcpus(),
+        emu ? " (SMP on the software CPU needs its interrupt controllers, not emulated yet); "
+              "use --cpus 1 or --accel kvm"
+            : " on this host")});
   }
 
   // The control API outlives each Machine: a reset builds a new one behind the same socket.
@@ -272,7 +290,7 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     auto persistent = PersistentDevices::Create(config);
     if (!persistent) return fail(persistent.error());
     for (int boot_count = 0;; ++boot_count) {
-      auto machine = Machine::Build(config, **kvm, *persistent, image);
+      auto machine = Machine::Build(config, *accelerator, *persistent, image);
       if (!machine) {
         outcome = {StopReason::kError, kExitError, machine.error().message};
         break;

@@ -26,6 +26,7 @@ struct RunOptions {
   std::vector<std::string> net_texts;
   std::string vsock_text;
   std::string api_socket;  // --api-socket: serve the control API (docs/api.yaml) here
+  std::string accel_text = "kvm";  // --accel: kvm or emu (the software CPU)
   bool cmdline_given = false;
   bool verbose = false;
 };

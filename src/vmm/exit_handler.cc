@@ -64,7 +64,9 @@ std::string DescribeFatalExit(const accel::VcpuExit& exit, accel::Vcpu& vcpu,
   std::string what;
   switch (exit.reason) {
     case ExitReason::kInternalError:
-      if (exit.extra.empty() && exit.detail > 0 && exit.detail < 4096 &&
+      if (exit.description != nullptr) {
+        what = exit.description;
+      } else if (exit.extra.empty() && exit.detail > 0 && exit.detail < 4096 &&
           exit.detail != KVM_INTERNAL_ERROR_EMULATION) {
         what = fmt::format("KVM_RUN failed (errno {})", exit.detail);
       } else {

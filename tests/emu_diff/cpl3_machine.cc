@@ -57,6 +57,8 @@ Result<std::unique_ptr<Cpl3Machines>> Cpl3Machines::Create() {
   m->memory_.emplace(VIREO_TRY(GuestMemory::Create({&ram, 1}, {})));
   VIREO_TRY_STATUS(m->vm_->MapMemory(*m->memory_));
   m->vcpu_ = VIREO_TRY(m->vm_->CreateVcpu(0));
+  m->kvm_vcpu_ = dynamic_cast<kvm::KvmVcpu*>(m->vcpu_.get());
+  if (!m->kvm_vcpu_) return Fail("the KVM accelerator made a vCPU that is not a KvmVcpu");
   auto cpuid = VIREO_TRY(m->vm_->SupportedCpuid());
   VIREO_TRY_STATUS(m->vcpu_->SetCpuid(cpuid));
   VIREO_TRY_STATUS(m->WriteTables());
@@ -147,6 +149,10 @@ CaseResult Cpl3Machines::RunKvm(std::span<const uint8_t> code, const CaseState& 
   r.rip = start.rip;
   r.rflags = start.rflags;
   if (!vcpu_->SetRegisters(r)) return result;
+  if (auto st = kvm_vcpu_->SetFxsaveImage(start.fx.image); !st) {
+    result.detail = st.error().message;
+    return result;
+  }
   accel::VcpuExit exit = vcpu_->Run();
   if (exit.reason == accel::ExitReason::kShutdown) {
     result.outcome = Outcome::kFaulted;
@@ -167,6 +173,7 @@ CaseResult Cpl3Machines::RunKvm(std::span<const uint8_t> code, const CaseState& 
     result.state.rip = regs->rip;
     result.state.rflags = regs->rflags;
   }
+  if (!kvm_vcpu_->GetFxsaveImage(result.state.fx.image)) result.detail = "KVM_GET_XSAVE failed";
   ReadScratch(result);
   return result;
 }
@@ -179,6 +186,7 @@ CaseResult Cpl3Machines::RunEmu(std::span<const uint8_t> code, const CaseState& 
   s.gpr = start.gpr;
   s.rip = start.rip;
   s.flags.Set(start.rflags);
+  s.fx = start.fx;
   s.seg[emu::kEs] = sregs_.es;
   s.seg[emu::kCs] = sregs_.cs;
   s.seg[emu::kSs] = sregs_.ss;
@@ -206,6 +214,7 @@ CaseResult Cpl3Machines::RunEmu(std::span<const uint8_t> code, const CaseState& 
   result.state.gpr = s.gpr;
   result.state.rip = s.rip;
   result.state.rflags = s.flags.Get();
+  result.state.fx = s.fx;
   ReadScratch(result);
   return result;
 }

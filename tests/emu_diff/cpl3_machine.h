@@ -4,6 +4,7 @@
 // table whose first 1 MiB, the page tables and GDT included, is supervisor-only), and a 2 MiB user
 // page at kMmioPage that is not RAM. A case is some instruction bytes followed by the terminator
 // `mov [kMmioPage], al` (A2 moffs64): an MMIO exit on both machines, with RIP past it.
+// The x87/SSE state goes in and comes out with every case (KVM_SET_XSAVE / KVM_GET_XSAVE).
 // With an empty IDT any exception triple-faults KVM (a shutdown exit) and is an exception
 // status in the emulator; the harness compares "both faulted" there.
 #pragma once
@@ -18,6 +19,7 @@
 
 #include "accel/accelerator.h"
 #include "accel/emu/interpreter.h"
+#include "accel/kvm/kvm_vcpu.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 
@@ -36,6 +38,9 @@ struct CaseState {
   std::array<uint64_t, 16> gpr{};
   uint64_t rip = kCodeAddr;
   uint64_t rflags = 0x202;
+  // x87/SSE state (FCW, FSW, FTW, ST0-7, MXCSR, XMM0-15) as an FXSAVE image: loaded into KVM
+  // with KVM_SET_XSAVE and read back with KVM_GET_XSAVE; the emulator keeps the image itself.
+  emu::FxState fx;
 };
 
 enum class Outcome : uint8_t { kCompleted, kFaulted, kOther };
@@ -67,6 +72,7 @@ class Cpl3Machines {
   std::unique_ptr<accel::Vm> vm_;
   std::optional<GuestMemory> memory_;
   std::unique_ptr<accel::Vcpu> vcpu_;
+  kvm::KvmVcpu* kvm_vcpu_ = nullptr;  // vcpu_ as KVM's, for the FPU state
   accel::SpecialRegisters sregs_;
   bool sregs_dirty_ = true;
 };

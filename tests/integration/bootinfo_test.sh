@@ -3,11 +3,13 @@
 # that the guest saw exactly what the host passed: the command line, the e820 map Vireo
 # documents for 256 MiB (src/arch/x86/layout.cc), and the initrd's size and POSIX cksum.
 #
-#   bootinfo_test.sh RUN_GUEST VIREO GUEST_ELF PROTOCOL WORKDIR
+#   bootinfo_test.sh RUN_GUEST VIREO GUEST_ELF PROTOCOL WORKDIR [VIREO RUN ARGS...]
 set -eu
 run_guest=$1 vireo=$2 guest=$3 protocol=$4 workdir=$5
+shift 5
 mkdir -p "$workdir"
-initrd="$workdir/bootinfo-$protocol.initrd"
+# Tests running in parallel with different arguments each get their own initrd.
+initrd="$workdir/bootinfo-$protocol$(printf '%s' "$*" | tr -c 'a-z0-9' '-').initrd"
 # Deterministic, odd-sized content so the length part of cksum matters.
 seq 1 1357 | sed "s/^/$protocol line /" >"$initrd"
 read -r cksum size _ < <(cksum "$initrd")
@@ -28,4 +30,4 @@ exec "$run_guest" --status 1 \
   --stdout '^PASS bootinfo$' \
   "${extra[@]}" \
   -- "$vireo" run --kernel "$guest" --boot "$protocol" --memory 256M --initrd "$initrd" \
-  --cmdline "$cmdline"
+  --cmdline "$cmdline" "$@"

@@ -18,6 +18,12 @@ HandlerTable Build() {
   RegisterString(t);
   RegisterSystem(t);
   RegisterPrivileged(t);
+  RegisterFpu(t);
+  RegisterSse(t);
+  RegisterSseInteger(t);
+  RegisterSseFloat(t);
+  RegisterSegment(t);
+  RegisterControlRegs(t);
   return t;
 }
 

@@ -197,7 +197,7 @@ StepStatus GroupFFControl(Interpreter& cpu, const DecodedInsn& insn) {
       return StepStatus::kOk;
     }
     default:  // far CALL/JMP
-      return cpu.Unimplemented();
+      return GroupFFFar(cpu, insn);
   }
 }
 

@@ -58,6 +58,7 @@ StepStatus Lea(Interpreter& cpu, const DecodedInsn& insn) {  // 8D
 StepStatus MovExtend(Interpreter& cpu, const DecodedInsn& insn) {
   const int size = OpSize(insn);
   const uint16_t op = insn.opcode();
+  if (op == 0x63 && cpu.state().mode() != CpuMode::kLong64) return Arpl(cpu, insn);  // legacy 63
   const int src_size = op == 0x63 ? kSize32 : (op & 1) ? kSize16 : kSize8;
   uint64_t v;
   if (!cpu.ReadRm(insn, src_size, &v)) return cpu.MemoryFault();

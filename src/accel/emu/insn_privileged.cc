@@ -3,6 +3,8 @@
 // LGDT/LIDT/SGDT/SIDT, LLDT/LTR/SLDT/STR, INVLPG, RDTSCP. Privilege checks come first,
 // then operand checks, then state changes, so a fault leaves nothing changed.
 #include "accel/emu/insn_groups.h"
+#include "accel/emu/msr.h"
+#include "accel/emu/segmentation.h"
 
 namespace vireo::emu {
 namespace {
@@ -39,8 +41,9 @@ StepStatus Into(Interpreter& cpu, const DecodedInsn&) {  // CE (#UD in 64-bit mo
   return cpu.RaiseSoftware(kOverflow, EventKind::kSoftware);
 }
 
-// CF: IRET/IRETD/IRETQ. Real mode and IA-32e mode (SDM Vol. 2 "IRET": "IA-32e-MODE"
-// branch); 32-bit protected-mode returns and task returns (NT) are not emulated / #GP.
+// CF: IRET/IRETD/IRETQ. Real mode, protected mode and IA-32e mode (SDM Vol. 2 "IRET"):
+// same-level and outer-level returns. Task returns (NT) and returns to virtual-8086 mode
+// are not emulated (kUnimplemented in legacy mode; NT is #GP in IA-32e mode).
 StepStatus Iret(Interpreter& cpu, const DecodedInsn& insn) {
   CpuState& s = cpu.state();
   const int size = OpSize(insn);
@@ -48,8 +51,7 @@ StepStatus Iret(Interpreter& cpu, const DecodedInsn& insn) {
   const uint64_t rsp = s.gpr[kRsp];
   const uint64_t old_flags = s.flags.Get();
   uint64_t rip, sel, flags;
-  if (!s.long_mode()) {
-    if (s.cr0 & kCr0Pe) return cpu.Unimplemented();
+  if (!(s.cr0 & kCr0Pe)) {
     if (!cpu.Pop(size, &rip) || !cpu.Pop(size, &sel) || !cpu.Pop(size, &flags)) {
       s.gpr[kRsp] = rsp;
       return cpu.MemoryFault();
@@ -61,23 +63,36 @@ StepStatus Iret(Interpreter& cpu, const DecodedInsn& insn) {
     cpu.Branch(rip, size);
     return StepStatus::kOk;
   }
-  if (old_flags & kNt) return cpu.Raise(kGeneralProtection, 0);  // no task return in IA-32e
+  if (old_flags & kNt) {
+    if (!s.long_mode()) return cpu.Unimplemented();  // task return: no task switches yet
+    return cpu.Raise(kGeneralProtection, 0);         // no task return in IA-32e mode
+  }
+  const int ss_size = cpu.StackSizeLog();
   uint64_t v[5] = {};
-  for (int i = 0; i < 5; ++i) {
-    if (!cpu.Read(kSs, rsp + i * bytes, size, &v[i])) return cpu.MemoryFault();
+  for (int i = 0; i < 3; ++i) {
+    if (!cpu.Read(kSs, rsp + i * bytes, size, &v[i], ss_size)) return cpu.MemoryFault();
   }
   rip = v[0], sel = v[1] & 0xffff, flags = v[2];
   const int cpl = s.cpl();
   const int rpl = sel & 3;
+  if (!s.long_mode() && cpl == 0 && size == kSize32 && (flags & kVm))
+    return cpu.Unimplemented();  // return to virtual-8086 mode
+  // SS:rSP follow in 64-bit mode always, else only on a return to an outer level.
+  if (In64(s) || rpl > cpl) {
+    for (int i = 3; i < 5; ++i) {
+      if (!cpu.Read(kSs, rsp + i * bytes, size, &v[i], ss_size)) return cpu.MemoryFault();
+    }
+  }
   if ((sel & 0xfffc) == 0) return cpu.Raise(kGeneralProtection, 0);
   if (rpl < cpl) return cpu.Raise(kGeneralProtection, sel & 0xfffc);
   uint64_t desc;
   if (!cpu.ReadDescriptor(static_cast<uint16_t>(sel), &desc)) return cpu.MemoryFault();
-  accel::Segment cs = Interpreter::CodeSegmentFrom(static_cast<uint16_t>(sel), desc);
+  accel::Segment cs = SegmentFrom(s, static_cast<uint16_t>(sel), desc);
   if (!cs.s || !(cs.type & 8) || ((cs.type & 4) ? cs.dpl > rpl : cs.dpl != rpl))
     return cpu.Raise(kGeneralProtection, sel & 0xfffc);
   if (!cs.present) return cpu.Raise(kSegmentNotPresent, sel & 0xfffc);
-  if (cs.l && !Canonical(rip)) return cpu.Raise(kGeneralProtection, 0);
+  if (cs.l ? !Canonical(rip) : (rip & SizeMask(size)) > cs.limit)
+    return cpu.Raise(kGeneralProtection, 0);
   // SS:RSP are popped in 64-bit mode always, else only on a return to an outer level.
   const bool pop_stack = In64(s) || rpl > cpl;
   accel::Segment ss = s.seg[kSs];
@@ -94,7 +109,7 @@ StepStatus Iret(Interpreter& cpu, const DecodedInsn& insn) {
       if ((ss_sel & 3) != rpl) return cpu.Raise(kGeneralProtection, ss_sel & 0xfffc);
       uint64_t sd;
       if (!cpu.ReadDescriptor(ss_sel, &sd)) return cpu.MemoryFault();
-      ss = Interpreter::CodeSegmentFrom(ss_sel, sd);
+      ss = SegmentFrom(s, ss_sel, sd);
       if (!ss.s || (ss.type & 0xa) != 2 || ss.dpl != rpl)
         return cpu.Raise(kGeneralProtection, ss_sel & 0xfffc);
       if (!ss.present) return cpu.Raise(kStackFault, ss_sel & 0xfffc);
@@ -107,12 +122,14 @@ StepStatus Iret(Interpreter& cpu, const DecodedInsn& insn) {
   if (size == kSize16) writable &= 0xffff;
   s.flags.Set((old_flags & ~writable) | (flags & writable));
   cs.selector = static_cast<uint16_t>(sel);
+  cs.dpl = static_cast<uint8_t>(rpl);  // CPL = RPL, conforming segments included
   s.seg[kCs] = cs;
   if (pop_stack) {
     s.seg[kSs] = ss;
     s.gpr[kRsp] = v[3] & (size == kSize16 ? 0xffff : ~0ull);
+    if (rpl > cpl) DropInaccessibleSegments(s, rpl);
   } else {
-    s.gpr[kRsp] = rsp + 3 * bytes;
+    cpu.SetGpr(kRsp, ss_size, rsp + 3 * bytes);
   }
   cpu.Branch(rip, cs.l ? kSize64 : size);
   return StepStatus::kOk;
@@ -151,7 +168,7 @@ StepStatus Sysret(Interpreter& cpu, const DecodedInsn& insn) {
   return StepStatus::kOk;
 }
 
-bool ReadMsr(Interpreter& cpu, uint32_t index, uint64_t* value) {
+bool ReadMsrImpl(Interpreter& cpu, uint32_t index, uint64_t* value) {
   CpuState& s = cpu.state();
   Msrs& m = s.msr;
   switch (index) {
@@ -197,13 +214,22 @@ bool ReadMsr(Interpreter& cpu, uint32_t index, uint64_t* value) {
     case kMsrTscAux:
       *value = m.tsc_aux;
       return true;
+    case kMsrSysenterCs:
+      *value = m.sysenter_cs;
+      return true;
+    case kMsrSysenterEsp:
+      *value = m.sysenter_esp;
+      return true;
+    case kMsrSysenterEip:
+      *value = m.sysenter_eip;
+      return true;
     default:
       return false;
   }
 }
 
 // Returns false for #GP(0): unknown MSR or a value the MSR refuses.
-bool WriteMsr(Interpreter& cpu, uint32_t index, uint64_t v) {
+bool WriteMsrImpl(Interpreter& cpu, uint32_t index, uint64_t v) {
   CpuState& s = cpu.state();
   Msrs& m = s.msr;
   switch (index) {
@@ -259,6 +285,14 @@ bool WriteMsr(Interpreter& cpu, uint32_t index, uint64_t v) {
     case kMsrTscAux:
       m.tsc_aux = v & 0xffffffff;
       return true;
+    case kMsrSysenterCs:
+      m.sysenter_cs = v & 0xffff;
+      return true;
+    case kMsrSysenterEsp:
+    case kMsrSysenterEip:
+      if (!Canonical(v)) return false;
+      (index == kMsrSysenterEsp ? m.sysenter_esp : m.sysenter_eip) = v;
+      return true;
     default:
       return false;
   }
@@ -286,7 +320,7 @@ StepStatus MovCr(Interpreter& cpu, const DecodedInsn& insn) {
   const int cr = insn.reg();
   if (cr != 0 && cr != 2 && cr != 3 && cr != 4 && cr != 8) return cpu.Raise(kInvalidOpcode);
   if (s.cpl() != 0) return cpu.Raise(kGeneralProtection, 0);
-  const int size = s.long_mode() ? kSize64 : kSize32;
+  const int size = In64(s) ? kSize64 : kSize32;  // 32-bit in compatibility mode too
   if ((insn.opcode() & 0xff) == 0x20) {
     const uint64_t v = cr == 0   ? s.cr0
                        : cr == 2 ? s.cr2
@@ -306,6 +340,10 @@ StepStatus MovCr(Interpreter& cpu, const DecodedInsn& insn) {
       if (to_long && !(s.cr4 & kCr4Pae)) return cpu.Raise(kGeneralProtection, 0);
       if (!(v & kCr0Pg) && s.long_mode() && In64(s)) return cpu.Raise(kGeneralProtection, 0);
       const uint64_t changed = v ^ s.cr0;
+      // PAE paging turned on (or CD/NW/PG changed under it) loads the PDPTEs (SDM 4.4.1).
+      if ((v & kCr0Pg) && (s.cr4 & kCr4Pae) && !(s.efer & kEferLme) &&
+          (changed & (kCr0Pg | (3u << 29))) && !LoadPdptes(s.cr3, cpu.memory(), &s.pdpte))
+        return cpu.Raise(kGeneralProtection, 0);
       s.cr0 = v | (1u << 4);  // ET is hard-wired to 1
       if (s.cr0 & kCr0Pg) {
         if (s.efer & kEferLme) s.efer |= kEferLma;
@@ -319,6 +357,9 @@ StepStatus MovCr(Interpreter& cpu, const DecodedInsn& insn) {
       s.cr2 = v;
       return StepStatus::kOk;
     case 3:
+      if ((s.cr0 & kCr0Pg) && (s.cr4 & kCr4Pae) && !s.long_mode() &&
+          !LoadPdptes(v, cpu.memory(), &s.pdpte))
+        return cpu.Raise(kGeneralProtection, 0);
       s.cr3 = v & ~(uint64_t{1} << 63);  // bit 63 is "no flush" with PCIDE only
       cpu.FlushTlb(false);               // global entries survive (4.10.4.1)
       return StepStatus::kOk;
@@ -329,6 +370,9 @@ StepStatus MovCr(Interpreter& cpu, const DecodedInsn& insn) {
       constexpr uint64_t kPagingBits =
           (1u << 4) | kCr4Pae | (1u << 7) | kCr4Smep | (1u << 21) | (1u << 17);
       const bool flush = (v ^ s.cr4) & kPagingBits;
+      if (flush && (v & kCr4Pae) && (s.cr0 & kCr0Pg) && !s.long_mode() &&
+          !LoadPdptes(s.cr3, cpu.memory(), &s.pdpte))
+        return cpu.Raise(kGeneralProtection, 0);
       s.cr4 = v;
       if (flush) cpu.FlushTlb(true);
       return StepStatus::kOk;
@@ -359,7 +403,10 @@ StepStatus Group7(Interpreter& cpu, const DecodedInsn& insn) {
       cpu.SetGpr(kRcx, kSize32, s.msr.tsc_aux & 0xffffffff);
       return StepStatus::kOk;
     }
-    return cpu.Unimplemented();  // MONITOR/MWAIT, XGETBV, CLAC/STAC, ...
+    if (op == 2 && (rm == 0 || rm == 1)) return XgetbvXsetbv(cpu, insn);
+    if (op == 4) return Smsw(cpu, insn);
+    if (op == 6) return Lmsw(cpu, insn);
+    return cpu.Unimplemented();  // MONITOR/MWAIT, CLAC/STAC, ...
   }
   const uint64_t ea = cpu.EffectiveAddress(insn);
   const Seg seg = insn.segment();
@@ -391,11 +438,16 @@ StepStatus Group7(Interpreter& cpu, const DecodedInsn& insn) {
       if (s.cpl() != 0) return cpu.Raise(kGeneralProtection, 0);
       uint64_t linear =
           ea + (In64(s) ? ((seg == kFs || seg == kGs) ? s.seg[seg].base : 0) : s.seg[seg].base);
+      if (!In64(s)) linear &= 0xffffffff;  // legacy linear addresses wrap at 4 GiB
       cpu.FlushTlbPage(linear);
       return StepStatus::kOk;
     }
+    case 4:
+      return Smsw(cpu, insn);
+    case 6:
+      return Lmsw(cpu, insn);
     default:
-      return cpu.Unimplemented();  // SMSW, LMSW
+      return cpu.Unimplemented();
   }
 }
 
@@ -410,7 +462,8 @@ StepStatus Group6(Interpreter& cpu, const DecodedInsn& insn) {
       return cpu.MemoryFault();
     return StepStatus::kOk;
   }
-  if (op > 3) return cpu.Unimplemented();  // VERR/VERW
+  if (op == 4 || op == 5) return VerrVerw(cpu, insn);
+  if (op > 3) return cpu.Unimplemented();
   if (s.cpl() != 0) return cpu.Raise(kGeneralProtection, 0);
   uint64_t raw;
   if (!cpu.ReadRm(insn, kSize16, &raw)) return cpu.MemoryFault();
@@ -458,6 +511,14 @@ StepStatus CliSti(Interpreter& cpu, const DecodedInsn& insn) {
 }
 
 }  // namespace
+
+bool ReadMsr(Interpreter& cpu, uint32_t index, uint64_t* value) {
+  return ReadMsrImpl(cpu, index, value);
+}
+
+bool WriteMsr(Interpreter& cpu, uint32_t index, uint64_t value) {
+  return WriteMsrImpl(cpu, index, value);
+}
 
 void RegisterPrivileged(HandlerTable& t) {
   t[0xcd] = IntN;

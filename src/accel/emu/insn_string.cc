@@ -2,7 +2,8 @@
 // (SDM Vol. 2 "REP/REPE/REPZ/REPNE/REPNZ"). A REP instruction runs at most kRepBatch
 // iterations per Step and then stays on the same RIP, so a long REP cannot starve the run
 // loop (the guest drives the count: rule 3); a fault mid-way leaves rCX/rSI/rDI at the
-// iteration that faulted, as on hardware.
+// iteration that faulted, as on hardware. An iteration that reaches MMIO ends the step, so
+// each MMIO exit carries one access (as KVM's emulator does).
 #include "accel/emu/insn_groups.h"
 
 namespace vireo::emu {
@@ -78,6 +79,11 @@ StepStatus StringInsn(Interpreter& cpu, const DecodedInsn& insn) {
     cpu.SetGpr(kRcx, asize, (s.gpr[kRcx] - 1) & amask);
     // REPE/REPNE end on the comparison too (only for CMPS/SCAS).
     if (cmp && (insn.rep() ? !s.flags.zf() : s.flags.zf())) return StepStatus::kOk;
+    // One MMIO access per exit: stop after this iteration and come back for the rest.
+    if (cpu.touched_mmio()) {
+      if ((s.gpr[kRcx] & amask) != 0) cpu.Branch(s.rip, kSize64);
+      return StepStatus::kOk;
+    }
   }
 }
 

@@ -32,13 +32,14 @@ StepStatus Hlt(Interpreter& cpu, const DecodedInsn&) {  // F4
   return cpu.Halt();
 }
 
-// IN/OUT with an immediate port (E4-E7) or DX (EC-EF).
+// IN/OUT with an immediate port (E4-E7, zero-extended: the decoder sign-extends Ib) or DX
+// (EC-EF).
 StepStatus InOut(Interpreter& cpu, const DecodedInsn& insn) {
   CpuState& s = cpu.state();
   if ((s.cr0 & kCr0Pe) && s.cpl() > Iopl(s)) return cpu.Raise(kGeneralProtection, 0);
   const uint8_t low = insn.opcode() & 0xff;
   IoRequest io;
-  io.port = low >= 0xec ? static_cast<uint16_t>(s.gpr[kRdx]) : static_cast<uint16_t>(insn.imm());
+  io.port = low >= 0xec ? static_cast<uint16_t>(s.gpr[kRdx]) : static_cast<uint8_t>(insn.imm());
   io.is_write = (low & 2) != 0;
   const int size = (low & 1) ? (insn.operand_size() == kSize16 ? kSize16 : kSize32) : kSize8;
   io.size = static_cast<uint8_t>(1u << size);
@@ -78,23 +79,6 @@ StepStatus Nop(Interpreter&, const DecodedInsn&) { return StepStatus::kOk; }
 
 StepStatus Ud(Interpreter& cpu, const DecodedInsn&) { return cpu.Raise(kInvalidOpcode); }
 
-// 9B FWAIT: #NM when CR0.MP and CR0.TS are both set (SDM Vol. 3 2.5); otherwise it only
-// checks for pending x87 exceptions, which this CPU never has (no x87 emulation yet).
-StepStatus Fwait(Interpreter& cpu, const DecodedInsn&) {
-  const uint64_t cr0 = cpu.state().cr0;
-  if ((cr0 & (1u << 1)) && (cr0 & (1u << 3))) return cpu.Raise(kDeviceNotAvailable);
-  return StepStatus::kOk;
-}
-
-// 0F AE: the fences (register forms /5 /6 /7) are no-ops for one in-order vCPU; the rest
-// (FXSAVE, LDMXCSR, CLFLUSH, ...) are not emulated yet.
-StepStatus Group15(Interpreter& cpu, const DecodedInsn& insn) {
-  if (insn.is_reg_form() && insn.group_op() >= 5 && insn.mandatory_prefix() == 0) {
-    return StepStatus::kOk;
-  }
-  return cpu.Unimplemented();
-}
-
 StepStatus NotYet(Interpreter& cpu, const DecodedInsn&) { return cpu.Unimplemented(); }
 
 }  // namespace
@@ -110,8 +94,7 @@ void RegisterSystem(HandlerTable& t) {
   t[kMap0F | 0x0b] = Ud;
   t[kMap0F | 0xb9] = Ud;  // UD1
   t[kMap0F | 0xff] = Ud;  // UD0
-  t[0x9b] = Fwait;
-  t[kMap0F | 0xae] = Group15;
+  // FWAIT (9B) and 0F AE (fences, FXSAVE, ...) are in insn_fpu.cc.
   (void)NotYet;
 }
 

@@ -54,7 +54,8 @@ uint64_t Interpreter::EffectiveAddress(const DecodedInsn& insn) const {
   return ea & SizeMask(insn.address_size());
 }
 
-bool Interpreter::Linearize(Seg seg, uint64_t offset, int asize, uint64_t* linear) {
+bool Interpreter::Linearize(Seg seg, uint64_t offset, size_t len, int asize, Access access,
+                            uint64_t* linear) {
   offset &= SizeMask(asize);
   if (state_.mode() == CpuMode::kLong64) {
     uint64_t base = (seg == kFs || seg == kGs) ? state_.seg[seg].base : 0;
@@ -65,9 +66,35 @@ bool Interpreter::Linearize(Seg seg, uint64_t offset, int asize, uint64_t* linea
     }
     return true;
   }
-  // Legacy modes: base + offset, wrapped at 4 GiB. Limit checks are not emulated yet.
+  // Legacy and compatibility modes: base + offset wrapped at 4 GiB, after the segment's
+  // checks (SDM Vol. 3 5.3, 5.5).
+  if (!SegmentAllows(state_, seg, offset, len, access)) {
+    fault_status_ = Raise(seg == kSs ? kStackFault : kGeneralProtection, 0);
+    return false;
+  }
   *linear = (state_.seg[seg].base + offset) & 0xffffffffull;
   return true;
+}
+
+bool SegmentAllows(const CpuState& state, Seg seg, uint64_t offset, size_t len, Access access) {
+  const accel::Segment& s = state.seg[seg];
+  const bool protected_mode = state.cr0 & kCr0Pe;
+  if (protected_mode) {
+    // A null selector loads an unusable segment: any use is #GP(0) (#SS(0) for SS).
+    if (s.unusable) return false;
+    const bool code = s.type & 8;
+    // Type checks (SDM Vol. 3 5.5 and Table 3-1): no writes to code or read-only data, no
+    // reads of execute-only code. Real mode keeps whatever attributes the cache holds.
+    if (access == Access::kWrite && (code || !(s.type & 2))) return false;
+    if (access == Access::kRead && code && !(s.type & 2)) return false;
+  }
+  const uint64_t last = offset + len - 1;
+  if ((s.type & 0xc) == 4) {
+    // Expand-down data: valid offsets are limit+1 .. 0xffff or 0xffffffff (B flag).
+    const uint64_t upper = s.db ? 0xffffffffull : 0xffffull;
+    return offset > s.limit && last <= upper;
+  }
+  return last <= s.limit;
 }
 
 StepStatus Interpreter::PageFault(uint64_t linear, uint32_t error_code) {
@@ -84,10 +111,9 @@ bool Interpreter::LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum A
       fault_status_ = PageFault(linear, t.error_code);
       return false;
     }
-    if (!memory_.Read(t.physical, {bytes, chunk})) {
-      // MMIO reads are not resumable yet: report the access; the instruction has not run.
-      mmio_ = {false, t.physical, static_cast<uint8_t>(chunk), 0};
-      fault_status_ = StepStatus::kMmio;
+    if (memory_.Read(t.physical, {bytes, chunk})) {
+      if (locked_ && access == Access::kRead) ArmLocked(t.physical, bytes, chunk);
+    } else if (!ReadMmio(t.physical, bytes, chunk, access)) {
       return false;
     }
     linear += chunk;
@@ -116,16 +142,103 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
     size_t n = i == 0 ? first : len - first;
     // Self-modifying code: a later fetch must see this store (SDM Vol. 3 8.1.3).
     decoded_.InvalidateWrite(phys[i], n);
+    if (locked_armed_ && phys[i] == locked_physical_ && n == locked_len_) {
+      if (!LockedWrite(src)) {
+        retry_ = true;  // another thread changed the operand: run the instruction again
+        fault_status_ = StepStatus::kOk;
+        return false;
+      }
+      if (dirty_log_ != nullptr) dirty_log_->Mark(phys[i], n);
+      continue;
+    }
     if (!memory_.Write(phys[i], {src, n})) {
-      // A store to MMIO: the instruction retires with this store as its last effect.
+      // A store to MMIO is held until the instruction retires, then becomes the exit. One
+      // per instruction (a REP string stops after it); wider or second stores to MMIO are
+      // not emulated (compilers emit neither for device registers).
+      if (mmio_write_pending_ || n > 8) {
+        fault_status_ = StepStatus::kUnimplemented;
+        return false;
+      }
       uint64_t data = 0;
-      std::memcpy(&data, src, std::min<size_t>(n, 8));
+      std::memcpy(&data, src, n);
       mmio_ = {true, phys[i], static_cast<uint8_t>(n), data};
-      fault_status_ = StepStatus::kMmio;
-      return false;
+      mmio_write_pending_ = true;
+    } else if (dirty_log_ != nullptr) {
+      dirty_log_->Mark(phys[i], n);
     }
   }
   return true;
+}
+
+bool Interpreter::ReadMmio(uint64_t physical, uint8_t* bytes, size_t len, enum Access access) {
+  // Code in MMIO and reads wider than 8 bytes (SSE) from device registers are not emulated.
+  if (access == Access::kExecute || len > 8) {
+    fault_status_ = StepStatus::kUnimplemented;
+    return false;
+  }
+  if (mmio_reads_used_ < mmio_reads_count_) {
+    const MmioReadDone& done = mmio_reads_[mmio_reads_used_];
+    if (done.address == physical && done.size == len) {
+      std::memcpy(bytes, &done.data, len);
+      ++mmio_reads_used_;
+      return true;
+    }
+    mmio_reads_count_ = mmio_reads_used_;  // a different path: the rest no longer applies
+  }
+  if (mmio_reads_count_ == mmio_reads_.size()) {
+    fault_status_ = StepStatus::kUnimplemented;
+    return false;
+  }
+  mmio_ = {false, physical, static_cast<uint8_t>(len), 0};
+  fault_status_ = StepStatus::kMmio;
+  return false;
+}
+
+void Interpreter::ArmLocked(uint64_t physical, const uint8_t* bytes, size_t len) {
+  if (locked_armed_) return;  // the first read is the operand (CMPXCHG8B/16B read it once)
+  auto host = memory_.Span(physical, len);
+  // Operands within one naturally aligned unit only: a split LOCK (across pages or the
+  // unit's alignment) falls back to a plain write, atomic only on a single vCPU.
+  if (!host || (len != 1 && len != 2 && len != 4 && len != 8 && len != 16) ||
+      reinterpret_cast<uintptr_t>(host->data()) % len != 0) {
+    return;
+  }
+  locked_armed_ = true;
+  locked_physical_ = physical;
+  locked_len_ = static_cast<uint8_t>(len);
+  locked_host_ = host->data();
+  std::memcpy(locked_old_, bytes, len);
+}
+
+bool Interpreter::LockedWrite(const uint8_t* src) {
+  // Compare-and-swap against the value the instruction read: the write happens only if no
+  // other thread (vCPU or device) wrote the operand in between, which makes the whole
+  // read-modify-write atomic, as the LOCK prefix promises (SDM Vol. 3 8.1.2).
+  auto cas = [&](auto* host, auto expected) {
+    decltype(expected) desired;
+    std::memcpy(&desired, src, sizeof(desired));
+    std::memcpy(&expected, locked_old_, sizeof(expected));
+    return __atomic_compare_exchange_n(host, &expected, desired, false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+  };
+  switch (locked_len_) {
+    case 1:
+      return cas(reinterpret_cast<uint8_t*>(locked_host_), uint8_t{});
+    case 2:
+      return cas(reinterpret_cast<uint16_t*>(locked_host_), uint16_t{});
+    case 4:
+      return cas(reinterpret_cast<uint32_t*>(locked_host_), uint32_t{});
+    case 8:
+      return cas(reinterpret_cast<uint64_t*>(locked_host_), uint64_t{});
+    default:
+      return cas(reinterpret_cast<unsigned __int128*>(locked_host_), (unsigned __int128){});
+  }
+}
+
+void Interpreter::CompleteMmioRead(uint64_t data) {
+  if (mmio_reads_count_ == mmio_reads_.size()) return;
+  const uint64_t mask = mmio_.size >= 8 ? ~uint64_t{0} : (uint64_t{1} << (mmio_.size * 8)) - 1;
+  mmio_reads_[mmio_reads_count_++] = {mmio_.address, mmio_.size, data & mask};
 }
 
 void Interpreter::NotifyExternalWrite(uint64_t physical, uint64_t len) {
@@ -140,7 +253,7 @@ void Interpreter::NotifyExternalWrite(uint64_t physical, uint64_t len) {
 
 bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
   uint64_t linear;
-  if (!Linearize(seg, offset, asize, &linear)) return false;
+  if (!Linearize(seg, offset, size_t{1} << size_log, asize, Access::kRead, &linear)) return false;
   uint8_t bytes[8] = {};
   if (!LinearRead(linear, bytes, size_t{1} << size_log, Access::kRead)) return false;
   uint64_t v = 0;
@@ -151,10 +264,22 @@ bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, 
 
 bool Interpreter::Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize) {
   uint64_t linear;
-  if (!Linearize(seg, offset, asize, &linear)) return false;
+  if (!Linearize(seg, offset, size_t{1} << size_log, asize, Access::kWrite, &linear)) return false;
   uint8_t bytes[8];
   std::memcpy(bytes, &value, 8);
   return LinearWrite(linear, bytes, size_t{1} << size_log);
+}
+
+bool Interpreter::ReadBytes(Seg seg, uint64_t offset, std::span<uint8_t> bytes, int asize) {
+  uint64_t linear;
+  if (!Linearize(seg, offset, bytes.size(), asize, Access::kRead, &linear)) return false;
+  return LinearRead(linear, bytes.data(), bytes.size(), Access::kRead);
+}
+
+bool Interpreter::WriteBytes(Seg seg, uint64_t offset, std::span<const uint8_t> bytes, int asize) {
+  uint64_t linear;
+  if (!Linearize(seg, offset, bytes.size(), asize, Access::kWrite, &linear)) return false;
+  return LinearWrite(linear, bytes.data(), bytes.size());
 }
 
 bool Interpreter::ReadRm(const DecodedInsn& insn, int size_log, uint64_t* value) {
@@ -223,8 +348,9 @@ StepStatus Interpreter::Step() {
     state_.interrupt_shadow = false;
     return Deliver();
   }
-  if (result != StepStatus::kOk && result != StepStatus::kHalt && result != StepStatus::kIo &&
-      result != StepStatus::kMmio) {
+  const bool retired = result == StepStatus::kOk || result == StepStatus::kHalt ||
+                       result == StepStatus::kIo || (result == StepStatus::kMmio && mmio_.is_write);
+  if (!retired) {
     state_.interrupt_shadow = shadow;  // the instruction did not retire
   }
   return result;
@@ -233,7 +359,12 @@ StepStatus Interpreter::Step() {
 StepStatus Interpreter::Execute() {
   const CpuMode mode = state_.mode();
   uint64_t linear = state_.rip;
-  if (mode != CpuMode::kLong64) linear = (state_.seg[kCs].base + state_.rip) & 0xffffffffull;
+  const accel::Segment& cs = state_.seg[kCs];
+  if (mode != CpuMode::kLong64) {
+    // Outside 64-bit mode a fetch beyond CS's limit is #GP(0) (SDM Vol. 3 5.3).
+    if (state_.rip > cs.limit) return Raise(kGeneralProtection, 0);
+    linear = (cs.base + state_.rip) & 0xffffffffull;
+  }
   uint8_t bytes[kMaxInsnLength];
   // Fetch what is on the current page; cross to the next only if the decoder needs it, so
   // a fault on the next page is raised only for an instruction that really spans it.
@@ -267,9 +398,27 @@ StepStatus Interpreter::Execute() {
       return Raise(kInvalidOpcode);
   }
   next_rip_ = state_.rip + insn.length();
-  if (mode != CpuMode::kLong64) next_rip_ &= state_.seg[kCs].db ? 0xffffffffull : 0xffffull;
+  if (mode != CpuMode::kLong64) {
+    if (next_rip_ - 1 > cs.limit) return Raise(kGeneralProtection, 0);  // the last byte too
+    next_rip_ &= cs.db ? 0xffffffffull : 0xffffull;
+  }
   fault_status_ = StepStatus::kOk;
-  const StepStatus result = Table()[insn.opcode()](*this, insn);
+  mmio_reads_used_ = 0;
+  mmio_write_pending_ = false;
+  // LOCK, and XCHG with memory (always locked): the operand's update is a host CAS.
+  locked_ = insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
+  locked_armed_ = false;
+  StepStatus result = Table()[insn.opcode()](*this, insn);
+  locked_ = false;
+  if (retry_) {
+    retry_ = false;  // nothing happened: RIP stays, the next step runs the instruction again
+    mmio_reads_count_ = 0;
+    return StepStatus::kOk;
+  }
+  if (result == StepStatus::kOk && mmio_write_pending_) result = StepStatus::kMmio;
+  if (result == StepStatus::kOk && insn.opcode() == 0xcf) state_.nmi_blocked = false;  // IRET
+  // Answered reads belong to this instruction only, unless it is waiting for another one.
+  if (result != StepStatus::kMmio || mmio_.is_write) mmio_reads_count_ = 0;
   switch (result) {
     case StepStatus::kOk:
     case StepStatus::kHalt:
@@ -283,12 +432,17 @@ StepStatus Interpreter::Execute() {
       }
       break;
     case StepStatus::kMmio:
-      if (mmio_.is_write) state_.rip = next_rip_;
+      if (mmio_.is_write) state_.rip = next_rip_;  // retired; a read runs again when answered
       break;
     default:
       break;
   }
   return result;
+}
+
+StepStatus Interpreter::InjectNmi() {
+  state_.nmi_blocked = true;
+  return InjectInterrupt(2);
 }
 
 StepStatus Interpreter::Run(uint64_t max, uint64_t* retired) {

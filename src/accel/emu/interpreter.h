@@ -7,10 +7,12 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode_cache.h"
 #include "accel/emu/decoder.h"
+#include "accel/emu/dirty_log.h"
 #include "accel/emu/mmu.h"
 #include "memory/guest_memory.h"
 
@@ -21,7 +23,7 @@ enum class StepStatus : uint8_t {
   kException,      // fault/trap pending: see Interpreter::exception()
   kHalt,           // HLT retired
   kIo,             // IN/OUT: see io(); OUT retired, IN completes through CompleteIn()
-  kMmio,           // access outside RAM: see mmio(); a write has retired
+  kMmio,           // access outside RAM: see mmio(); a write has retired, a read has not
   kUnimplemented,  // a defined instruction this CPU does not emulate yet
   kShutdown,       // triple fault (delivery mode only): the VM shuts down, as on KVM
 };
@@ -40,6 +42,8 @@ enum Vector : uint8_t {
   kStackFault = 12,
   kGeneralProtection = 13,
   kPageFault = 14,
+  kMathFault = 16,  // #MF: x87 floating-point error
+  kSimdFault = 19,  // #XM: SIMD floating-point exception
 };
 
 // How an event reaches the IDT (SDM Vol. 3 6.5, 6.12.1.1): faults return to the faulting
@@ -76,6 +80,11 @@ struct CpuEnvironment {
   virtual uint64_t ReadTsc() = 0;
 };
 
+// Whether a data access of `len` bytes at `offset` through `seg` passes the legacy-mode
+// segment checks: null (unusable) selector, type (no writes to code or read-only data, no
+// reads of execute-only code: protected mode only), limit with expand-down (SDM Vol. 3 5.3).
+bool SegmentAllows(const CpuState& state, Seg seg, uint64_t offset, size_t len, Access access);
+
 class Interpreter;
 using Handler = StepStatus (*)(Interpreter&, const DecodedInsn&);
 using HandlerTable = std::array<Handler, kOpcodeCount>;
@@ -94,6 +103,9 @@ class Interpreter {
   StepStatus InjectInterrupt(uint8_t vector);
   // IF set and no STI/MOV SS shadow: an external interrupt may be taken before the next step.
   bool InterruptWindowOpen() const { return state_.flags.ifl() && !state_.interrupt_shadow; }
+  // Delivers an NMI through IDT vector 2 and blocks further NMIs until an IRET.
+  StepStatus InjectNmi();
+  bool NmiWindowOpen() const { return !state_.nmi_blocked && !state_.interrupt_shadow; }
   // Executes until something other than kOk, or `max` instructions; counts retired ones.
   StepStatus Run(uint64_t max, uint64_t* retired);
 
@@ -102,6 +114,7 @@ class Interpreter {
   const MmioRequest& mmio() const { return mmio_; }
 
   CpuState& state() { return state_; }
+  const GuestMemory& memory() const { return memory_; }
 
   // --- Helpers for handlers -------------------------------------------------------------
   // Registers by ModRM number and size; 8-bit numbers 4-7 are AH..BH without REX.
@@ -115,6 +128,9 @@ class Interpreter {
   // Memory through a segment: false means an exception or MMIO exit is pending.
   bool Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize = kSize64);
   bool Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize = kSize64);
+  // Memory operands wider than 8 bytes (SSE m128, the FXSAVE image): all or nothing.
+  bool ReadBytes(Seg seg, uint64_t offset, std::span<uint8_t> bytes, int asize = kSize64);
+  bool WriteBytes(Seg seg, uint64_t offset, std::span<const uint8_t> bytes, int asize = kSize64);
   // The r/m operand (register or memory) of `insn`, size by `size_log`.
   bool ReadRm(const DecodedInsn& insn, int size_log, uint64_t* value);
   bool WriteRm(const DecodedInsn& insn, int size_log, uint64_t value);
@@ -147,6 +163,16 @@ class Interpreter {
   }
   // Finishes an IN after an kIo exit: the handler's data goes to AL/AX/EAX, RIP advances.
   void CompleteIn(uint64_t data);
+  // Answers the MMIO read of a kMmio read exit. The instruction has not retired: the next
+  // Step runs it again from the start and its MMIO reads, in order, are answered from the
+  // data given so far (as KVM's emulator does), so it completes exactly once.
+  void CompleteMmioRead(uint64_t data);
+  // An instruction is between an MMIO read exit and its completion: no event may be
+  // delivered before it retires.
+  bool instruction_in_flight() const { return mmio_reads_count_ != 0; }
+  // The instruction in progress has reached MMIO: a REP string instruction stops after this
+  // iteration, so each exit carries one access.
+  bool touched_mmio() const { return mmio_reads_used_ != 0 || mmio_write_pending_; }
   // The status a failed Read/Write left (exception or MMIO).
   StepStatus MemoryFault() const { return fault_status_; }
 
@@ -162,6 +188,8 @@ class Interpreter {
   // patching code): drops cached decodes of [physical, physical + len). Stores made by the
   // guest through this interpreter do this themselves.
   void NotifyExternalWrite(uint64_t physical, uint64_t len);
+  // Guest stores to RAM are marked here when dirty tracking is on (null: not tracked).
+  void set_dirty_log(DirtyLog* log) { dirty_log_ = log; }
 
   static const HandlerTable& Table();
 
@@ -169,13 +197,22 @@ class Interpreter {
   // Copies guest bytes at `linear`; false with the fault (or MMIO exit) recorded.
   bool LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum Access access);
   bool LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len);
-  // Segment + offset -> linear, with the 64-bit canonical check (#GP, or #SS for SS).
-  bool Linearize(Seg seg, uint64_t offset, int asize, uint64_t* linear);
+  // A read that missed RAM: answered from the replayed MMIO reads, or an MMIO exit.
+  bool ReadMmio(uint64_t physical, uint8_t* bytes, size_t len, enum Access access);
+  // LOCKed read-modify-write: remember the operand as read, then write it back only if it
+  // still holds that value (false: it changed, the instruction must run again).
+  void ArmLocked(uint64_t physical, const uint8_t* bytes, size_t len);
+  bool LockedWrite(const uint8_t* src);
+  // Segment + offset -> linear for `len` bytes: the 64-bit canonical check, or outside
+  // 64-bit mode the segment's limit and type checks (#GP(0), or #SS(0) for SS).
+  bool Linearize(Seg seg, uint64_t offset, size_t len, int asize, Access access, uint64_t* linear);
   StepStatus PageFault(uint64_t linear, uint32_t error_code);
   StepStatus Execute();
   // Delivers exception_ through the IDT, escalating to #DF and shutdown (exception.cc).
   StepStatus Deliver();
   bool DeliverOnce(const Exception& e);
+  // Legacy protected mode: 8-byte gates, stack switch through the TSS (exception.cc).
+  bool DeliverProtected(const Exception& e, uint64_t return_rip);
 
   CpuState& state_;
   const GuestMemory& memory_;
@@ -185,6 +222,27 @@ class Interpreter {
   Exception exception_;
   IoRequest io_;
   MmioRequest mmio_;
+  // MMIO reads of the current instruction already answered (CompleteMmioRead), and how many
+  // of them this execution has consumed.
+  struct MmioReadDone {
+    uint64_t address = 0;
+    uint8_t size = 0;
+    uint64_t data = 0;
+  };
+  std::array<MmioReadDone, 4> mmio_reads_{};
+  uint8_t mmio_reads_count_ = 0;
+  uint8_t mmio_reads_used_ = 0;
+  // An MMIO store is held until the instruction retires, then reported as the kMmio exit.
+  bool mmio_write_pending_ = false;
+  DirtyLog* dirty_log_ = nullptr;
+  // The LOCKed operand of the instruction in progress (ArmLocked / LockedWrite).
+  bool locked_ = false;
+  bool locked_armed_ = false;
+  bool retry_ = false;
+  uint8_t locked_len_ = 0;
+  uint64_t locked_physical_ = 0;
+  uint8_t* locked_host_ = nullptr;
+  alignas(16) uint8_t locked_old_[16] = {};
   StepStatus fault_status_ = StepStatus::kOk;
   bool deliver_ = false;
   bool supervisor_ = false;  // implicit supervisor accesses (SystemRead/SystemWrite)

@@ -1,14 +1,14 @@
 // The software TLB: a direct-mapped cache of linear-page -> guest-physical-page
-// translations, so an access that hits does not walk four levels of page tables.
+// translations, so an access that hits does not walk the page tables (4-level, PAE or 32-bit).
 //
 // What an entry keeps follows SDM Vol. 3 4.10.2.2: the physical frame, the combined R/W,
 // U/S and XD rights of every level of the walk (checked again on every hit against the
 // current CPL and CR0.WP, so a hit never grants what a walk would deny), the dirty flag of
 // the final entry (a write through an entry cached with D=0 walks again so the walk sets D,
 // SDM Vol. 3 4.8), and whether the page is global (PTE.G with CR4.PGE, SDM Vol. 3 4.10.2.4).
-// Large pages (2 MiB, 1 GiB) are cached as the 4 KiB slices that were used, which the SDM
-// allows (4.10.2.3); the entry keeps the page size so INVLPG of any address in a large page
-// drops every slice of it.
+// Large pages (2 MiB, 4 MiB with 32-bit paging, 1 GiB) are cached as the 4 KiB slices that were
+// used, which the SDM allows (4.10.2.3); the entry keeps the page size so INVLPG of any address in
+// a large page drops every slice of it.
 //
 // Flush rules (SDM Vol. 3 4.10.4.1), applied by the interpreter's hooks: MOV to CR3 drops
 // all but global entries; MOV to CR0 changing PG/WP/PE, MOV to CR4 changing a paging bit
@@ -32,7 +32,7 @@ struct TlbEntry {
   uint64_t tag = 0;    // linear page (4 KiB aligned) | kValid; 0 is empty
   uint64_t frame = 0;  // guest-physical 4 KiB frame of this slice
   uint8_t flags = 0;
-  uint8_t page_shift = 12;  // 12, 21 or 30: the size of the page the walk found
+  uint8_t page_shift = 12;  // 12, 21, 22 or 30: the size of the page the walk found
 };
 
 class Tlb {

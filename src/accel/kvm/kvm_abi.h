@@ -51,6 +51,11 @@ inline constexpr unsigned long kSetGsiRouting =
 inline constexpr unsigned long kGetCpuid2 =
     _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x91, sizeof(Cpuid2Header));
 
+// struct kvm_xsave ends in a flexible array too; the fixed part is the 4 KiB XSAVE area.
+inline constexpr size_t kXsaveSize = 4096;
+inline constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveSize);
+inline constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveSize);
+
 // The kernel's limit for CPUID tables (KVM_MAX_CPUID_ENTRIES).
 inline constexpr uint32_t kMaxCpuidEntries = 256;
 

@@ -284,6 +284,30 @@ Status KvmVcpu::SetupFpu() {
   return {};
 }
 
+Status KvmVcpu::GetFxsaveImage(std::span<uint8_t, 512> image) {
+  std::vector<uint32_t> xsave(kvm_abi::kXsaveSize / 4);
+  if (::ioctl(fd_.get(), kvm_abi::kGetXsave, xsave.data()) < 0) {
+    return Fail("KVM_GET_XSAVE failed: {}", std::strerror(errno));
+  }
+  std::memcpy(image.data(), xsave.data(), image.size());
+  return {};
+}
+
+Status KvmVcpu::SetFxsaveImage(std::span<const uint8_t, 512> image) {
+  std::vector<uint32_t> xsave(kvm_abi::kXsaveSize / 4);
+  if (::ioctl(fd_.get(), kvm_abi::kGetXsave, xsave.data()) < 0) {
+    return Fail("KVM_GET_XSAVE failed: {}", std::strerror(errno));
+  }
+  std::memcpy(xsave.data(), image.data(), image.size());
+  // XSTATE_BV (SDM Vol. 1 13.4.2) at byte 512: x87 and SSE present, or they load as init.
+  xsave[512 / 4] |= 3;
+  if (::ioctl(fd_.get(), kvm_abi::kSetXsave, xsave.data()) < 0) {
+    return Fail("KVM_SET_XSAVE failed: {} (MXCSR {:#x}: reserved bits set?)", std::strerror(errno),
+                xsave[6]);
+  }
+  return {};
+}
+
 Status KvmVcpu::SetupLocalApic() {
   kvm_lapic_state lapic{};
   if (::ioctl(fd_.get(), KVM_GET_LAPIC, &lapic) < 0) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <span>
 
 #include "accel/accelerator.h"
 #include "base/mapping.h"
@@ -36,6 +37,10 @@ class KvmVcpu : public accel::Vcpu {
   Status SetupLocalApic() override;
   std::optional<uint64_t> TranslateAddress(uint64_t linear) override;
   int id() const override { return id_; }
+  // The x87/SSE state as its FXSAVE image (the emulator's differential harness), through
+  // KVM_GET_XSAVE/KVM_SET_XSAVE: this host's KVM_GET_FPU/KVM_SET_FPU drop MXCSR.
+  Status GetFxsaveImage(std::span<uint8_t, 512> image);
+  Status SetFxsaveImage(std::span<const uint8_t, 512> image);
 
  private:
   KvmVcpu(int id, UniqueFd fd, Mapping run) : id_(id), fd_(std::move(fd)), run_(std::move(run)) {}
