@@ -10,7 +10,8 @@
 # (guests/bench_blk.elf): BLK_RUNS (default 5), BLK_OPS (4 KiB requests per random case, default
 # 4000), BLK_SEQ_MIB (MiB per sequential case, default 64), BLK_DIRS (where the raw images go,
 # default "/dev/shm /var/tmp"; empty: skip the virtio-blk cases); for the qcow2 cases
-# (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR; for
+# (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR; for the
+# snapshot cases (bench/snapshot.sh): SNAPSHOT_BENCH=0 skips them, SNAP_RUNS (default 5); for
 # the software CPU (bench/emu_bench.sh): EMU_BENCH=0 skips it, EMU_RUNS (default 3).
 #
 # Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
@@ -336,6 +337,7 @@ if [[ ${VHOST_USER_BENCH:-1} != 0 ]]; then
   if ! "$repo/bench/vhost_user_blk.sh" "$build" | tee -a "$txt"; then
     log "vhost-user-blk benchmark failed; its rows are missing from $txt"
   fi
+fi
 
 # --- 7b. The software CPU: the CPL3 compute suite on --accel emu, natively under KVM and on
 # QEMU TCG (bench/emu_bench.sh; EMU_BENCH=0 skips it). A failure there keeps the rest.
@@ -345,6 +347,14 @@ if [[ ${EMU_BENCH:-1} != 0 ]]; then
     log "software CPU benchmark failed; its rows are missing from $txt"
   fi
 fi
+
+# --- 8. Snapshot/restore: vireo --restore vs QEMU migrate to a file / -incoming
+# (bench/snapshot.sh; SNAPSHOT_BENCH=0 skips it). A failure there keeps the rest.
+if [[ ${SNAPSHOT_BENCH:-1} != 0 ]]; then
+  log "snapshot: vireo vs QEMU migrate-to-file (bench/snapshot.sh)"
+  if ! "$repo/bench/snapshot.sh" "$build" | tee -a "$txt"; then
+    log "snapshot benchmark failed; its rows are missing from $txt"
+  fi
 fi
 
 cp "$jsonl" "$outdir/results-latest.jsonl"

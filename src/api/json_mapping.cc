@@ -48,4 +48,12 @@ json ToJson(const VmCounters& counters) {
 
 json StateJson(VmState state) { return {{"state", std::string(VmStateName(state))}}; }
 
+json ToJson(const SnapshotInfo& info) {
+  return {{"path", info.path},
+          {"type", info.type},
+          {"memory_bytes_written", info.memory_bytes_written},
+          {"state_bytes", info.state_bytes},
+          {"microseconds", info.microseconds}};
+}
+
 }  // namespace vireo::api

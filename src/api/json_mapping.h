@@ -12,6 +12,8 @@ namespace vireo::api {
 nlohmann::json ToJson(const VmInfo& info);
 // {"vcpus": [{"id", "exits": {reason: n}, "unclaimed": {...}}], "devices": [{"name", "counters"}]}
 nlohmann::json ToJson(const VmCounters& counters);
+// {"path", "type", "memory_bytes_written", "state_bytes", "microseconds"}
+nlohmann::json ToJson(const SnapshotInfo& info);
 // {"state"}: the answer to an action.
 nlohmann::json StateJson(VmState state);
 

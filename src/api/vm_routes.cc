@@ -45,6 +45,30 @@ void AddVmRoutes(Router& router, VmController& controller) {
                  return HttpResponse{200, StateJson(*state), {}};
                });
   }
+  // {"path": DIR, "type": "full" | "diff"}; the VM must be paused (else 409).
+  router.Add("PUT", vm + "/snapshot", [&controller](const HttpRequest& request) {
+    const nlohmann::json body =
+        nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("path") || !body["path"].is_string() ||
+        body["path"].get<std::string>().empty()) {
+      return ErrorResponse(400, R"(the body must be {"path": DIR, "type": "full"|"diff"})");
+    }
+    for (const auto& [key, value] : body.items()) {
+      if (key != "path" && key != "type") return ErrorResponse(400, "unknown field '" + key + "'");
+    }
+    std::string type = "full";
+    if (body.contains("type")) {
+      if (!body["type"].is_string())
+        return ErrorResponse(400, R"("type" must be "full" or "diff")");
+      type = body["type"].get<std::string>();
+    }
+    if (type != "full" && type != "diff") {
+      return ErrorResponse(400, R"("type" must be "full" or "diff")");
+    }
+    auto info = controller.Snapshot(body["path"].get<std::string>(), type == "diff");
+    if (!info) return FromError(info.error());
+    return HttpResponse{200, ToJson(*info), {}};
+  });
 }
 
 }  // namespace vireo::api

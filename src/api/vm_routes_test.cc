@@ -43,9 +43,18 @@ class FakeController : public VmController {
     return state;
   }
 
+  ControlResult<SnapshotInfo> Snapshot(const std::string& path, bool diff) override {
+    if (state != VmState::kPaused) {
+      return tl::unexpected(ControlError{ControlError::Kind::kConflict, "pause it first"});
+    }
+    snapshots.emplace_back(path, diff);
+    return SnapshotInfo{path, diff ? "diff" : "full", 4096, 100, 7};
+  }
+
   VmState state = VmState::kRunning;
   bool fail_next = false;
   std::vector<VmAction> actions;
+  std::vector<std::pair<std::string, bool>> snapshots;
 };
 
 class VmRoutesTest : public ::testing::Test {
@@ -128,14 +137,37 @@ TEST_F(VmRoutesTest, BadBodiesAndMethods) {
   EXPECT_EQ(r.status, 405);
   EXPECT_EQ(r.allow, "PUT");
   EXPECT_EQ(Call("POST", "/vm").status, 405);
-  EXPECT_EQ(Call("GET", "/vm/snapshot").status, 404);
+  EXPECT_EQ(Call("GET", "/vm/migrate").status, 404);
+  EXPECT_EQ(Call("GET", "/vm/snapshot").status, 405);  // PUT only
 }
 
 TEST_F(VmRoutesTest, EveryRouteIsUnderTheVersionedPrefix) {
   for (const auto& [method, path] : router_.routes()) {
     EXPECT_EQ(path.rfind("/api/v1/vm", 0), 0u) << method << " " << path;
   }
-  EXPECT_EQ(router_.routes().size(), 7u);
+  EXPECT_EQ(router_.routes().size(), 8u);
+}
+
+// PUT /vm/snapshot: the body's path and type reach the controller; anything else is 400, and
+// the controller's refusal (not paused) is 409.
+TEST_F(VmRoutesTest, SnapshotTakesPathAndTypeAndRefusesBadBodies) {
+  EXPECT_EQ(Call("PUT", "/vm/snapshot", R"({"path": "/s"})").status, 409);
+  vm_.state = VmState::kPaused;
+  auto full = Call("PUT", "/vm/snapshot", R"({"path": "/s"})");
+  ASSERT_EQ(full.status, 200) << full.body.dump();
+  EXPECT_EQ(full.body["type"], "full");
+  EXPECT_EQ(full.body["memory_bytes_written"], 4096);
+  auto diff = Call("PUT", "/vm/snapshot", R"({"path": "/d", "type": "diff"})");
+  ASSERT_EQ(diff.status, 200);
+  EXPECT_EQ(diff.body["type"], "diff");
+  ASSERT_EQ(vm_.snapshots.size(), 2u);
+  EXPECT_EQ(vm_.snapshots[1], std::make_pair(std::string("/d"), true));
+  for (const char* bad :
+       {"", "{}", "not json", R"({"path": 5})", R"({"path": ""})",
+        R"({"path": "/s", "type": "half"})", R"({"path": "/s", "extra": 1})", R"(["/s"])"}) {
+    EXPECT_EQ(Call("PUT", "/vm/snapshot", bad).status, 400) << bad;
+  }
+  EXPECT_EQ(vm_.snapshots.size(), 2u);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "vmm/default_guest.h"
 #include "vmm/machine.h"
 #include "vmm/machine_controller.h"
+#include "vmm/snapshot/snapshot_files.h"
 
 namespace vireo::cli {
 namespace {
@@ -76,6 +77,22 @@ Result<std::vector<uint8_t>> ReadFile(const std::string& path, std::string_view 
     return Fail("cannot read {} '{}'", what, path);
   }
   return data;
+}
+
+// The kernel (or the built-in guest), initrd and command line `config` names.
+Result<boot::BootImage> LoadBootImage(const VmConfig& config) {
+  boot::BootImage image;
+  if (config.kernel_path) {
+    image.kernel = VIREO_TRY(ReadFile(*config.kernel_path, "kernel", config.memory));
+  } else {
+    auto builtin = DefaultGuestImage();
+    image.kernel.assign(builtin.begin(), builtin.end());
+  }
+  if (config.initrd_path) {
+    image.initrd = VIREO_TRY(ReadFile(*config.initrd_path, "initrd", config.memory));
+  }
+  image.cmdline = config.cmdline;
+  return image;
 }
 
 // SIGINT/SIGTERM are blocked in every thread and read from a signalfd by the main loop,
@@ -154,6 +171,19 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
                   "CPU accelerator: kvm, or emu (Vireo's software x86-64 CPU, no /dev/kvm)")
       ->default_val("kvm");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
+  // Snapshots (docs/snapshot-migration.md): the snapshot decides what the VM is, so options
+  // that describe the guest conflict with --restore; host-side ones (serial, API socket,
+  // affinity, stats) still apply.
+  CLI::Option* restore =
+      run->add_option("--restore", o.restore_dir, "Resume the VM saved in this snapshot directory");
+  CLI::Option* paused =
+      run->add_flag("--paused", o.restore_paused, "With --restore: start paused (resume via API)");
+  paused->needs(restore);
+  for (const char* name :
+       {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--memory-backing", "--boot",
+        "--disk", "--net", "--vsock", "--rng", "--console", "--balloon", "--transport"}) {
+    if (CLI::Option* other = run->get_option_no_throw(name)) restore->excludes(other);
+  }
   return run;
 }
 
@@ -229,27 +259,42 @@ Status ValidateRunOptions(RunOptions& o) {
 
 int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
   if (o.verbose) SetLogLevel(LogLevel::kInfo);
-  const VmConfig& config = o.config;
   auto fail = [](const Error& e) {
     fmt::print(stderr, "vireo: error: {}\n", e.message);
     return kExitError;
   };
 
+  // --restore: the snapshot's configuration with this run's host-side options.
+  std::optional<snapshot::LoadedSnapshot> restoring;
+  if (!o.restore_dir.empty()) {
+    auto loaded = snapshot::LoadSnapshot(o.restore_dir);
+    if (!loaded) return fail(Error{"--restore: " + loaded.error().message});
+    VmConfig merged = loaded->state.config;
+    merged.serial = o.config.serial;
+    merged.serial_path = o.config.serial_path;
+    merged.cpu_affinity = o.config.cpu_affinity;
+    merged.memory_options.mlock = o.config.memory_options.mlock;
+    merged.stats = o.config.stats;
+    merged.no_reboot = o.config.no_reboot;
+    for (const auto& [vcpu, host] : merged.cpu_affinity) {
+      if (vcpu >= merged.cpus) {
+        return fail(
+            Error{fmt::format("--cpu-affinity: vCPU {} does not exist (the snapshot's VM "
+                              "has {} vCPUs)",
+                              vcpu, merged.cpus)});
+      }
+    }
+    o.config = std::move(merged);
+    restoring.emplace(std::move(*loaded));
+  }
+  const VmConfig& config = o.config;
+
   boot::BootImage image;
-  if (config.kernel_path) {
-    auto kernel = ReadFile(*config.kernel_path, "kernel", config.memory);
-    if (!kernel) return fail(kernel.error());
-    image.kernel = std::move(*kernel);
-  } else {
-    auto builtin = DefaultGuestImage();
-    image.kernel.assign(builtin.begin(), builtin.end());
+  if (!restoring) {  // a restored VM reads its kernel only if it resets (below)
+    auto boot_image = LoadBootImage(config);
+    if (!boot_image) return fail(boot_image.error());
+    image = std::move(*boot_image);
   }
-  if (config.initrd_path) {
-    auto initrd = ReadFile(*config.initrd_path, "initrd", config.memory);
-    if (!initrd) return fail(initrd.error());
-    image.initrd = std::move(*initrd);
-  }
-  image.cmdline = config.cmdline;
 
   int signal_fd = BlockStopSignals();
   std::unique_ptr<accel::Accelerator> accelerator;
@@ -290,14 +335,27 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     auto persistent = PersistentDevices::Create(config);
     if (!persistent) return fail(persistent.error());
     for (int boot_count = 0;; ++boot_count) {
-      auto machine = Machine::Build(config, *accelerator, *persistent, image);
+      const bool restore_now = restoring && boot_count == 0;
+      if (restoring && boot_count == 1) {
+        // A restored guest that resets boots its kernel afresh, as it was first booted.
+        auto reboot_image = LoadBootImage(config);
+        if (!reboot_image) {
+          outcome = {StopReason::kError, kExitError, "rebooting: " + reboot_image.error().message};
+          break;
+        }
+        image = std::move(*reboot_image);
+      }
+      auto machine = restore_now ? Machine::Restore(config, *accelerator, *persistent, *restoring)
+                                 : Machine::Build(config, *accelerator, *persistent, image);
       if (!machine) {
-        outcome = {StopReason::kError, kExitError, machine.error().message};
+        outcome = {StopReason::kError, kExitError,
+                   restore_now ? "--restore: " + machine.error().message : machine.error().message};
         break;
       }
+      if (restore_now && o.restore_paused) (*machine)->StartPaused();
       Log(LogLevel::kInfo, "booting: {}", (*machine)->boot_entry().description);
       RunTimings run_timings = timings;
-      if (controller) controller->Attach(**machine);
+      if (controller) controller->Attach(**machine, restore_now && o.restore_paused);
       outcome = (*machine)->Run(signal_fd, run_timings);
       if (controller) controller->Detach();
       if (boot_count == 0) timings.first_guest_entry = run_timings.first_guest_entry;

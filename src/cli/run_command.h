@@ -25,7 +25,9 @@ struct RunOptions {
   std::vector<std::string> disk_texts;
   std::vector<std::string> net_texts;
   std::string vsock_text;
-  std::string api_socket;  // --api-socket: serve the control API (docs/api.yaml) here
+  std::string api_socket;          // --api-socket: serve the control API (docs/api.yaml) here
+  std::string restore_dir;         // --restore: resume the VM a snapshot directory holds
+  bool restore_paused = false;     // --paused: ... and leave it paused (for the API to resume)
   std::string accel_text = "kvm";  // --accel: kvm or emu (the software CPU)
   bool cmdline_given = false;
   bool verbose = false;

@@ -1,7 +1,10 @@
 #include "memory/guest_memory.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -81,6 +84,68 @@ Result<GuestMemory> GuestMemory::FromRegions(std::vector<Region> regions) {
       }
     }
     memory.regions_.push_back(std::move(region));
+  }
+  if (memory.regions_.empty()) return Fail("guest has no RAM");
+  return memory;
+}
+
+Result<GuestMemory> GuestMemory::MapFile(int fd, std::span<const RamRange> ranges) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Fail("cannot stat the memory file: {}", std::strerror(errno));
+  uint64_t total = 0;
+  for (const RamRange& range : ranges) total += range.size;
+  if (static_cast<uint64_t>(st.st_size) != total) {
+    return Fail("the memory file is {} bytes, but the VM has {} bytes of RAM", st.st_size, total);
+  }
+  GuestMemory memory;
+  uint64_t offset = 0;
+  for (const RamRange& range : ranges) {
+    if (range.size == 0 || range.size % 4096 != 0) {
+      return Fail("RAM range at {:#x} is not a whole number of pages", range.base);
+    }
+    // Anonymous zero memory for the whole range, with the file's data extents mapped over it:
+    // the holes (zero pages, most of an idle guest) then fault as cheaply as fresh RAM instead
+    // of going through the file system. Too many extents, or a file system without SEEK_DATA:
+    // the whole range from the file.
+    void* addr = ::mmap(nullptr, range.size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (addr == MAP_FAILED) {
+      return Fail("cannot map {} MiB of guest RAM: {}", range.size >> 20, std::strerror(errno));
+    }
+    Mapping mapping(addr, range.size);
+    auto map_file = [&](uint64_t at, uint64_t len) {
+      return ::mmap(mapping.bytes() + at, len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, fd, static_cast<off_t>(offset + at));
+    };
+    constexpr int kMaxExtents = 4096;  // each is a VMA; the kernel allows ~65000 per process
+    bool whole = false;
+    int extents = 0;
+    for (uint64_t pos = 0; pos < range.size;) {
+      off_t data = ::lseek(fd, static_cast<off_t>(offset + pos), SEEK_DATA);
+      if (data < 0) {
+        whole = errno != ENXIO;  // ENXIO: no data after pos; anything else: no SEEK_DATA
+        break;
+      }
+      if (static_cast<uint64_t>(data) >= offset + range.size) break;
+      off_t hole = ::lseek(fd, data, SEEK_HOLE);
+      if (hole < 0 || ++extents > kMaxExtents) {
+        whole = true;
+        break;
+      }
+      const uint64_t begin = (static_cast<uint64_t>(data) - offset) & ~uint64_t{4095};
+      const uint64_t end = std::min<uint64_t>(
+          ((static_cast<uint64_t>(hole) - offset) + 4095) & ~uint64_t{4095}, range.size);
+      if (map_file(begin, end - begin) == MAP_FAILED) {
+        return Fail("cannot map the memory file: {}", std::strerror(errno));
+      }
+      pos = end;
+    }
+    if (whole && map_file(0, range.size) == MAP_FAILED) {
+      return Fail("cannot map {} MiB of the memory file: {}", range.size >> 20,
+                  std::strerror(errno));
+    }
+    memory.regions_.push_back(Region{range, std::move(mapping)});
+    offset += range.size;
   }
   if (memory.regions_.empty()) return Fail("guest has no RAM");
   return memory;

@@ -50,6 +50,11 @@ class GuestMemory {
   // lie inside its mapping (mapping_offset + size <= mapping.size()), not wrap, and not overlap
   // another; an empty list is an error.
   static Result<GuestMemory> FromRegions(std::vector<Region> regions);
+  // Maps `ranges` from the file `fd` copy-on-write (MAP_PRIVATE), back to back from offset 0,
+  // for snapshot restore: a page is read from the file when first touched, so the cost does
+  // not grow with the guest's size, and guest writes never reach the file. The file must
+  // be exactly as large as the ranges together.
+  static Result<GuestMemory> MapFile(int fd, std::span<const RamRange> ranges);
 
   GuestMemory(GuestMemory&&) = default;
   GuestMemory& operator=(GuestMemory&&) = default;

@@ -100,6 +100,7 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   auto ranges = x86::RamLayout(config.memory);
   m->memory_.emplace(VIREO_TRY(GuestMemory::Create(ranges, config.memory_options)));
   m->vm_ = VIREO_TRY(accelerator.CreateVm(config.cpus));
+  m->accelerator_name_ = accelerator.name();
   VIREO_TRY_STATUS(m->vm_->MapMemory(*m->memory_));
 
   // Devices that ACPI and the kernel command line announce exist before either is written.
@@ -228,7 +229,7 @@ Status Machine::BuildDevices() {
   keyboard_irq_ = std::make_shared<VmIrqLine>(kKeyboardGsi);
   keyboard_irq_->Attach(vm_.get());
 
-  auto i8042 = I8042::Create(keyboard_irq_, control("i8042"));
+  i8042_ = I8042::Create(keyboard_irq_, control("i8042"));
   FwCfgConfig fw;
   fw.ram_size = config_.memory;
   fw.nb_cpus = static_cast<uint16_t>(config_.cpus);
@@ -242,8 +243,8 @@ Status Machine::BuildDevices() {
   VIREO_TRY_STATUS(fw_cfg->AddFile("etc/e820", BuildE820File(e820)));
 
   VIREO_TRY_STATUS(pio_.Insert(persistent_.com1, Serial8250::kCom1Base, Serial8250::kSize));
-  VIREO_TRY_STATUS(pio_.Insert(i8042->data_port(), 0x60, 1));
-  VIREO_TRY_STATUS(pio_.Insert(i8042->command_port(), 0x64, 1));
+  VIREO_TRY_STATUS(pio_.Insert(i8042_->data_port(), 0x60, 1));
+  VIREO_TRY_STATUS(pio_.Insert(i8042_->command_port(), 0x64, 1));
   VIREO_TRY_STATUS(pio_.Insert(persistent_.rtc, 0x70, CmosRtc::kSize));
   VIREO_TRY_STATUS(pio_.Insert(std::make_shared<Port80>(), 0x80, Port80::kSize));
   VIREO_TRY_STATUS(
@@ -347,6 +348,7 @@ void Machine::VcpuThread(size_t index, RunTimings* timings) {
     }
   }
   ExitContext context{pio_, mmio_, stop_, counters_[index]};
+  if (pause_.closing()) pause_.Park();  // started paused (a restore with --paused)
   if (index == 0) timings->first_guest_entry = std::chrono::steady_clock::now();
   while (!stop_.stopped()) {
     accel::VcpuExit exit = vcpu.Run();
@@ -387,8 +389,14 @@ RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
   }
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
+  if (start_paused_) pause_.Arm();
   for (size_t i = 0; i < vcpus_.size(); ++i) {
     threads.emplace_back([this, i, &timings] { VcpuThread(i, &timings); });
+  }
+  if (start_paused_) {
+    if (auto paused = Pause(std::chrono::milliseconds(5000)); !paused) {
+      stop_.Request({StopReason::kError, 1, "starting paused: " + paused.error().message});
+    }
   }
   while (!stop_.stopped()) {
     pollfd fds[2] = {{stop_.event_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};

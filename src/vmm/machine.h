@@ -32,6 +32,10 @@ namespace vireo {
 
 class Serial8250;
 class CmosRtc;
+class I8042;
+namespace snapshot {
+struct LoadedSnapshot;
+}  // namespace snapshot
 class AcpiPmDevice;
 namespace virtio {
 class VirtioDevice;
@@ -55,7 +59,20 @@ class Machine {
                                                 accel::Accelerator& accelerator,
                                                 PersistentDevices& persistent,
                                                 const boot::BootImage& image);
+  // Builds the machine a snapshot describes (machine_snapshot.cc): its memory (mapped from the
+  // snapshot), devices, vCPUs and all their state. `config` is the snapshot's configuration
+  // with the host-side options of this run. Takes the snapshot's memory.
+  static Result<std::unique_ptr<Machine>> Restore(const VmConfig& config,
+                                                  accel::Accelerator& accelerator,
+                                                  PersistentDevices& persistent,
+                                                  snapshot::LoadedSnapshot& snapshot);
   ~Machine();
+
+  // Run() parks every vCPU before its first guest instruction, as if paused.
+  void StartPaused() { start_paused_ = true; }
+  // Writes a snapshot of the paused machine into `dir` (machine_snapshot.cc). A diff holds
+  // the pages written since this machine's previous snapshot (or its restore).
+  ControlResult<SnapshotInfo> SaveSnapshot(const std::string& dir, bool diff);
 
   // Runs until the guest or the host stops the VM. `signal_fd` (a signalfd for SIGINT and
   // SIGTERM, or -1) is watched so a signal stops the VM cleanly.
@@ -114,7 +131,14 @@ class Machine {
   boot::BootEntry boot_entry_{};
   std::shared_ptr<VmIrqLine> sci_irq_;
   std::shared_ptr<AcpiPmDevice> pm_;
+  std::shared_ptr<I8042> i8042_;
   PauseGate pause_;
+  bool start_paused_ = false;
+  // Snapshots: the directory of the last snapshot taken (or restored from), which a diff
+  // snapshot names as its parent; the dirty log runs from then on. Guarded by the caller
+  // (MachineController serialises snapshot calls).
+  std::string last_snapshot_dir_;
+  std::string accelerator_name_;  // recorded in snapshots
   std::mutex io_park_mu_;
   std::condition_variable io_park_cv_;
   bool io_hold_ = false;    // guarded by io_park_mu_: the I/O thread should stay parked

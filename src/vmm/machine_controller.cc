@@ -11,10 +11,10 @@ tl::unexpected<ControlError> Conflict(std::string message) {
 
 }  // namespace
 
-void MachineController::Attach(Machine& machine) {
+void MachineController::Attach(Machine& machine, bool paused) {
   std::lock_guard lock(mu_);
   machine_ = &machine;
-  state_ = VmState::kRunning;
+  state_ = paused ? VmState::kPaused : VmState::kRunning;
   ++boots_;
 }
 
@@ -79,6 +79,16 @@ ControlResult<VmState> MachineController::Apply(VmAction action) {
   }
   state_ = *next;
   return state_;
+}
+
+ControlResult<SnapshotInfo> MachineController::Snapshot(const std::string& path, bool diff) {
+  std::lock_guard lock(mu_);
+  const VmState state = StateLocked();
+  if (state != VmState::kPaused) {
+    return Conflict(
+        fmt::format("the VM is {}; pause it first (PUT /vm/pause)", VmStateName(state)));
+  }
+  return machine_->SaveSnapshot(path, diff);
 }
 
 }  // namespace vireo

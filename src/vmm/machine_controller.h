@@ -20,12 +20,14 @@ class MachineController final : public VmController {
 
   explicit MachineController(VmConfig config) : config_(std::move(config)) {}
 
-  void Attach(Machine& machine);
+  // `paused`: the machine starts paused (a restore with --paused).
+  void Attach(Machine& machine, bool paused = false);
   void Detach();
 
   ControlResult<VmInfo> Info() override;
   ControlResult<VmCounters> Counters() override;
   ControlResult<VmState> Apply(VmAction action) override;
+  ControlResult<SnapshotInfo> Snapshot(const std::string& path, bool diff) override;
 
  private:
   VmState StateLocked() const;

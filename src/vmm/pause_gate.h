@@ -26,6 +26,9 @@ class PauseGate {
   // Release() it reopens the gate and fails.
   Status Close(size_t participants, const std::function<void()>& kick,
                std::chrono::milliseconds timeout);
+  // Closes the gate before any participant has started, so each parks at its first check
+  // (a VM restored paused); a Close() that follows waits for them as usual.
+  void Arm() { closed_.store(true, std::memory_order_seq_cst); }
   // Lets parked participants go on.
   void Open();
   // Opens the gate for good (the VM is stopping): Park() returns at once, Close() fails.

@@ -51,6 +51,15 @@ struct VmCounters {
   std::vector<DeviceCounters> devices;
 };
 
+// PUT /vm/snapshot: what was written.
+struct SnapshotInfo {
+  std::string path;
+  std::string type;  // "full" or "diff"
+  uint64_t memory_bytes_written = 0;
+  uint64_t state_bytes = 0;
+  uint64_t microseconds = 0;  // time the VM spent taking it
+};
+
 class VmController {
  public:
   virtual ~VmController() = default;
@@ -58,6 +67,10 @@ class VmController {
   virtual ControlResult<VmCounters> Counters() = 0;
   // Pause, resume, shutdown (ACPI power button), reset or stop; returns the new state.
   virtual ControlResult<VmState> Apply(VmAction action) = 0;
+  // Writes a snapshot of the paused VM into the directory `path` (docs/snapshot-migration.md).
+  virtual ControlResult<SnapshotInfo> Snapshot(const std::string& /*path*/, bool /*diff*/) {
+    return tl::unexpected(ControlError{ControlError::Kind::kFailed, "snapshots are not supported"});
+  }
 };
 
 }  // namespace vireo

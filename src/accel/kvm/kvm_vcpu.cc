@@ -76,8 +76,10 @@ Result<std::unique_ptr<KvmVcpu>> KvmVcpu::Create(const KvmAccelerator& kvm, cons
       ::mmap(nullptr, kvm.vcpu_mmap_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (run == MAP_FAILED)
     return Fail("mmap of vCPU {} run area failed: {}", id, std::strerror(errno));
-  return std::unique_ptr<KvmVcpu>(
-      new KvmVcpu(id, std::move(fd), Mapping(run, kvm.vcpu_mmap_size())));
+  auto vcpu =
+      std::unique_ptr<KvmVcpu>(new KvmVcpu(id, std::move(fd), Mapping(run, kvm.vcpu_mmap_size())));
+  vcpu->kvm_fd_ = kvm.fd();
+  return vcpu;
 }
 
 accel::VcpuExit KvmVcpu::Run() {

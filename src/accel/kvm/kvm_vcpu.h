@@ -34,19 +34,27 @@ class KvmVcpu : public accel::Vcpu {
   Status SetMsrs(std::span<const accel::MsrEntry> msrs) override;
   Result<std::vector<accel::MsrEntry>> GetMsrs(std::span<const uint32_t> indices) override;
   Status SetupFpu() override;
-  Status SetupLocalApic() override;
-  std::optional<uint64_t> TranslateAddress(uint64_t linear) override;
-  int id() const override { return id_; }
   // The x87/SSE state as its FXSAVE image (the emulator's differential harness), through
   // KVM_GET_XSAVE/KVM_SET_XSAVE: this host's KVM_GET_FPU/KVM_SET_FPU drop MXCSR.
   Status GetFxsaveImage(std::span<uint8_t, 512> image);
   Status SetFxsaveImage(std::span<const uint8_t, 512> image);
+  Status SetupLocalApic() override;
+  std::optional<uint64_t> TranslateAddress(uint64_t linear) override;
+  // kvm_state.cc
+  Result<accel::VcpuSavedState> SaveState() override;
+  Status RestoreState(const accel::VcpuSavedState& state) override;
+  int id() const override { return id_; }
+
+ protected:
+  std::string accelerator_name() const override { return "kvm"; }
 
  private:
   KvmVcpu(int id, UniqueFd fd, Mapping run) : id_(id), fd_(std::move(fd)), run_(std::move(run)) {}
   kvm_run* run() const { return static_cast<kvm_run*>(run_.get()); }
+  Result<std::vector<accel::CpuidEntry>> GetCpuid();
 
   int id_;
+  int kvm_fd_ = -1;  // /dev/kvm, for KVM_GET_MSR_INDEX_LIST (owned by the accelerator)
   UniqueFd fd_;
   Mapping run_;
   std::atomic<pthread_t> thread_{0};  // the thread inside Run(), for Kick()

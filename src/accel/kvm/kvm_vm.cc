@@ -123,6 +123,7 @@ Status KvmVm::MapMemory(const GuestMemory& memory) {
       return Fail("KVM_SET_USER_MEMORY_REGION for {:#x}+{:#x} failed: {}", region.range.base,
                   region.range.size, std::strerror(errno));
     }
+    slots_.push_back(r);
   }
   return {};
 }

@@ -28,8 +28,16 @@ class KvmVm : public accel::Vm {
   Status RemoveIrqFd(uint32_t gsi, int event_fd) override;
   Status SignalMsi(uint64_t address, uint32_t data) override;
   Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) override;
+  // kvm_state.cc
+  Result<accel::VmSavedState> SaveState() override;
+  Status RestoreState(const accel::VmSavedState& state) override;
+  Status StartDirtyLog() override;
+  Result<std::vector<std::vector<uint64_t>>> FetchDirtyPages() override;
 
   int fd() const { return fd_.get(); }
+
+ protected:
+  std::string accelerator_name() const override { return "kvm"; }
 
  private:
   KvmVm(const KvmAccelerator& kvm, UniqueFd fd) : kvm_(kvm), fd_(std::move(fd)) {}
@@ -46,6 +54,7 @@ class KvmVm : public accel::Vm {
   std::vector<kvm_irq_routing_entry> routes_;
   uint32_t next_msi_gsi_ = kFirstMsiGsi;
   uint32_t next_slot_ = 0;
+  std::vector<kvm_userspace_memory_region> slots_;  // as registered, for the dirty log
 };
 
 }  // namespace vireo::kvm

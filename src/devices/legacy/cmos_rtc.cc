@@ -271,4 +271,20 @@ uint64_t CmosRtc::invalid_time_writes() const {
   return invalid_time_writes_;
 }
 
+CmosRtcState CmosRtc::state() const {
+  std::lock_guard lock(mu_);
+  return {cmos_, index_, nmi_disabled_, offset_seconds_};
+}
+
+Status CmosRtc::RestoreState(const CmosRtcState& s) {
+  if (s.index >= kRamSize) return Fail("cmos-rtc: index {:#x} is outside its RAM", s.index);
+  std::lock_guard lock(mu_);
+  cmos_ = s.cmos;
+  index_ = s.index;
+  nmi_disabled_ = s.nmi_disabled;
+  offset_seconds_ = s.offset_seconds;
+  last_update_second_ = FloorDiv(GuestNanos(), kNanosPerSecond);
+  return {};
+}
+
 }  // namespace vireo

@@ -30,9 +30,20 @@
 #include <span>
 #include <string_view>
 
+#include "base/result.h"
+
 #include "devices/bus_device.h"
 
 namespace vireo {
+
+// The chip's state for snapshots (rule 4): the 128 bytes of RAM, the index latch and how far
+// the guest's clock runs from the host's; the time registers are computed from the clock.
+struct CmosRtcState {
+  std::array<uint8_t, 128> cmos{};
+  uint8_t index = 0;
+  bool nmi_disabled = false;
+  int64_t offset_seconds = 0;
+};
 
 class CmosRtc : public BusDevice {
  public:
@@ -61,6 +72,10 @@ class CmosRtc : public BusDevice {
   int64_t offset_seconds() const;
   // Guest writes that left the time registers invalid (e.g. month 13): ignored, counted.
   uint64_t invalid_time_writes() const;
+
+  CmosRtcState state() const;
+  // Refuses an index outside the 128-byte RAM.
+  Status RestoreState(const CmosRtcState& state);
 
  private:
   // Register addresses (datasheet "Address Map").

@@ -201,5 +201,23 @@ TEST_F(CmosRtcTest, RegisterCReportsUpdatesAndClearsOnRead) {
   EXPECT_EQ(Get(0x0d), 0x80);
 }
 
+// Snapshots: the RAM, the index and the guest clock's offset carry over; a bad index is refused.
+TEST_F(CmosRtcTest, StateRestoresIntoAFreshChip) {
+  Set(0x40, 0x99);           // NVRAM
+  Set(0x04, 0x20);           // hours: the guest moves its clock to 20:45 (from 13:45)
+  WriteByte(rtc_, 0, 0x41);  // leave the index on another byte
+  const CmosRtcState saved = rtc_.state();
+  CmosRtc copy(256 * kMiB, 0, [this] { return now_ns_; });
+  ASSERT_TRUE(copy.RestoreState(saved));
+  EXPECT_EQ(copy.offset_seconds(), rtc_.offset_seconds());
+  WriteByte(copy, 0, 0x40);
+  EXPECT_EQ(ReadByte(copy, 1), 0x99);
+  WriteByte(copy, 0, 0x04);
+  EXPECT_EQ(ReadByte(copy, 1), 0x20);
+  CmosRtcState bad = saved;
+  bad.index = 200;
+  EXPECT_FALSE(copy.RestoreState(bad));
+}
+
 }  // namespace
 }  // namespace vireo

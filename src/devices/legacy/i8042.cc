@@ -240,4 +240,23 @@ void I8042::UpdateIrq() {
   if (keyboard_irq_) keyboard_irq_->SetLevel(level);
 }
 
+I8042State I8042::state() const {
+  std::lock_guard lock(mu_);
+  return {status_, command_byte_, output_port_, output_buffer_, static_cast<uint8_t>(pending_)};
+}
+
+Status I8042::RestoreState(const I8042State& s) {
+  if (s.pending > static_cast<uint8_t>(Pending::kAuxDevice)) {
+    return Fail("i8042: unknown pending command {}", s.pending);
+  }
+  std::lock_guard lock(mu_);
+  status_ = s.status;
+  command_byte_ = s.command_byte;
+  output_port_ = s.output_port;
+  output_buffer_ = s.output_buffer;
+  pending_ = static_cast<Pending>(s.pending);
+  UpdateIrq();
+  return {};
+}
+
 }  // namespace vireo

@@ -28,11 +28,18 @@
 #include <span>
 #include <string_view>
 
+#include "base/result.h"
 #include "devices/bus_device.h"
 #include "devices/interrupt_line.h"
 #include "devices/vm_control.h"
 
 namespace vireo {
+
+// The controller's state for snapshots (rule 4). `pending` is what the next data-port write
+// means (0 none, 1 command byte, 2 output port, 3 keyboard buffer, 4 AUX device).
+struct I8042State {
+  uint8_t status = 0, command_byte = 0, output_port = 0, output_buffer = 0, pending = 0;
+};
 
 class I8042 : public std::enable_shared_from_this<I8042> {
  public:
@@ -58,6 +65,10 @@ class I8042 : public std::enable_shared_from_this<I8042> {
 
   uint8_t command_byte() const;
   uint64_t unknown_commands() const;
+
+  I8042State state() const;
+  // Refuses an unknown `pending`; drives IRQ 1 to match the new state.
+  Status RestoreState(const I8042State& state);
 
  private:
   I8042(std::shared_ptr<InterruptLine> keyboard_irq, VmControl& vm);

@@ -126,5 +126,26 @@ TEST_F(I8042Test, AdaptersKeepControllerAlive) {
   EXPECT_EQ(Data(), 0x55);
 }
 
+// Snapshots: the command byte and a waiting output byte carry over, with IRQ 1; an unknown
+// pending command is refused.
+TEST_F(I8042Test, StateRestoresIntoAFreshController) {
+  I8042State s;
+  s.status = 0x01 | 0x04 | 0x10;  // output buffer full, SYS, unlocked
+  s.command_byte = 0x01 | 0x04;   // keyboard interrupt enabled
+  s.output_port = 0x03;
+  s.output_buffer = 0xfa;
+  FakeVmControl vm;
+  auto irq = std::make_shared<FakeInterruptLine>();
+  auto kbc = I8042::Create(irq, vm);
+  ASSERT_TRUE(kbc->RestoreState(s));
+  EXPECT_TRUE(irq->level);
+  EXPECT_EQ(kbc->command_byte(), 0x05);
+  EXPECT_EQ(kbc->ReadData(), 0xfa);
+  const I8042State back = kbc->state();
+  EXPECT_EQ(back.output_port, 0x03);
+  s.pending = 9;
+  EXPECT_FALSE(kbc->RestoreState(s));
+}
+
 }  // namespace
 }  // namespace vireo

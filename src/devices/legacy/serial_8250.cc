@@ -253,4 +253,26 @@ uint64_t Serial8250::tx_bytes() const {
   return tx_bytes_;
 }
 
+Serial8250State Serial8250::state() const {
+  std::lock_guard lock(mu_);
+  Serial8250State s{ier_, fcr_, lcr_, mcr_, lsr_, msr_, scr_, dll_, dlm_, thr_interrupt_, {}};
+  for (size_t i = 0; i < rx_count_; ++i) s.rx_fifo.push_back(rx_[(rx_head_ + i) % kRxFifoSize]);
+  return s;
+}
+
+Status Serial8250::RestoreState(const Serial8250State& s) {
+  if (s.rx_fifo.size() > kRxFifoSize) {
+    return Fail("serial-8250: {} bytes in the receive FIFO, more than its {}", s.rx_fifo.size(),
+                kRxFifoSize);
+  }
+  std::lock_guard lock(mu_);
+  ier_ = s.ier, fcr_ = s.fcr, lcr_ = s.lcr, mcr_ = s.mcr, lsr_ = s.lsr, msr_ = s.msr;
+  scr_ = s.scr, dll_ = s.dll, dlm_ = s.dlm, thr_interrupt_ = s.thr_interrupt;
+  rx_head_ = 0;
+  rx_count_ = s.rx_fifo.size();
+  std::copy(s.rx_fifo.begin(), s.rx_fifo.end(), rx_.begin());
+  UpdateIrq();
+  return {};
+}
+
 }  // namespace vireo

@@ -24,11 +24,22 @@
 #include <mutex>
 #include <span>
 #include <string_view>
+#include <vector>
+
+#include "base/result.h"
 
 #include "devices/bus_device.h"
 #include "devices/interrupt_line.h"
 
 namespace vireo {
+
+// The UART's guest-visible state, for snapshots (rule 4): registers as in §8 and the
+// receive FIFO's contents, oldest byte first.
+struct Serial8250State {
+  uint8_t ier = 0, fcr = 0, lcr = 0, mcr = 0, lsr = 0, msr = 0, scr = 0, dll = 0, dlm = 0;
+  bool thr_interrupt = false;
+  std::vector<uint8_t> rx_fifo;
+};
 
 class Serial8250 : public BusDevice {
  public:
@@ -55,6 +66,10 @@ class Serial8250 : public BusDevice {
   size_t input_space() const;
   uint64_t rx_dropped() const;
   uint64_t tx_bytes() const;
+
+  Serial8250State state() const;
+  // Refuses a FIFO larger than kRxFifoSize; drives the IRQ line to match the new state.
+  Status RestoreState(const Serial8250State& state);
 
  private:
   // Register offsets (§8, Table II). DLAB = LCR bit 7 selects DLL/DLM at 0 and 1.

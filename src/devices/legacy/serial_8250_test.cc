@@ -202,5 +202,33 @@ TEST(Serial8250Threads, HostInputAndGuestReadsInterleaveSafely) {
   EXPECT_EQ(uart.rx_dropped(), 0u);
 }
 
+// Snapshots: a second UART given the first's state reads the same registers and FIFO and
+// drives its interrupt line to match; a FIFO larger than the device's is refused.
+TEST_F(Serial8250Test, StateRestoresIntoAFreshUart) {
+  WriteByte(uart_, kLcr, 0x03);
+  WriteByte(uart_, kScr, 0x5a);
+  WriteByte(uart_, kMcr, kOut2);
+  WriteByte(uart_, kIer, 0x01);  // received-data interrupt
+  const uint8_t input[] = {'h', 'i'};
+  ASSERT_EQ(uart_.EnqueueInput(input), 2u);
+  ASSERT_TRUE(irq_->level);
+  const Serial8250State saved = uart_.state();
+  EXPECT_EQ(saved.rx_fifo, (std::vector<uint8_t>{'h', 'i'}));
+
+  auto irq = std::make_shared<FakeInterruptLine>();
+  Serial8250 copy(irq, [](std::span<const uint8_t>) {});
+  ASSERT_TRUE(copy.RestoreState(saved));
+  EXPECT_TRUE(irq->level);
+  EXPECT_EQ(ReadByte(copy, kLcr), 0x03);
+  EXPECT_EQ(ReadByte(copy, kScr), 0x5a);
+  EXPECT_EQ(ReadByte(copy, kRbr), 'h');
+  EXPECT_EQ(ReadByte(copy, kRbr), 'i');
+  EXPECT_FALSE(irq->level);
+
+  Serial8250State too_big = saved;
+  too_big.rx_fifo.resize(Serial8250::kRxFifoSize + 1);
+  EXPECT_FALSE(copy.RestoreState(too_big));
+}
+
 }  // namespace
 }  // namespace vireo
