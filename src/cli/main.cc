@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "cli/mgmt_commands.h"
 #include "cli/run_command.h"
 #include "cli/vhost_user_command.h"
 #include "img/img_command.h"
@@ -20,6 +21,7 @@ int Main(int argc, char** argv) {
   vireo::cli::VhostUserOptions vhost_user_options;
   CLI::App* vhost_user = vireo::cli::AddVhostUserCommand(app, vhost_user_options);
   vireo::img::ImgCommand img(app);
+  vireo::cli::MgmtCommands mgmt(app);
 
   try {
     app.parse(argc, argv);
@@ -43,6 +45,7 @@ int Main(int argc, char** argv) {
   }
   if (vhost_user->parsed()) return vireo::cli::RunVhostUser(*vhost_user, vhost_user_options);
   if (img.parsed()) return img.Run();
+  if (mgmt.parsed()) return mgmt.Run();
   return vireo::cli::kExitUsage;
 }
 

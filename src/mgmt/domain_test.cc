@@ -1,0 +1,267 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "mgmt/domain_codec.h"
+
+namespace vireo::mgmt {
+namespace {
+
+// A libvirt definition using every element of the supported subset.
+constexpr const char* kFullXml = R"(<domain type='kvm'>
+  <name>web1</name>
+  <uuid>6BA7B810-9DAD-11D1-80B4-00C04FD430C8</uuid>
+  <memory unit='MiB'>512</memory>
+  <currentMemory unit='KiB'>262144</currentMemory>
+  <vcpu placement='static'>4</vcpu>
+  <cputune>
+    <vcpupin vcpu='0' cpuset='1'/>
+    <vcpupin vcpu='3' cpuset='0'/>
+    <period>100000</period>
+    <quota>150000</quota>
+  </cputune>
+  <memtune><hard_limit unit='G'>1</hard_limit></memtune>
+  <cpu mode='host-passthrough'><topology sockets='1' cores='2' threads='2'/></cpu>
+  <memoryBacking><hugepages/><locked/></memoryBacking>
+  <os><type arch='x86_64'>hvm</type><kernel>/k</kernel><initrd>/i</initrd><cmdline>console=ttyS0 quiet</cmdline></os>
+  <features><acpi/><apic/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/img/a.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='/img/b.raw'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <interface type='ethernet'><mac address='52:54:00:12:34:56'/><target dev='tap0'/><model type='virtio'/></interface>
+    <interface type='bridge'><source bridge='br0'/><model type='virtio'/></interface>
+    <interface type='network'><source network='default'/><model type='virtio'/></interface>
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='virtio' port='0'/></console>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <memballoon model='virtio'/>
+    <vsock model='virtio'><cid auto='no' address='7'/></vsock>
+  </devices>
+</domain>)";
+
+TEST(DomainXml, ParsesEverySupportedElement) {
+  auto parsed = ParseDomainXml(kFullXml, /*strict=*/true);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  const DomainDef& d = parsed->def;
+  EXPECT_TRUE(parsed->warnings.empty());
+  EXPECT_EQ(d.name, "web1");
+  EXPECT_EQ(d.uuid, "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+  EXPECT_EQ(d.memory_bytes, 512ull << 20);
+  EXPECT_EQ(d.current_memory_bytes, 256ull << 20);
+  EXPECT_EQ(d.vcpus, 4u);
+  EXPECT_EQ(d.vcpupin.at(0), "1");
+  EXPECT_EQ(d.vcpupin.at(3), "0");
+  EXPECT_EQ(d.cpu_period_us, 100000u);
+  EXPECT_EQ(d.cpu_quota_us, 150000u);
+  EXPECT_EQ(d.memory_hard_limit_bytes, 1ull << 30);
+  EXPECT_EQ(d.cpu_mode, "host-passthrough");
+  EXPECT_EQ(d.cores, 2u);
+  EXPECT_TRUE(d.hugepages);
+  EXPECT_TRUE(d.locked);
+  EXPECT_EQ(d.kernel, "/k");
+  EXPECT_EQ(d.initrd, "/i");
+  EXPECT_EQ(d.cmdline, "console=ttyS0 quiet");
+  EXPECT_TRUE(d.acpi);
+  ASSERT_EQ(d.disks.size(), 2u);
+  EXPECT_EQ(d.disks[0].format, "qcow2");
+  EXPECT_EQ(d.disks[1].path, "/img/b.raw");
+  EXPECT_TRUE(d.disks[1].readonly);
+  ASSERT_EQ(d.interfaces.size(), 3u);
+  EXPECT_EQ(d.interfaces[0].tap, "tap0");
+  EXPECT_EQ(d.interfaces[0].mac, "52:54:00:12:34:56");
+  EXPECT_EQ(d.interfaces[1].source, "br0");
+  EXPECT_EQ(d.interfaces[2].source, "default");
+  EXPECT_TRUE(d.serial);
+  EXPECT_TRUE(d.virtio_console);
+  EXPECT_TRUE(d.rng);
+  EXPECT_TRUE(d.balloon);
+  EXPECT_EQ(d.vsock_cid, 7u);
+}
+
+TEST(DomainXml, DumpRoundTripsWhatWasAccepted) {
+  auto first = ParseDomainXml(kFullXml, true);
+  ASSERT_TRUE(first);
+  std::string xml = DomainToXml(first->def);
+  auto second = ParseDomainXml(xml, true);
+  ASSERT_TRUE(second) << second.error().message << "\n" << xml;
+  EXPECT_EQ(DomainToJson(first->def), DomainToJson(second->def));
+  EXPECT_EQ(DomainToXml(second->def), xml);  // a fixed point
+}
+
+TEST(DomainXml, UnsupportedElementsAreWarningsOrRefusedWhenStrict) {
+  const char* xml = R"(<domain type='kvm'><name>a</name><memory>65536</memory>
+    <on_crash>restart</on_crash>
+    <os><type>hvm</type><kernel>/k</kernel><boot dev='hd'/></os>
+    <devices><graphics type='vnc'/><disk type='file' device='disk'><source file='/d'/>
+      <target dev='vda' bus='virtio'/><iotune/></disk></devices></domain>)";
+  auto parsed = ParseDomainXml(xml, false);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->def.memory_bytes, 64ull << 20);  // no unit: KiB
+  std::vector<std::string> expected = {"unsupported element /domain/on_crash",
+                                       "unsupported element /domain/os/boot",
+                                       "unsupported element /domain/devices/graphics",
+                                       "unsupported element /domain/devices/disk/iotune"};
+  EXPECT_EQ(parsed->warnings, expected);
+  auto strict = ParseDomainXml(xml, true);
+  ASSERT_FALSE(strict);
+  EXPECT_EQ(strict.error().message, "unsupported element /domain/on_crash (refused with --strict)");
+}
+
+Result<ParsedDomain> WithBody(const std::string& inner) {
+  return ParseDomainXml("<domain type='kvm'><name>a</name>" + inner + "</domain>", false);
+}
+
+TEST(DomainXml, ErrorsNameTheElementAndTheReason) {
+  struct Case {
+    std::string xml, error;
+  };
+  const std::string os = "<os><type>hvm</type><kernel>/k</kernel></os>";
+  std::vector<Case> cases = {
+      {"<memory unit='furlongs'>1</memory>" + os, "memory: unknown unit 'furlongs'"},
+      {"<memory unit='MiB'>8</memory>" + os, "memory: 8192 KiB is below Vireo's minimum of 16 MiB"},
+      {"<memory unit='MiB'>x</memory>" + os, "memory: 'x' is not a non-negative integer"},
+      {os, "memory: the domain has no <memory> element"},
+      {"<memory unit='MiB'>64</memory><vcpu>2</vcpu><cpu><topology sockets='1' cores='1' "
+       "threads='1'/></cpu>" +
+           os,
+       "cpu/topology: sockets 1 x cores 1 x threads 1 = 1, but vcpu is 2"},
+      {"<memory unit='MiB'>64</memory><cputune><vcpupin vcpu='0' cpuset='0-3'/></cputune>" + os,
+       "cputune/vcpupin vcpu='0' cpuset='0-3': Vireo pins a vCPU to one host CPU"},
+      {"<memory unit='MiB'>64</memory>" + os +
+           "<devices><disk type='block' device='disk'/></devices>",
+       "devices/disk type='block': Vireo supports type='file'"},
+      {"<memory unit='MiB'>64</memory>" + os +
+           "<devices><interface type='ethernet'><model type='e1000'/></interface></devices>",
+       "devices/interface model type='e1000': Vireo's NIC is virtio"},
+      {"<memory unit='MiB'>64</memory><os><type>hvm</type></os>",
+       "os/kernel: a domain needs a kernel (direct boot)"},
+  };
+  for (const Case& c : cases) {
+    auto parsed = WithBody(c.xml);
+    ASSERT_FALSE(parsed) << c.xml;
+    EXPECT_EQ(parsed.error().message.substr(0, c.error.size()), c.error) << c.xml;
+  }
+}
+
+// Found by the domain_codec fuzzer: a path that is not UTF-8 was accepted, and the daemon
+// could not store it as JSON.
+TEST(DomainXml, TextMustBeUtf8) {
+  auto bad = ParseDomainXml(
+      "<domain><name>a</name><memory>65536</memory><os><kernel>/\xff</kernel></os></domain>",
+      false);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "os/kernel: not valid UTF-8 text");
+  auto overlong = ParseDomainXml(
+      "<domain><name>a</name><memory>65536</memory><os><kernel>/k</kernel><cmdline>\xc0\xaf"
+      "</cmdline></os></domain>",
+      false);
+  ASSERT_FALSE(overlong);
+  auto good = ParseDomainXml(
+      "<domain><name>a</name><memory>65536</memory><os><kernel>/k\xc3\xa9</kernel></os></domain>",
+      false);
+  EXPECT_TRUE(good) << good.error().message;
+}
+
+TEST(DomainXml, MalformedXmlIsAnErrorWithItsOffset) {
+  auto parsed = ParseDomainXml("<domain><name>a</name", false);
+  ASSERT_FALSE(parsed);
+  EXPECT_NE(parsed.error().message.find("malformed XML at offset"), std::string::npos);
+  auto wrong_root = ParseDomainXml("<network/>", false);
+  ASSERT_FALSE(wrong_root);
+  EXPECT_EQ(wrong_root.error().message, "XML: the root element is <network>, expected <domain>");
+}
+
+TEST(DomainUnits, LibvirtUnitsScale) {
+  EXPECT_EQ(*ScaleUnit(3, ""), 3072u);
+  EXPECT_EQ(*ScaleUnit(3, "b"), 3u);
+  EXPECT_EQ(*ScaleUnit(3, "KB"), 3000u);
+  EXPECT_EQ(*ScaleUnit(3, "k"), 3072u);
+  EXPECT_EQ(*ScaleUnit(2, "MB"), 2000000u);
+  EXPECT_EQ(*ScaleUnit(2, "GiB"), 2ull << 30);
+  EXPECT_EQ(*ScaleUnit(1, "TiB"), 1ull << 40);
+  EXPECT_FALSE(ScaleUnit(1, "mib"));  // units are case-sensitive in libvirt
+  EXPECT_FALSE(ScaleUnit(UINT64_MAX, "KiB"));
+}
+
+TEST(DomainJson, ParsesSizesAndRoundTrips) {
+  auto parsed = ParseDomainJson(R"({"name": "j1", "memory": "64M", "vcpus": 2, "kernel": "/k",
+      "disks": [{"path": "/d.qcow2", "format": "qcow2"}], "rng": true,
+      "limits": {"memory_hard_limit": "1G"}, "frobnicate": 1})",
+                                false);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->def.memory_bytes, 64ull << 20);
+  EXPECT_EQ(parsed->def.disks[0].target, "vda");
+  EXPECT_EQ(parsed->def.memory_hard_limit_bytes, 1ull << 30);
+  EXPECT_EQ(parsed->warnings, std::vector<std::string>{"unsupported key frobnicate"});
+  EXPECT_EQ(parsed->def.uuid.size(), 36u);  // generated
+  auto again = ParseDomainJson(DomainToJson(parsed->def).dump(), true);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(DomainToJson(again->def), DomainToJson(parsed->def));
+  // JSON and XML describe the same domain.
+  auto via_xml = ParseDomainXml(DomainToXml(parsed->def), true);
+  ASSERT_TRUE(via_xml) << via_xml.error().message;
+  EXPECT_EQ(DomainToJson(via_xml->def), DomainToJson(parsed->def));
+}
+
+TEST(DomainJson, ErrorsNameTheKey) {
+  auto bad_type = ParseDomainJson(R"({"name": "a", "vcpus": "two", "kernel": "/k"})", false);
+  ASSERT_FALSE(bad_type);
+  EXPECT_EQ(bad_type.error().message, "vcpus: expected a non-negative integer");
+  auto bad_name = ParseDomainJson(R"({"name": "a/b", "kernel": "/k"})", false);
+  ASSERT_FALSE(bad_name);
+  EXPECT_EQ(bad_name.error().message, "name 'a/b': only letters, digits and _ . + - are allowed");
+  EXPECT_FALSE(ParseDomainJson("{not json", false));
+  // Numbers past 32 bits are refused, not truncated onto a valid value.
+  auto huge = ParseDomainJson(R"({"name": "a", "vcpus": 4294967297, "kernel": "/k"})", false);
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().message, "vcpus: 4294967297 is out of range");
+  EXPECT_FALSE(
+      ParseDomainJson(R"({"name": "a", "kernel": "/k", "vcpupin": {"4294967296": "0"}})", false));
+  EXPECT_FALSE(ParseDomainJson(R"({"name": "a", "kernel": "/k", "vcpupin": {"0x": "0"}})", false));
+  EXPECT_FALSE(
+      ParseDomainXml("<domain><name>a</name><memory>65536</memory><vcpu>4294967297</vcpu>"
+                     "<os><kernel>/k</kernel></os></domain>",
+                     false));
+  EXPECT_FALSE(ParseDomain("name = 'toml'", false));
+}
+
+TEST(DomainValidate, FilesAreCheckedWhenAsked) {
+  char kernel[] = "/tmp/vireo-mgmt-kernel-XXXXXX";
+  int fd = mkstemp(kernel);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "x", 1), 1);
+  close(fd);
+  DomainDef d;
+  d.name = "v";
+  d.kernel = kernel;
+  d.memory_bytes = 32ull << 20;
+  EXPECT_TRUE(Validate(d, true));
+  d.disks.push_back({"/nonexistent/disk.img", "raw", "vda", false});
+  auto missing = Validate(d, true);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().message,
+            "devices/disk source '/nonexistent/disk.img': No such file or directory; fix the path "
+            "or create the file");
+  EXPECT_TRUE(Validate(d, false));  // the daemon checks files at define and start
+  d.disks.clear();
+  // A kernel larger than the RAM can hold.
+  ASSERT_EQ(truncate(kernel, 30ll << 20), 0);
+  auto small = Validate(d, true);
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().message.find("below what the kernel and initrd need"), std::string::npos);
+  unlink(kernel);
+}
+
+}  // namespace
+}  // namespace vireo::mgmt
