@@ -183,14 +183,6 @@ uint64_t RunJob(uint64_t arg) {
   return done;
 }
 
-uint64_t ParamOr(const rt::BootInfo& info, const char* key, uint64_t fallback) {
-  char v[24];
-  if (!rt::CmdlineValue(info, key, v, sizeof(v)) || v[0] < '0' || v[0] > '9') return fallback;
-  uint64_t n = 0;
-  for (const char* p = v; *p >= '0' && *p <= '9'; ++p) n = n * 10 + static_cast<uint64_t>(*p - '0');
-  return n;
-}
-
 void SetUp(const rt::BootInfo& info) {
   v::Location where;
   if (!v::FindDevice(info, v::kDeviceBlock, where)) rt::Fail(kName, 3, "no virtio block device");
@@ -251,9 +243,9 @@ void RunCase(const char* name, const Job& spec) {
 
 int GuestMain(const rt::BootInfo& info) {
   SetUp(info);
-  uint64_t ops = ParamOr(info, "blk.ops", 4000);
-  uint64_t seq_mib = ParamOr(info, "blk.seq_mib", 64);
-  uint64_t seq_qd = ParamOr(info, "blk.seq_qd", 4);
+  uint64_t ops = rt::CmdlineNumber(info, "blk.ops", 4000);
+  uint64_t seq_mib = rt::CmdlineNumber(info, "blk.seq_mib", 64);
+  uint64_t seq_qd = rt::CmdlineNumber(info, "blk.seq_qd", 4);
   if (seq_qd < 1) seq_qd = 1;
   if (seq_qd > kMaxSeqQd) seq_qd = kMaxSeqQd;
   uint64_t disk_mib = capacity / (kLarge / kSector);

@@ -15,14 +15,6 @@ namespace {
 
 constexpr const char* kName = "bench_emu";
 
-uint64_t ParamOr(const rt::BootInfo& info, const char* key, uint64_t fallback) {
-  char v[24];
-  if (!rt::CmdlineValue(info, key, v, sizeof(v)) || v[0] < '0' || v[0] > '9') return fallback;
-  uint64_t n = 0;
-  for (const char* p = v; *p >= '0' && *p <= '9'; ++p) n = n * 10 + static_cast<uint64_t>(*p - '0');
-  return n;
-}
-
 bool Equal(const char* a, const char* b) {
   while (*a && *a == *b) ++a, ++b;
   return *a == *b;
@@ -178,7 +170,7 @@ void EnableSse() {
 int GuestMain(const rt::BootInfo& info) {
   char work[16] = "int";
   rt::CmdlineValue(info, "emu.work", work, sizeof(work));
-  const uint64_t n = ParamOr(info, "emu.n", 1000000);
+  const uint64_t n = rt::CmdlineNumber(info, "emu.n", 1000000);
   uint64_t checksum = 0;
   if (Equal(work, "int")) {
     checksum = rt::RunAtCpl3(IntWork, n);

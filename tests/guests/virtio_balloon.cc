@@ -87,14 +87,6 @@ uint32_t pfns[kPfnsPerChain];
 volatile uint64_t region_base;
 volatile uint64_t region_pages;
 
-uint64_t CmdlineNumber(const rt::BootInfo& info, const char* key, uint64_t fallback) {
-  char v[16];
-  if (!rt::CmdlineValue(info, key, v, sizeof(v))) return fallback;
-  uint64_t n = 0;
-  for (int i = 0; i < 10 && v[i] >= '0' && v[i] <= '9'; ++i) n = n * 10 + (v[i] - '0');
-  return n ? n : fallback;
-}
-
 // A 2 MiB-aligned stretch of e820 RAM of `bytes`, at or above kRegionFloor and the image.
 uint64_t FindRegion(const rt::BootInfo& info, uint64_t bytes) {
   uint64_t floor = reinterpret_cast<uint64_t>(__image_end);
@@ -203,9 +195,9 @@ uint64_t SendPfns(int q) {
 }  // namespace
 
 int GuestMain(const rt::BootInfo& info) {
-  uint64_t mib = CmdlineNumber(info, "vballoon.mib", kDefaultMiB);
+  uint64_t mib = rt::CmdlineNumber(info, "vballoon.mib", kDefaultMiB);
   if (mib > 512) mib = 512;
-  uint64_t wait_ms = CmdlineNumber(info, "vballoon.wait_ms", 30000);
+  uint64_t wait_ms = rt::CmdlineNumber(info, "vballoon.wait_ms", 30000);
 
   rt::virtio::Location where;
   if (!rt::virtio::FindDevice(info, kDeviceBalloon, where)) {

@@ -233,5 +233,44 @@ TEST_F(ExceptionTest, StiShadowCoversOneInstructionAndInjectionDelivers) {
   EXPECT_FALSE(s_.flags.ifl());
 }
 
+TEST_F(ExceptionTest, SingleStepTrapsAfterTheInstructionThatStartedWithTf) {
+  Gate(kDebug, kKernelCode, 0);
+  // pushfq; or qword [rsp], 0x100; popfq; nop; nop
+  Code(kUserCode, {0x9c, 0x48, 0x81, 0x0c, 0x24, 0x00, 0x01, 0x00, 0x00, 0x9d, 0x90, 0x90});
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(cpu_->Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.rip, kUserCode + 10) << "POPF set TF: no trap yet, TF was clear when it began";
+  ASSERT_EQ(cpu_->Step(), StepStatus::kOk);  // nop, then #DB
+  EXPECT_EQ(s_.rip, kKernelCode);
+  EXPECT_EQ(R(s_.gpr[kRsp]), kUserCode + 11) << "a trap: RIP after the stepped instruction";
+  EXPECT_NE(s_.dr[6] & kDr6SingleStep, 0u);
+  EXPECT_EQ(s_.flags.Get() & kTf, 0u) << "delivery clears TF";
+}
+
+TEST_F(ExceptionTest, MisalignedUserAccessWithAmAndAcIsAlignmentCheck) {
+  Gate(kAlignmentCheck, kKernelCode, 0);
+  s_.flags.Set(s_.flags.Get() | kAc);
+  // mov eax, [rsp+1] (misaligned); with CR0.AM clear first: no fault.
+  Code(kUserCode, {0x8b, 0x44, 0x24, 0x01, 0x8b, 0x44, 0x24, 0x01, 0x8b, 0x04, 0x24});
+  ASSERT_EQ(cpu_->Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.rip, kUserCode + 4);
+  s_.cr0 |= kCr0Am;
+  ASSERT_EQ(cpu_->Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.rip, kKernelCode);
+  EXPECT_EQ(R(s_.gpr[kRsp]), 0u) << "#AC pushes error code 0";
+  EXPECT_EQ(R(s_.gpr[kRsp] + 8), kUserCode + 4) << "a fault: RIP of the access";
+}
+
+TEST_F(ExceptionTest, AlignedAccessOrAcClearDoesNotFault) {
+  s_.cr0 |= kCr0Am;
+  // mov eax, [rsp] (aligned) with AC set; then mov eax, [rsp+1] with AC clear.
+  Code(kUserCode, {0x8b, 0x04, 0x24, 0x8b, 0x44, 0x24, 0x01});
+  s_.flags.Set(s_.flags.Get() | kAc);
+  ASSERT_EQ(cpu_->Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.rip, kUserCode + 3);
+  s_.flags.Set(s_.flags.Get() & ~kAc);
+  ASSERT_EQ(cpu_->Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.rip, kUserCode + 7);
+}
+
 }  // namespace
 }  // namespace vireo::emu

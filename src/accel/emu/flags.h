@@ -73,6 +73,8 @@ class Flags {
   bool pf() const { return (Arith() & kPf) != 0; }
   bool df() const { return (other_ & kDf) != 0; }
   bool ifl() const { return (other_ & kIf) != 0; }
+  bool tf() const { return (other_ & kTf) != 0; }
+  bool ac() const { return (other_ & kAc) != 0; }
   // Non-arithmetic bits (DF, IF, ...) written in place.
   void SetBit(uint64_t bit, bool on) { other_ = on ? (other_ | bit) : (other_ & ~bit); }
 

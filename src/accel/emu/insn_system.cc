@@ -83,7 +83,26 @@ StepStatus NotYet(Interpreter& cpu, const DecodedInsn&) { return cpu.Unimplement
 
 }  // namespace
 
+// BOUND r, m (62, outside 64-bit mode): #BR when the signed index lies outside the pair of
+// bounds at m (SDM Vol. 2 "BOUND"); the register form is not BOUND (#UD).
+StepStatus Bound(Interpreter& cpu, const DecodedInsn& insn) {
+  if (insn.is_reg_form()) return cpu.Raise(kInvalidOpcode);
+  const int size = OpSize(insn);
+  const uint64_t ea = cpu.EffectiveAddress(insn);
+  uint64_t lower, upper;
+  if (!cpu.Read(insn.segment(), ea, size, &lower, insn.address_size()) ||
+      !cpu.Read(insn.segment(), ea + (uint64_t{1} << size), size, &upper, insn.address_size())) {
+    return cpu.MemoryFault();
+  }
+  const int64_t index = SignExtend(cpu.Reg(insn.reg(), size, insn.rex()), size);
+  if (index < SignExtend(lower, size) || index > SignExtend(upper, size)) {
+    return cpu.Raise(kBoundRange);
+  }
+  return StepStatus::kOk;
+}
+
 void RegisterSystem(HandlerTable& t) {
+  t[0x62] = Bound;
   t[kMap0F | 0xa2] = Cpuid;
   t[kMap0F | 0x31] = Rdtsc;
   t[0xf4] = Hlt;

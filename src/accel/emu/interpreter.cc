@@ -251,9 +251,21 @@ void Interpreter::NotifyExternalWrite(uint64_t physical, uint64_t len) {
   }
 }
 
+bool Interpreter::AlignmentFault(uint64_t linear, int size_log) {
+  // #AC(0): a misaligned data access at CPL3 with CR0.AM and RFLAGS.AC both set (SDM Vol. 3
+  // 6.15, interrupt 17). Implicit supervisor accesses (descriptors, frames) are exempt.
+  if (!(state_.cr0 & kCr0Am) || size_log == kSize8 || (linear & ((1u << size_log) - 1)) == 0 ||
+      state_.cpl() != 3 || supervisor_ || !state_.flags.ac()) {
+    return false;
+  }
+  fault_status_ = Raise(kAlignmentCheck, 0);
+  return true;
+}
+
 bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
   uint64_t linear;
   if (!Linearize(seg, offset, size_t{1} << size_log, asize, Access::kRead, &linear)) return false;
+  if (AlignmentFault(linear, size_log)) return false;
   uint8_t bytes[8] = {};
   if (!LinearRead(linear, bytes, size_t{1} << size_log, Access::kRead)) return false;
   uint64_t v = 0;
@@ -265,6 +277,7 @@ bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, 
 bool Interpreter::Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize) {
   uint64_t linear;
   if (!Linearize(seg, offset, size_t{1} << size_log, asize, Access::kWrite, &linear)) return false;
+  if (AlignmentFault(linear, size_log)) return false;
   uint8_t bytes[8];
   std::memcpy(bytes, &value, 8);
   return LinearWrite(linear, bytes, size_t{1} << size_log);
@@ -343,7 +356,13 @@ StepStatus Interpreter::Step() {
   // again; SDM Vol. 2 "STI": only the first of consecutive STIs opens a window).
   const bool shadow = state_.interrupt_shadow;
   state_.interrupt_shadow = false;
+  // RFLAGS.TF at the start of an instruction: a #DB trap once it retires (SDM Vol. 3 17.3.1.4).
+  const bool single_step = state_.flags.tf();
   StepStatus result = Execute();
+  if (single_step && result == StepStatus::kOk) {
+    state_.dr[6] |= kDr6SingleStep;
+    result = RaiseSoftware(kDebug, EventKind::kTrap);
+  }
   if (result == StepStatus::kException && deliver_) {
     state_.interrupt_shadow = false;
     return Deliver();

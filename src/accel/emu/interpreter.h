@@ -42,7 +42,9 @@ enum Vector : uint8_t {
   kStackFault = 12,
   kGeneralProtection = 13,
   kPageFault = 14,
+  kBoundRange = 5,
   kMathFault = 16,  // #MF: x87 floating-point error
+  kAlignmentCheck = 17,
   kSimdFault = 19,  // #XM: SIMD floating-point exception
 };
 
@@ -207,6 +209,8 @@ class Interpreter {
   // 64-bit mode the segment's limit and type checks (#GP(0), or #SS(0) for SS).
   bool Linearize(Seg seg, uint64_t offset, size_t len, int asize, Access access, uint64_t* linear);
   StepStatus PageFault(uint64_t linear, uint32_t error_code);
+  // True (with #AC recorded) for a misaligned access that alignment checking catches.
+  bool AlignmentFault(uint64_t linear, int size_log);
   StepStatus Execute();
   // Delivers exception_ through the IDT, escalating to #DF and shutdown (exception.cc).
   StepStatus Deliver();

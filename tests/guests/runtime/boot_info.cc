@@ -197,4 +197,12 @@ bool CmdlineValue(const BootInfo& info, const char* key, char* out, int out_size
   return false;
 }
 
+uint64_t CmdlineNumber(const BootInfo& info, const char* key, uint64_t fallback) {
+  char v[24];
+  if (!CmdlineValue(info, key, v, sizeof(v)) || v[0] < '0' || v[0] > '9') return fallback;
+  uint64_t n = 0;
+  for (const char* p = v; *p >= '0' && *p <= '9'; ++p) n = n * 10 + static_cast<uint64_t>(*p - '0');
+  return n;
+}
+
 }  // namespace rt

@@ -44,5 +44,7 @@ uint64_t ScanForRsdp();
 
 // Finds `key` in the cmdline as a whole word "key=value"; copies value into out. False if absent.
 bool CmdlineValue(const BootInfo& info, const char* key, char* out, int out_size);
+// The decimal number after "key=" on the cmdline, or `fallback` when absent or not a number.
+uint64_t CmdlineNumber(const BootInfo& info, const char* key, uint64_t fallback);
 
 }  // namespace rt
