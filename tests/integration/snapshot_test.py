@@ -100,7 +100,7 @@ class Vm:
         return rounds(self.serial)
 
     def wait_rounds(self, n):
-        wait_for(lambda: len(self.rounds()) >= n, 30, f"{n} rounds")
+        wait_for(lambda: len(self.rounds()) >= n, 90, f"{n} rounds")
 
     def api(self, method, path, body=""):
         return call(self.sock, method, path, body)
@@ -166,7 +166,7 @@ def main():
         info_full = vm.snapshot(full, "full")
         st, _ = vm.api("PUT", "/vm/resume")
         check(st == 200, "resume")
-        wait_for(lambda: vm.rounds()[-1][0] >= last_full[0] + 3, 10, "rounds after the full snapshot")
+        wait_for(lambda: vm.rounds()[-1][0] >= last_full[0] + 3, 60, "rounds after the full snapshot")
         last_diff1 = vm.pause()
         info_diff = vm.snapshot(diff1, "diff")
         # The diff holds the pages written since the full snapshot: at least the guest's 64 per
