@@ -5,7 +5,8 @@
 // the decoder accepts.
 //
 // Long mode: VIREO_EMU_DIFF_RANDOM=N runs N random cases (default 3000), and
-// VIREO_EMU_DIFF_RANDOM_SSE=N N random SSE cases (default 1000); mismatches are written as
+// VIREO_EMU_DIFF_RANDOM_SSE=N N random SSE cases (default 1000), VIREO_EMU_DIFF_SEED=N another
+// random stream (default 42); mismatches are written as
 // replayable lines to $VIREO_EMU_DIFF_SAVE (a file) when set.
 #include <cstdlib>
 #include <vector>

@@ -13,7 +13,7 @@ class EmuAccelerator final : public accel::Accelerator {
  public:
   std::string name() const override { return "emu"; }
   Result<std::unique_ptr<accel::Vm>> CreateVm(int vcpu_count) override;
-  // One vCPU until the software CPU has interrupt controllers to start APs with.
+  // One vCPU until the software CPU starts APs (INIT/SIPI through the local APICs).
   int max_vcpus() const override { return 1; }
 };
 

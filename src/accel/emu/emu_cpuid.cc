@@ -14,6 +14,7 @@ constexpr uint32_t kEdxTsc = 1u << 4;
 constexpr uint32_t kEdxMsr = 1u << 5;
 constexpr uint32_t kEdxPae = 1u << 6;
 constexpr uint32_t kEdxCx8 = 1u << 8;
+constexpr uint32_t kEdxApic = 1u << 9;  // the userspace local APIC (emu_platform.h)
 constexpr uint32_t kEdxPge = 1u << 13;
 constexpr uint32_t kEdxCmov = 1u << 15;
 constexpr uint32_t kEdxPat = 1u << 16;
@@ -29,7 +30,7 @@ constexpr uint32_t kExtEdxPage1G = 1u << 26;
 constexpr uint32_t kExtEdxRdtscp = 1u << 27;
 constexpr uint32_t kExtEdxLm = 1u << 29;
 constexpr uint32_t kExtEcxLahf = 1u << 0;
-constexpr uint32_t kExtEcxAbm = 1u << 5;  // LZCNT
+constexpr uint32_t kExtEcxAbm = 1u << 5;          // LZCNT
 constexpr uint32_t kExtEcxMisalignSse = 1u << 7;  // MXCSR.MM is honoured
 constexpr uint32_t kLeaf7EbxSmep = 1u << 7;
 
@@ -51,8 +52,8 @@ std::vector<accel::CpuidEntry> SupportedCpuid() {
   // Family 6 model 0 stepping 0; EBX[15:8] is the CLFLUSH line size in 8-byte units. No
   // FPU bit: x87 arithmetic is not emulated (its control and FXSAVE state are).
   t.push_back({1, 0, 0, 0x00000600, 8u << 8, kEcxCx16 | kEcxPopcnt,
-               kEdxPse | kEdxTsc | kEdxMsr | kEdxPae | kEdxCx8 | kEdxPge | kEdxCmov | kEdxPat |
-                   kEdxClflush | kEdxFxsr | kEdxSse | kEdxSse2});
+               kEdxPse | kEdxTsc | kEdxMsr | kEdxPae | kEdxCx8 | kEdxApic | kEdxPge | kEdxCmov |
+                   kEdxPat | kEdxClflush | kEdxFxsr | kEdxSse | kEdxSse2});
   t.push_back({7, 0, 1, 0, kLeaf7EbxSmep, 0, 0});
   // A hypervisor leaf of our own, so guests do not look for KVM's paravirtual interfaces.
   t.push_back({0x40000000, 0, 0, 0x40000000, Chars("Vire"), Chars("oEmu"), Chars("Cpu\0")});

@@ -1,9 +1,14 @@
 #include "accel/emu/emu_vcpu.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <x86intrin.h>
 
 #include <cstring>
+#include <limits>
 
+#include "accel/emu/emu_platform.h"
 #include "accel/emu/emu_vm.h"
 #include "accel/emu/mmu.h"
 #include "accel/emu/msr.h"
@@ -22,15 +27,45 @@ EmuVcpu::EmuVcpu(int id, EmuVm& vm, const GuestMemory& memory, DirtyLog* dirty_l
     : id_(id), vm_(vm), memory_(memory), interp_(state_, memory, *this) {
   interp_.set_deliver_exceptions(true);
   interp_.set_dirty_log(dirty_log);
+  vm_.SetVcpu(id_, this);
 }
 
 EmuVcpu::~EmuVcpu() {
+  vm_.SetVcpu(id_, nullptr);
   Log(LogLevel::kInfo, "software CPU: vCPU {} retired {} instructions", id_, instructions_);
+}
+
+// The run loop sleeps with a raw futex (it needs a timeout for the platform's timers), so
+// wakers use FUTEX_WAKE directly rather than std::atomic::notify_all, whose libstdc++
+// implementation may skip the syscall when it counted no waiter of its own.
+void EmuVcpu::WakeRunLoop() {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&events_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr,
+          0);
+}
+
+void EmuVcpu::WaitForEvent(uint64_t deadline_ns) {
+  timespec ts{};
+  timespec* timeout = nullptr;
+  if (deadline_ns != std::numeric_limits<uint64_t>::max()) {
+    const uint64_t now = vm_.platform().clock().NowNs();
+    if (deadline_ns <= now) return;
+    const uint64_t ns = deadline_ns - now;
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    timeout = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&events_), FUTEX_WAIT_PRIVATE, 0, timeout, nullptr,
+          0);
+}
+
+void EmuVcpu::WakeForInterrupt() {
+  events_.fetch_or(kEventInterrupt, std::memory_order_release);
+  WakeRunLoop();
 }
 
 void EmuVcpu::Kick() {
   events_.fetch_or(kEventKick, std::memory_order_release);
-  events_.notify_all();
+  WakeRunLoop();
 }
 
 void EmuVcpu::ClearKick() { events_.fetch_and(~kEventKick, std::memory_order_acq_rel); }
@@ -41,14 +76,14 @@ Status EmuVcpu::InjectInterrupt(uint8_t vector) {
     return Fail("vCPU {}: vector {:#x} is still waiting to be delivered", id_, none);
   }
   events_.fetch_or(kEventInterrupt, std::memory_order_release);
-  events_.notify_all();
+  WakeRunLoop();
   return {};
 }
 
 Status EmuVcpu::InjectNmi() {
   pending_nmi_.store(true, std::memory_order_release);
   events_.fetch_or(kEventInterrupt, std::memory_order_release);
-  events_.notify_all();
+  WakeRunLoop();
   return {};
 }
 
@@ -60,12 +95,42 @@ bool EmuVcpu::DeliverPendingEvents() {
     halted_ = false;
     return interp_.InjectNmi() != StepStatus::kShutdown;
   }
+  EmuPlatform& platform = vm_.platform();
+  if (platform.TakeNmi(id_)) {
+    pending_nmi_.store(true, std::memory_order_release);
+    if (interp_.NmiWindowOpen()) {
+      pending_nmi_.store(false, std::memory_order_relaxed);
+      halted_ = false;
+      return interp_.InjectNmi() != StepStatus::kShutdown;
+    }
+  }
   const int vector = pending_vector_.load(std::memory_order_acquire);
   if (vector >= 0 && interp_.InterruptWindowOpen()) {
     pending_vector_.store(-1, std::memory_order_release);
     halted_ = false;
     return interp_.InjectInterrupt(static_cast<uint8_t>(vector)) != StepStatus::kShutdown;
   }
+  // The local APIC (or the PIC through LINT0) decides which vector is next; it moves to ISR
+  // only when the CPU can take it now.
+  if (vector < 0 && interp_.InterruptWindowOpen()) {
+    uint8_t cr8 = static_cast<uint8_t>(state_.cr8);
+    const std::optional<uint8_t> v = platform.TakeInterrupt(id_, state_.msr.apic_base, &cr8, true);
+    if (v) {
+      halted_ = false;
+      return interp_.InjectInterrupt(*v) != StepStatus::kShutdown;
+    }
+  }
+  return true;
+}
+
+bool EmuVcpu::PlatformIo(bool mmio, bool is_write, uint64_t address, uint32_t size,
+                         uint64_t* data) {
+  EmuPlatform& platform = vm_.platform();
+  if (!mmio) return platform.HandlePio(is_write, static_cast<uint16_t>(address), size, data);
+  if (!platform.HandleMmio(id_, state_.msr.apic_base, is_write, address, size, data)) {
+    return false;
+  }
+  state_.cr8 = platform.Tpr(id_) >> 4;  // a TPR write shows in CR8 (SDM 11.8.6)
   return true;
 }
 
@@ -112,20 +177,26 @@ accel::VcpuExit EmuVcpu::Run() {
     if (events & kEventInterrupt) {
       events_.fetch_and(~kEventInterrupt, std::memory_order_acq_rel);
     }
+    vm_.platform().PollTimers(id_);
     if (!DeliverPendingEvents()) {
       accel::VcpuExit exit;
       exit.reason = accel::ExitReason::kShutdown;
       return exit;
     }
     if (halted_) {
-      // Sleep until a kick or an interrupt; a spurious wake just loops.
-      events_.wait(0, std::memory_order_acquire);
+      // Sleep until a kick, an interrupt or the next timer event; a spurious wake loops.
+      WaitForEvent(vm_.platform().NextDeadlineNs(id_));
       continue;
     }
     // Step singly while an event waits for its window (STI / MOV SS shadow), so it is taken
-    // at the first instruction boundary that allows it.
+    // at the first instruction boundary that allows it. A platform interrupt with IF clear
+    // runs whole slices: it waits for STI, POPF or IRET anyway, and an STI; HLT pair halts
+    // inside the shadow and is woken above.
+    uint8_t cr8 = static_cast<uint8_t>(state_.cr8);
     const bool waiting = pending_vector_.load(std::memory_order_relaxed) >= 0 ||
-                         pending_nmi_.load(std::memory_order_relaxed);
+                         pending_nmi_.load(std::memory_order_relaxed) ||
+                         (state_.flags.ifl() &&
+                          vm_.platform().TakeInterrupt(id_, state_.msr.apic_base, &cr8, false));
     uint64_t retired = 0;
     const StepStatus status = interp_.Run(waiting ? 1 : kSlice, &retired);
     instructions_ += retired;
@@ -139,6 +210,11 @@ accel::VcpuExit EmuVcpu::Run() {
       case StepStatus::kIo: {
         ++instructions_;
         const IoRequest& io = interp_.io();
+        uint64_t pio_data = io.data;
+        if (PlatformIo(false, io.is_write, io.port, io.size, &pio_data)) {
+          if (!io.is_write) interp_.CompleteIn(pio_data);
+          continue;
+        }
         if (io.is_write) {
           if (vm_.SignalIoEvent(false, io.port, io.size, io.data)) continue;
           return DataExit(accel::ExitReason::kIo, true, io.port, io.size, io.data);
@@ -148,6 +224,15 @@ accel::VcpuExit EmuVcpu::Run() {
       }
       case StepStatus::kMmio: {
         const MmioRequest& mmio = interp_.mmio();
+        uint64_t mmio_data = mmio.data;
+        if (PlatformIo(true, mmio.is_write, mmio.address, mmio.size, &mmio_data)) {
+          if (mmio.is_write) {
+            ++instructions_;
+          } else {
+            interp_.CompleteMmioRead(mmio_data);
+          }
+          continue;
+        }
         if (mmio.is_write) {
           ++instructions_;
           if (vm_.SignalIoEvent(true, mmio.address, mmio.size, mmio.data)) continue;
@@ -275,7 +360,7 @@ Status EmuVcpu::SetupFpu() {
 }
 
 Status EmuVcpu::SetupLocalApic() {
-  // No local APIC is emulated yet: LINT0/LINT1 have nothing to configure.
+  vm_.platform().SetupLint(id_);
   return {};
 }
 

@@ -39,6 +39,9 @@ class EmuVcpu final : public accel::Vcpu, private CpuEnvironment {
   std::optional<uint64_t> TranslateAddress(uint64_t linear) override;
   Status InjectInterrupt(uint8_t vector) override;
   Status InjectNmi() override;
+  // The platform's interrupt controllers have something for this vCPU: look again (wakes
+  // HLT). Any thread.
+  void WakeForInterrupt();
   // The accelerator-neutral state (accel/vcpu_state.h): a snapshot taken on KVM restores
   // here and back. What the software CPU lacks (a local APIC, MSRs it does not emulate) is
   // left out of a save and skipped, with a log line, on restore.
@@ -63,6 +66,11 @@ class EmuVcpu final : public accel::Vcpu, private CpuEnvironment {
   accel::VcpuExit InternalError(const char* description);
   // Delivers a waiting NMI or interrupt when the guest can take it. False on triple fault.
   bool DeliverPendingEvents();
+  // Sleeps on events_ while it is 0, until `deadline_ns` on the platform clock (UINT64_MAX: none).
+  void WaitForEvent(uint64_t deadline_ns);
+  void WakeRunLoop();
+  // A port or MMIO access the platform's controllers claim; true when handled.
+  bool PlatformIo(bool mmio, bool is_write, uint64_t address, uint32_t size, uint64_t* data);
 
   // Run() waits on events_; these bits wake it.
   static constexpr uint32_t kEventKick = 1;

@@ -1,8 +1,13 @@
 #include "accel/emu/emu_vm.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "accel/emu/emu_cpuid.h"
 #include "accel/emu/emu_vcpu.h"
@@ -16,7 +21,31 @@ bool SameEvent(const accel::Vm::IoEvent& a, const accel::Vm::IoEvent& b) {
          a.datamatch == b.datamatch;
 }
 
+constexpr uint32_t kFirstMsiGsi = 24;  // after the IOAPIC's pins, as on KVM
+
 }  // namespace
+
+EmuVm::EmuVm(int vcpu_count)
+    : vcpu_count_(vcpu_count),
+      vcpus_(std::make_unique<std::atomic<EmuVcpu*>[]>(static_cast<size_t>(vcpu_count))) {
+  for (int i = 0; i < vcpu_count; ++i) vcpus_[i].store(nullptr);
+  platform_ = std::make_unique<EmuPlatform>(vcpu_count, clock_, [this](int id) {
+    if (EmuVcpu* v = vcpus_[id].load(std::memory_order_acquire)) v->WakeForInterrupt();
+  });
+}
+
+EmuVm::~EmuVm() {
+  if (irqfd_thread_.joinable()) {
+    stopping_.store(true);
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(irqfd_control_.get(), &one, sizeof(one));
+    irqfd_thread_.join();
+  }
+}
+
+void EmuVm::SetVcpu(int id, EmuVcpu* vcpu) {
+  if (id >= 0 && id < vcpu_count_) vcpus_[id].store(vcpu, std::memory_order_release);
+}
 
 Status EmuVm::MapMemory(const GuestMemory& memory) {
   if (memory_ != nullptr) return Fail("guest memory is already mapped into this emu VM");
@@ -34,8 +63,12 @@ Result<std::unique_ptr<accel::Vcpu>> EmuVm::CreateVcpu(int id) {
       std::make_unique<EmuVcpu>(id, *this, *memory_, dirty_log_.get()));
 }
 
-Status EmuVm::SetIrqLine(uint32_t /*gsi*/, bool level) {
-  if (level) undelivered_.fetch_add(1, std::memory_order_relaxed);
+Status EmuVm::SetIrqLine(uint32_t gsi, bool level) {
+  if (gsi >= irqchip::Ioapic::kPins) {
+    if (level) RaiseGsi(gsi);  // an MSI route (unknown GSIs are dropped, as on KVM)
+    return {};
+  }
+  platform_->SetIrqLine(gsi, level);
   return {};
 }
 
@@ -83,24 +116,93 @@ bool EmuVm::SignalIoEvent(bool mmio, uint64_t address, uint32_t size, uint64_t v
 }
 
 Status EmuVm::AddIrqFd(uint32_t gsi, int event_fd) {
-  irqfds_.emplace_back(gsi, event_fd);
+  std::unique_lock lock(irqfds_mutex_);
+  if (!irqfd_control_) {
+    irqfd_control_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!irqfd_control_) return Fail("eventfd for the irqfd reader: {}", std::strerror(errno));
+    irqfd_thread_ = std::thread([this] { IrqFdLoop(); });
+  }
+  UniqueFd own(::fcntl(event_fd, F_DUPFD_CLOEXEC, 0));
+  if (!own) return Fail("irqfd {} for GSI {}: {}", event_fd, gsi, std::strerror(errno));
+  irqfds_.push_back({gsi, event_fd, std::move(own)});
+  ++irqfd_generation_;
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(irqfd_control_.get(), &one, sizeof(one));
   return {};
 }
 
 Status EmuVm::RemoveIrqFd(uint32_t gsi, int event_fd) {
-  auto it = std::find(irqfds_.begin(), irqfds_.end(), std::make_pair(gsi, event_fd));
+  std::unique_lock lock(irqfds_mutex_);
+  auto it = std::find_if(irqfds_.begin(), irqfds_.end(),
+                         [&](const IrqFd& f) { return f.gsi == gsi && f.fd == event_fd; });
   if (it == irqfds_.end()) return Fail("no irqfd is registered for GSI {}", gsi);
+  // Closed only once the reader has stopped polling it (below).
+  UniqueFd own = std::move(it->own);
   irqfds_.erase(it);
+  const uint64_t wanted = ++irqfd_generation_;
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(irqfd_control_.get(), &one, sizeof(one));
+  irqfds_changed_.wait(lock, [&] { return irqfd_generation_seen_ >= wanted; });
   return {};
 }
 
-Status EmuVm::SignalMsi(uint64_t /*address*/, uint32_t /*data*/) {
-  undelivered_.fetch_add(1, std::memory_order_relaxed);
+void EmuVm::IrqFdLoop() {
+  std::vector<pollfd> fds;
+  std::vector<uint32_t> gsis;
+  for (;;) {
+    {
+      std::lock_guard lock(irqfds_mutex_);
+      fds.assign(1, pollfd{irqfd_control_.get(), POLLIN, 0});
+      gsis.assign(1, 0);
+      for (const IrqFd& f : irqfds_) {
+        fds.push_back(pollfd{f.own.get(), POLLIN, 0});
+        gsis.push_back(f.gsi);
+      }
+      irqfd_generation_seen_ = irqfd_generation_;
+    }
+    irqfds_changed_.notify_all();
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      Log(LogLevel::kError, "software CPU: polling irqfds failed: {}", std::strerror(errno));
+      return;
+    }
+    uint64_t count = 0;
+    if (fds[0].revents & POLLIN) {
+      [[maybe_unused]] ssize_t n = ::read(fds[0].fd, &count, sizeof(count));
+      if (stopping_.load()) return;
+    }
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (!(fds[i].revents & POLLIN)) continue;
+      if (::read(fds[i].fd, &count, sizeof(count)) == sizeof(count)) RaiseGsi(gsis[i]);
+    }
+  }
+}
+
+void EmuVm::RaiseGsi(uint32_t gsi) {
+  if (gsi >= kFirstMsiGsi) {
+    std::pair<uint64_t, uint32_t> msi;
+    {
+      std::lock_guard lock(irqfds_mutex_);
+      if (gsi - kFirstMsiGsi >= msi_routes_.size()) return;
+      msi = msi_routes_[gsi - kFirstMsiGsi];
+    }
+    platform_->SignalMsi(msi.first, msi.second);
+    return;
+  }
+  // An irqfd on a pin is an edge, as KVM's irqfd (assert, then de-assert).
+  platform_->SetIrqLine(gsi, true);
+  platform_->SetIrqLine(gsi, false);
+}
+
+Status EmuVm::SignalMsi(uint64_t address, uint32_t data) {
+  platform_->SignalMsi(address, data);
   return {};
 }
 
-Result<uint32_t> EmuVm::AddMsiRoute(uint64_t /*address*/, uint32_t /*data*/) {
-  return next_msi_gsi_++;
+Result<uint32_t> EmuVm::AddMsiRoute(uint64_t address, uint32_t data) {
+  std::lock_guard lock(irqfds_mutex_);
+  msi_routes_.emplace_back(address, data);
+  return static_cast<uint32_t>(kFirstMsiGsi + msi_routes_.size() - 1);
 }
 
 Result<accel::VmSavedState> EmuVm::SaveState() {

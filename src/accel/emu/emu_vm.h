@@ -1,24 +1,31 @@
 // EmuVm: a VM on the software CPU. Guest RAM is the VMM's own mapping (the interpreter reads
-// and writes it directly); ioeventfds are matched here on the vCPU's write exits. There is
-// no interrupt controller yet (the userspace LAPIC/IOAPIC/PIC come next), so interrupt lines,
-// irqfds and MSIs are accepted and counted but reach no vCPU: guests that need interrupts do
-// not run on --accel emu yet, and the VM says so once at creation.
+// and writes it directly); ioeventfds are matched here on the vCPU's write exits. The
+// interrupt controllers and PIT are userspace models (EmuPlatform): GSI lines and MSIs go
+// through them, and a thread of the VM reads the irqfds and raises their GSIs or MSI routes.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "accel/accelerator.h"
 #include "accel/emu/dirty_log.h"
+#include "accel/emu/emu_platform.h"
+#include "base/unique_fd.h"
 
 namespace vireo::emu {
 
+class EmuVcpu;
+
 class EmuVm final : public accel::Vm {
  public:
-  explicit EmuVm(int vcpu_count) : vcpu_count_(vcpu_count) {}
+  explicit EmuVm(int vcpu_count);
+  // Stops the irqfd reader.
+  ~EmuVm() override;
 
   Status MapMemory(const GuestMemory& memory) override;
   Result<std::unique_ptr<accel::Vcpu>> CreateVcpu(int id) override;
@@ -30,8 +37,9 @@ class EmuVm final : public accel::Vm {
   Status RemoveIrqFd(uint32_t gsi, int event_fd) override;
   Status SignalMsi(uint64_t address, uint32_t data) override;
   Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) override;
-  // No PIC, IOAPIC or PIT is emulated yet: a save holds them in their reset state (every
-  // line masked) so a KVM restore starts them cleanly; a restore here skips them (logged).
+  // The userspace PIC, IOAPIC and PIT are not in snapshots yet: a save holds them in their
+  // reset state (every line masked) so a KVM restore starts them cleanly; a restore here
+  // skips them (logged).
   Result<accel::VmSavedState> SaveState() override;
   Status RestoreState(const accel::VmSavedState& state) override;
   Status StartDirtyLog() override;
@@ -41,13 +49,18 @@ class EmuVm final : public accel::Vm {
   // (the write is then complete, as with KVM's ioeventfd).
   bool SignalIoEvent(bool mmio, uint64_t address, uint32_t size, uint64_t value);
 
-  // Interrupts raised while no controller exists to deliver them (lines, irqfds, MSIs).
-  uint64_t undelivered_interrupts() const { return undelivered_.load(); }
+  EmuPlatform& platform() { return *platform_; }
+  // vCPUs register so the platform can wake them (and unregister before they go away).
+  void SetVcpu(int id, EmuVcpu* vcpu);
 
  protected:
   std::string accelerator_name() const override { return "emu"; }
 
  private:
+  // Raises `gsi`: an MSI route's message, or an edge on the line.
+  void RaiseGsi(uint32_t gsi);
+  void IrqFdLoop();
+
   struct Registered {
     IoEvent event;
     int fd = -1;
@@ -58,9 +71,23 @@ class EmuVm final : public accel::Vm {
   std::unique_ptr<DirtyLog> dirty_log_;
   std::mutex io_events_mutex_;
   std::vector<Registered> io_events_;
-  std::vector<std::pair<uint32_t, int>> irqfds_;
-  uint32_t next_msi_gsi_ = 24;  // after the IOAPIC's pins, as on KVM
-  std::atomic<uint64_t> undelivered_{0};
+  irqchip::MonotonicClock clock_;
+  std::unique_ptr<std::atomic<EmuVcpu*>[]> vcpus_;
+  std::unique_ptr<EmuPlatform> platform_;
+  std::mutex irqfds_mutex_;  // irqfds_ and msi_routes_
+  struct IrqFd {
+    uint32_t gsi;
+    int fd;        // the caller's, for RemoveIrqFd
+    UniqueFd own;  // a dup the reader polls: the caller may close its fd, as with KVM's
+  };
+  std::vector<IrqFd> irqfds_;
+  std::vector<std::pair<uint64_t, uint32_t>> msi_routes_;  // GSI 24 + index
+  UniqueFd irqfd_control_;  // wakes the reader to re-read irqfds_ or stop
+  std::atomic<bool> stopping_{false};
+  // RemoveIrqFd waits until the reader has dropped the fd (the caller may close it next).
+  std::condition_variable irqfds_changed_;
+  uint64_t irqfd_generation_ = 0, irqfd_generation_seen_ = 0;
+  std::thread irqfd_thread_;
 };
 
 }  // namespace vireo::emu

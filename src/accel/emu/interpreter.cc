@@ -425,7 +425,8 @@ StepStatus Interpreter::Execute() {
   mmio_reads_used_ = 0;
   mmio_write_pending_ = false;
   // LOCK, and XCHG with memory (always locked): the operand's update is a host CAS.
-  locked_ = insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
+  locked_ =
+      insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
   locked_armed_ = false;
   StepStatus result = Table()[insn.opcode()](*this, insn);
   locked_ = false;

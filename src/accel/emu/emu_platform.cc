@@ -1,0 +1,216 @@
+#include "accel/emu/emu_platform.h"
+
+#include <algorithm>
+
+namespace vireo::emu {
+namespace {
+
+constexpr uint64_t kApicBaseEnable = 1u << 11;
+constexpr uint64_t kApicBaseMask = 0x000ffffffffff000ULL;
+constexpr uint32_t kExtInt = 7;
+constexpr uint32_t kPitGsi = 2;  // the MADT's interrupt source override for ISA IRQ 0
+
+}  // namespace
+
+EmuPlatform::EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::function<void(int)> wake)
+    : clock_(clock),
+      wake_(std::move(wake)),
+      ioapic_([this](const irqchip::ApicMessage& m) { return Deliver(m); }),
+      pit_(clock, irq0_) {
+  for (int i = 0; i < vcpu_count; ++i) {
+    irqchip::LocalApic::Callbacks cb;
+    cb.eoi_level = [this](uint8_t vector) { ioapic_.Eoi(vector); };
+    cb.send_ipi = [this, i](const irqchip::ApicMessage& m, irqchip::LocalApic::Shorthand s,
+                            uint32_t) {
+      using S = irqchip::LocalApic::Shorthand;
+      if (s == S::kNone) {
+        Deliver(m);
+        return;
+      }
+      for (size_t j = 0; j < lapics_.size(); ++j) {
+        if (s == S::kAllButSelf && static_cast<int>(j) == i) continue;
+        lapics_[j]->Accept(m);
+        wake_(static_cast<int>(j));
+      }
+    };
+    cb.nmi = [this, i] { nmi_pending_[i] = 1; };
+    // INIT and SIPI: no second vCPU runs on the software CPU yet (SMP comes with them).
+    lapics_.push_back(std::make_unique<irqchip::LocalApic>(i, clock, std::move(cb)));
+  }
+  nmi_pending_.assign(vcpu_count, 0);
+  // The MADT gives the IOAPIC the first ID after the LAPICs' (x86::acpi::AcpiConfig).
+  ioapic_.Write(irqchip::Ioapic::kIoRegSel, irqchip::Ioapic::kIoApicId);
+  ioapic_.Write(irqchip::Ioapic::kIoWin, static_cast<uint32_t>(vcpu_count) << 24);
+}
+
+void EmuPlatform::Irq0::SetLevel(bool asserted) {
+  p_.pic_.SetIrq(0, asserted);
+  p_.ioapic_.SetLevel(kPitGsi, asserted);
+}
+
+bool EmuPlatform::Deliver(const irqchip::ApicMessage& m, int exclude) {
+  bool accepted = false;
+  for (size_t i = 0; i < lapics_.size(); ++i) {
+    if (static_cast<int>(i) == exclude) continue;
+    if (!lapics_[i]->MatchesDestination(m.logical, m.destination)) continue;
+    if (m.delivery_mode != kExtInt) lapics_[i]->Accept(m);
+    wake_(static_cast<int>(i));
+    accepted = true;
+    // Lowest priority goes to one APIC; with no arbitration the first match takes it.
+    if (m.delivery_mode == 1) break;
+  }
+  return accepted;
+}
+
+void EmuPlatform::SetIrqLocked(uint32_t gsi, bool level) {
+  // ISA IRQs reach both controllers, as on a PC (the PIC's IRQ 2 is the cascade).
+  if (gsi < 16 && gsi != 2) pic_.SetIrq(static_cast<int>(gsi), level);
+  if (gsi < irqchip::Ioapic::kPins) ioapic_.SetLevel(static_cast<int>(gsi), level);
+  if (pic_.Output()) {
+    for (size_t i = 0; i < lapics_.size(); ++i) wake_(static_cast<int>(i));
+  }
+}
+
+void EmuPlatform::SetIrqLine(uint32_t gsi, bool level) {
+  std::lock_guard lock(mu_);
+  SetIrqLocked(gsi, level);
+}
+
+void EmuPlatform::SignalMsi(uint64_t address, uint32_t data) {
+  if ((address >> 20) != 0xfee) return;  // not an interrupt message: dropped as on a PC
+  irqchip::ApicMessage m;
+  m.vector = static_cast<uint8_t>(data);
+  m.delivery_mode = (data >> 8) & 7;
+  m.level = (data >> 15) & 1;
+  m.logical = (address >> 2) & 1;
+  m.destination = (address >> 12) & 0xff;
+  std::lock_guard lock(mu_);
+  Deliver(m);
+}
+
+bool EmuPlatform::HandlePio(bool is_write, uint16_t port, uint32_t /*size*/, uint64_t* data) {
+  const uint8_t byte = static_cast<uint8_t>(*data);
+  std::lock_guard lock(mu_);
+  uint8_t in = 0xff;
+  if (port >= irqchip::Pit::kBasePort && port < irqchip::Pit::kBasePort + 4) {
+    const uint16_t offset = port - irqchip::Pit::kBasePort;
+    if (is_write) {
+      pit_.Write(offset, byte);
+    } else {
+      in = pit_.Read(offset);
+    }
+  } else if (port == irqchip::Pit::kPortB) {
+    if (is_write) {
+      pit_.WritePortB(byte);
+    } else {
+      in = pit_.ReadPortB();
+    }
+  } else if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1) {
+    const int chip = port >= 0xa0 ? 1 : 0;
+    if (is_write) {
+      pic_.Write(chip, port & 1, byte);
+    } else {
+      in = pic_.Read(chip, port & 1);
+    }
+  } else if (port == irqchip::DualPic::kElcrPort || port == irqchip::DualPic::kElcrPort + 1) {
+    if (is_write) {
+      pic_.WriteElcr(port & 1, byte);
+    } else {
+      in = pic_.ReadElcr(port & 1);
+    }
+  } else {
+    return false;
+  }
+  if (!is_write) *data = in;
+  return true;
+}
+
+bool EmuPlatform::HandleMmio(int vcpu, uint64_t apic_base, bool is_write, uint64_t address,
+                             uint32_t size, uint64_t* data) {
+  const uint64_t lapic_page = apic_base & kApicBaseMask;
+  const bool lapic = (apic_base & kApicBaseEnable) && address >= lapic_page &&
+                     address < lapic_page + irqchip::LocalApic::kSize;
+  const bool ioapic = address >= irqchip::Ioapic::kDefaultBase &&
+                      address < irqchip::Ioapic::kDefaultBase + irqchip::Ioapic::kSize;
+  if (!lapic && !ioapic) return false;
+  std::lock_guard lock(mu_);
+  // Both register pages are 32-bit; other widths read as zero and are ignored (SDM 11.4.1,
+  // 82093AA 3.0: "accessed as dwords").
+  const bool dword = size == 4 && (address & 3) == 0;
+  if (lapic) {
+    irqchip::LocalApic& a = *lapics_[vcpu];
+    const auto offset = static_cast<uint32_t>(address - lapic_page);
+    if (is_write) {
+      if (dword) a.Write(offset, static_cast<uint32_t>(*data));
+    } else {
+      *data = dword ? a.Read(offset) : 0;
+    }
+    return true;
+  }
+  const uint64_t offset = address - irqchip::Ioapic::kDefaultBase;
+  if (is_write) {
+    if (dword) ioapic_.Write(offset, static_cast<uint32_t>(*data));
+  } else {
+    *data = dword ? ioapic_.Read(offset) : 0;
+  }
+  return true;
+}
+
+std::optional<uint8_t> EmuPlatform::TakeInterrupt(int vcpu, uint64_t apic_base, uint8_t* cr8,
+                                                  bool acknowledge) {
+  std::lock_guard lock(mu_);
+  irqchip::LocalApic& a = *lapics_[vcpu];
+  const bool enabled = apic_base & kApicBaseEnable;
+  if (enabled) {
+    // CR8 is TPR[7:4] (SDM 11.8.6): a MOV CR8 since the last look wins.
+    if ((a.tpr() >> 4) != (*cr8 & 0xf)) a.set_tpr(static_cast<uint8_t>((*cr8 & 0xf) << 4));
+    if (a.PendingVector() >= 0) {
+      if (!acknowledge) return static_cast<uint8_t>(a.PendingVector());
+      return a.Acknowledge();
+    }
+  }
+  // The PIC reaches the BSP through LINT0 in ExtINT mode, or directly without an APIC
+  // (KVM's kvm_apic_accept_pic_intr rule).
+  const uint32_t lint0 = a.lvt_lint0();
+  const bool pic_connected =
+      vcpu == 0 &&
+      (!enabled || (!(lint0 & irqchip::LocalApic::kLvtMasked) && ((lint0 >> 8) & 7) == kExtInt));
+  if (pic_connected && pic_.Output()) {
+    if (!acknowledge) return uint8_t{0};
+    return pic_.Acknowledge();
+  }
+  return std::nullopt;
+}
+
+void EmuPlatform::PollTimers(int vcpu) {
+  std::lock_guard lock(mu_);
+  lapics_[vcpu]->PollTimer();
+  if (vcpu == 0) pit_.Poll();
+}
+
+uint64_t EmuPlatform::NextDeadlineNs(int vcpu) {
+  std::lock_guard lock(mu_);
+  uint64_t d = lapics_[vcpu]->NextTimerDeadlineNs();
+  if (vcpu == 0) d = std::min(d, pit_.NextEventNs());
+  return d;
+}
+
+bool EmuPlatform::TakeNmi(int vcpu) {
+  std::lock_guard lock(mu_);
+  const bool nmi = nmi_pending_[vcpu];
+  nmi_pending_[vcpu] = 0;
+  return nmi;
+}
+
+void EmuPlatform::SetupLint(int vcpu) {
+  std::lock_guard lock(mu_);
+  // LINT0: ExtINT (the PIC), LINT1: NMI, both unmasked, as a PC's firmware leaves them.
+  lapics_[vcpu]->SetLint(kExtInt << 8, 4u << 8);
+}
+
+uint8_t EmuPlatform::Tpr(int vcpu) {
+  std::lock_guard lock(mu_);
+  return lapics_[vcpu]->tpr();
+}
+
+}  // namespace vireo::emu

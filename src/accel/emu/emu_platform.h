@@ -1,0 +1,84 @@
+// EmuPlatform: the interrupt controllers and PIT of a VM on the software CPU, which has no
+// kernel to hold them (on KVM they are in-kernel). It wires the device models of
+// devices/irqchip: GSI lines into the IOAPIC (and ISA IRQs 0-15 into the dual PIC as well),
+// the PIT's IRQ 0 into PIC IRQ 0 and IOAPIC pin 2 (the MADT's override), MSIs and IOAPIC
+// messages onto the local APICs, EOIs of level vectors back to the IOAPIC, and the PIC's
+// INT into the CPU through LINT0 (ExtINT) or directly with the local APIC disabled.
+//
+// One mutex guards every model: device threads raise lines and MSIs while the vCPU thread
+// reads registers and takes interrupts. The vCPU claims the PIT/PIC ports and the APIC
+// pages before it makes an exit, and asks for an interrupt between slices.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "devices/interrupt_line.h"
+#include "devices/irqchip/clock.h"
+#include "devices/irqchip/ioapic.h"
+#include "devices/irqchip/local_apic.h"
+#include "devices/irqchip/pic.h"
+#include "devices/irqchip/pit.h"
+
+namespace vireo::emu {
+
+class EmuPlatform {
+ public:
+  // `wake(vcpu)` makes a halted vCPU look for interrupts again (any thread).
+  EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::function<void(int)> wake);
+
+  // Port I/O of the PIT (0x40-0x43), port B (0x61), the PICs (0x20/0x21, 0xa0/0xa1) and the
+  // ELCR (0x4d0/0x4d1): true when claimed (`*data` holds an IN's result).
+  bool HandlePio(bool is_write, uint16_t port, uint32_t size, uint64_t* data);
+  // MMIO of vCPU `vcpu`'s local APIC page (at its APIC_BASE, when enabled) and the IOAPIC.
+  bool HandleMmio(int vcpu, uint64_t apic_base, bool is_write, uint64_t address, uint32_t size,
+                  uint64_t* data);
+
+  void SetIrqLine(uint32_t gsi, bool level);
+  // An MSI write (SDM Vol. 3 11.11: address 0xfeeXXXXX, data with vector and mode).
+  void SignalMsi(uint64_t address, uint32_t data);
+
+  // The vCPU's side, between slices: fires due timers; returns the vector the CPU should
+  // take (acknowledged when `acknowledge`), or nothing. `cr8` is kept in step with TPR.
+  std::optional<uint8_t> TakeInterrupt(int vcpu, uint64_t apic_base, uint8_t* cr8,
+                                       bool acknowledge);
+  void PollTimers(int vcpu);
+  // The earliest timer event that concerns `vcpu` (its APIC timer, the PIT), Clock time.
+  uint64_t NextDeadlineNs(int vcpu);
+  // An NMI accepted by `vcpu`'s APIC (ICR, MSI or IOAPIC NMI mode); cleared by taking it.
+  bool TakeNmi(int vcpu);
+  // Firmware state: LINT0 ExtINT, LINT1 NMI (Vcpu::SetupLocalApic).
+  void SetupLint(int vcpu);
+  uint8_t Tpr(int vcpu);
+
+  const irqchip::Clock& clock() const { return clock_; }
+
+ private:
+  class Irq0 final : public InterruptLine {
+   public:
+    explicit Irq0(EmuPlatform& p) : p_(p) {}
+    void SetLevel(bool asserted) override;  // called with mu_ held (from Pit::Poll)
+
+   private:
+    EmuPlatform& p_;
+  };
+  // Puts `m` on the APIC bus; true when a local APIC took it. mu_ held.
+  bool Deliver(const irqchip::ApicMessage& m, int exclude = -1);
+  void SetIrqLocked(uint32_t gsi, bool level);
+
+  const irqchip::Clock& clock_;
+  std::function<void(int)> wake_;
+  std::mutex mu_;
+  Irq0 irq0_{*this};
+  irqchip::Ioapic ioapic_;
+  irqchip::DualPic pic_;
+  irqchip::Pit pit_;
+  std::vector<std::unique_ptr<irqchip::LocalApic>> lapics_;
+  std::vector<uint8_t> nmi_pending_;
+};
+
+}  // namespace vireo::emu

@@ -1,0 +1,187 @@
+// The software CPU's platform wiring with a manual clock: the paths a guest's interrupts take
+// (PIT → IOAPIC pin 2 → LAPIC, MSI → LAPIC, level EOI → IOAPIC, PIC → LINT0 ExtINT), without
+// a guest.
+#include "accel/emu/emu_platform.h"
+
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "accel/emu/emu_vm.h"
+
+namespace vireo::emu {
+namespace {
+
+constexpr uint64_t kApicBase = 0xfee00900;  // BSP, enabled
+constexpr uint64_t kIoapic = 0xfec00000;
+
+class EmuPlatformTest : public ::testing::Test {
+ protected:
+  void Mmio(uint64_t address, uint32_t value) {
+    uint64_t data = value;
+    ASSERT_TRUE(platform_.HandleMmio(0, kApicBase, true, address, 4, &data));
+  }
+  uint32_t MmioRead(uint64_t address) {
+    uint64_t data = 0;
+    EXPECT_TRUE(platform_.HandleMmio(0, kApicBase, false, address, 4, &data));
+    return static_cast<uint32_t>(data);
+  }
+  void Out(uint16_t port, uint8_t value) {
+    uint64_t data = value;
+    ASSERT_TRUE(platform_.HandlePio(true, port, 1, &data));
+  }
+  void Redirect(int pin, uint32_t low) {
+    Mmio(kIoapic, 0x10 + 2 * pin + 1);
+    Mmio(kIoapic + 0x10, 0);  // destination APIC 0
+    Mmio(kIoapic, 0x10 + 2 * pin);
+    Mmio(kIoapic + 0x10, low);
+  }
+  std::optional<uint8_t> Take() {
+    uint8_t cr8 = 0;
+    return platform_.TakeInterrupt(0, kApicBase, &cr8, true);
+  }
+
+  irqchip::ManualClock clock_;
+  std::vector<int> wakes_;
+  EmuPlatform platform_{1, clock_, [this](int id) { wakes_.push_back(id); }};
+};
+
+TEST_F(EmuPlatformTest, PitIrq0ReachesTheLapicThroughIoapicPin2) {
+  Mmio(0xfee000f0, 0x1ff);  // software enable
+  Redirect(2, 0x30);
+  Out(0x43, 0x34);  // counter 0, mode 2, 100 Hz
+  Out(0x40, 11932 & 0xff);
+  Out(0x40, 11932 >> 8);
+  // 11932 clocks of 1.193182 MHz end 10,000,151 ns (rounded up) after the count was loaded.
+  EXPECT_EQ(platform_.NextDeadlineNs(0), clock_.NowNs() + 10'000'151);
+  clock_.Advance(10'000'150);
+  platform_.PollTimers(0);
+  EXPECT_EQ(Take(), std::nullopt);
+  clock_.Advance(1);
+  platform_.PollTimers(0);
+  EXPECT_FALSE(wakes_.empty());
+  EXPECT_EQ(Take(), uint8_t{0x30});
+  EXPECT_EQ(Take(), std::nullopt);
+  Mmio(0xfee000b0, 0);  // EOI
+}
+
+TEST_F(EmuPlatformTest, LapicTimerAndTprThroughCr8) {
+  Mmio(0xfee000f0, 0x1ff);
+  Mmio(0xfee003e0, 0xb);  // divide by 1
+  Mmio(0xfee00320, 0x41);
+  Mmio(0xfee00380, 1000);
+  clock_.Advance(1000);
+  platform_.PollTimers(0);
+  uint8_t cr8 = 4;  // CR8 = 4 masks class 4
+  EXPECT_EQ(platform_.TakeInterrupt(0, kApicBase, &cr8, true), std::nullopt);
+  EXPECT_EQ(MmioRead(0xfee00080), 0x40u);  // TPR follows CR8
+  cr8 = 0;
+  EXPECT_EQ(platform_.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x41});
+}
+
+TEST_F(EmuPlatformTest, MsiAndLevelEoiBroadcast) {
+  Mmio(0xfee000f0, 0x1ff);
+  platform_.SignalMsi(0xfee00000, 0x45);
+  EXPECT_EQ(Take(), uint8_t{0x45});
+  platform_.SignalMsi(0xfee01000, 0x46);  // APIC ID 1: nobody
+  EXPECT_EQ(Take(), std::nullopt);
+  Mmio(0xfee000b0, 0);
+  // A level line on pin 10 stays in Remote IRR until the LAPIC's EOI reaches the IOAPIC.
+  Redirect(10, 0x50 | (1 << 15));
+  platform_.SetIrqLine(10, true);
+  EXPECT_EQ(Take(), uint8_t{0x50});
+  Mmio(kIoapic, 0x10 + 20);
+  EXPECT_NE(MmioRead(kIoapic + 0x10) & (1 << 14), 0u);
+  Mmio(0xfee000b0, 0);  // EOI: the line is still up, so it comes again
+  EXPECT_EQ(Take(), uint8_t{0x50});
+  platform_.SetIrqLine(10, false);
+  Mmio(0xfee000b0, 0);
+  Mmio(kIoapic, 0x10 + 20);
+  EXPECT_EQ(MmioRead(kIoapic + 0x10) & (1 << 14), 0u);
+  EXPECT_EQ(Take(), std::nullopt);
+}
+
+TEST_F(EmuPlatformTest, PicReachesTheCpuThroughLint0ExtIntOnly) {
+  // ICW1-4: vector bases 0x20/0x28, then unmask IRQ 4.
+  for (auto [port, value] : std::vector<std::pair<uint16_t, uint8_t>>{
+           {0x20, 0x11}, {0x21, 0x20}, {0x21, 0x04}, {0x21, 0x01}, {0x21, 0xef}}) {
+    Out(port, value);
+  }
+  platform_.SetIrqLine(4, true);
+  EXPECT_EQ(Take(), std::nullopt);  // LINT0 masked at reset
+  platform_.SetupLint(0);
+  EXPECT_EQ(Take(), uint8_t{0x24});
+  // With the APIC globally disabled the PIC's INT goes to the CPU directly.
+  Out(0x20, 0x20);
+  platform_.SetIrqLine(4, false);
+  platform_.SetIrqLine(4, true);
+  uint8_t cr8 = 0;
+  EXPECT_EQ(platform_.TakeInterrupt(0, 0xfee00100, &cr8, true), uint8_t{0x24});
+}
+
+TEST_F(EmuPlatformTest, ClaimsOnlyItsPortsAndPages) {
+  uint64_t data = 0;
+  EXPECT_FALSE(platform_.HandlePio(false, 0x3f8, 1, &data));
+  EXPECT_FALSE(platform_.HandleMmio(0, kApicBase, false, 0xfed00000, 4, &data));
+  // A disabled APIC's page is ordinary MMIO (the VMM's), the IOAPIC's stays claimed.
+  EXPECT_FALSE(platform_.HandleMmio(0, 0xfee00100, false, 0xfee00020, 4, &data));
+  EXPECT_TRUE(platform_.HandleMmio(0, 0xfee00100, false, kIoapic, 4, &data));
+  // Port B reads and the PIT's control port is write-only.
+  EXPECT_TRUE(platform_.HandlePio(false, 0x61, 1, &data));
+  EXPECT_TRUE(platform_.HandlePio(false, 0x43, 1, &data));
+  EXPECT_EQ(data, 0xffu);
+  // Odd widths on the APIC page read as zero.
+  EXPECT_TRUE(platform_.HandleMmio(0, kApicBase, false, 0xfee00020, 2, &data));
+  EXPECT_EQ(data, 0u);
+}
+
+// The irqfd reader thread: an eventfd on an MSI route and one on an IOAPIC pin each raise
+// their interrupt; after RemoveIrqFd the fd is the caller's to close, and a registered fd the
+// caller closed early does not stop the VM from going away.
+TEST(EmuVmIrqFdTest, IrqFdsRaiseMsiRoutesAndPinsThroughTheReaderThread) {
+  EmuVm vm(1);
+  EmuPlatform& p = vm.platform();
+  uint64_t data = 0x1ff;
+  ASSERT_TRUE(p.HandleMmio(0, kApicBase, true, 0xfee000f0, 4, &data));
+  auto take = [&]() -> std::optional<uint8_t> {
+    for (int i = 0; i < 2000; ++i) {
+      uint8_t cr8 = 0;
+      if (auto v = p.TakeInterrupt(0, kApicBase, &cr8, true)) return v;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return std::nullopt;
+  };
+  const uint64_t one = 1;
+  const int msi_fd = eventfd(0, EFD_CLOEXEC);
+  auto gsi = vm.AddMsiRoute(0xfee00000, 0x44);
+  ASSERT_TRUE(gsi);
+  EXPECT_EQ(*gsi, 24u);
+  ASSERT_TRUE(vm.AddIrqFd(*gsi, msi_fd));
+  ASSERT_EQ(write(msi_fd, &one, sizeof(one)), 8);
+  EXPECT_EQ(take(), uint8_t{0x44});
+  data = 0;
+  ASSERT_TRUE(p.HandleMmio(0, kApicBase, true, 0xfee000b0, 4, &data));
+
+  const int pin_fd = eventfd(0, EFD_CLOEXEC);
+  ASSERT_TRUE(vm.AddIrqFd(5, pin_fd));
+  for (auto [reg, value] : std::vector<std::pair<uint32_t, uint32_t>>{{0x1b, 0}, {0x1a, 0x55}}) {
+    uint64_t v = reg;
+    ASSERT_TRUE(p.HandleMmio(0, kApicBase, true, kIoapic, 4, &v));
+    v = value;
+    ASSERT_TRUE(p.HandleMmio(0, kApicBase, true, kIoapic + 0x10, 4, &v));
+  }
+  ASSERT_EQ(write(pin_fd, &one, sizeof(one)), 8);
+  EXPECT_EQ(take(), uint8_t{0x55});
+
+  ASSERT_TRUE(vm.RemoveIrqFd(*gsi, msi_fd));
+  EXPECT_FALSE(vm.RemoveIrqFd(*gsi, msi_fd));
+  close(msi_fd);
+  close(pin_fd);  // still registered: the reader polls its own dup
+}
+
+}  // namespace
+}  // namespace vireo::emu

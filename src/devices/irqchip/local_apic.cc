@@ -1,0 +1,319 @@
+#include "devices/irqchip/local_apic.h"
+
+#include <limits>
+
+namespace vireo::irqchip {
+namespace {
+
+constexpr uint32_t kLvtTimerPeriodic = 1u << 17;
+constexpr uint32_t kLvtTimerModeMask = 3u << 17;
+// Writable LVT bits (SDM figure 11-8): vector, delivery mode, polarity, trigger, mask, and
+// the timer's mode. Delivery status (12) and remote IRR (14) are read-only.
+constexpr uint32_t kLvtWritable[] = {
+    0x000107ff,  // CMCI
+    0x000700ff,  // timer: vector, mask, mode (TSC-deadline mode is not offered)
+    0x000107ff,  // thermal
+    0x000107ff,  // performance counter
+    0x0001a7ff,  // LINT0
+    0x0001a7ff,  // LINT1
+    0x000100ff,  // error
+};
+constexpr uint32_t kIcrWritable = 0x000ccfff;  // vector, mode, dest mode, level, trigger, shorthand
+
+}  // namespace
+
+LocalApic::LocalApic(uint32_t id, const Clock& clock, Callbacks callbacks)
+    : id_(id), clock_(clock), cb_(std::move(callbacks)) {
+  lvt_.fill(kLvtMasked);  // reset: every LVT entry masked (11.4.7.1)
+}
+
+int LocalApic::HighestBit(const std::array<uint32_t, 8>& bits) {
+  for (int i = 7; i >= 0; --i) {
+    if (bits[i] != 0) return i * 32 + 31 - __builtin_clz(bits[i]);
+  }
+  return -1;
+}
+
+uint32_t LocalApic::Ppr() const {
+  // 11.8.3.1: PPR = TPR if TPR[7:4] >= ISRV[7:4], else ISRV[7:4] << 4.
+  const int isrv = HighestBit(isr_);
+  const uint32_t isr_class = isrv < 0 ? 0 : (static_cast<uint32_t>(isrv) & 0xf0);
+  return (tpr_ & 0xf0) >= isr_class ? (tpr_ & 0xff) : isr_class;
+}
+
+int LocalApic::PendingVector() const {
+  if (!software_enabled()) return -1;
+  const int v = HighestBit(irr_);
+  if (v < 0 || (static_cast<uint32_t>(v) & 0xf0) <= (Ppr() & 0xf0)) return -1;
+  return v;
+}
+
+uint8_t LocalApic::Acknowledge() {
+  const int v = PendingVector();
+  // Without a deliverable vector the INTA cycle gets the spurious vector (11.9).
+  if (v < 0) return static_cast<uint8_t>(svr_);
+  SetBit(irr_, static_cast<uint8_t>(v), false);
+  SetBit(isr_, static_cast<uint8_t>(v), true);
+  return static_cast<uint8_t>(v);
+}
+
+void LocalApic::Eoi() {
+  const int v = HighestBit(isr_);
+  if (v < 0) return;  // an EOI with nothing in service is ignored
+  SetBit(isr_, static_cast<uint8_t>(v), false);
+  if (TestBit(tmr_, static_cast<uint8_t>(v)) && cb_.eoi_level) {
+    cb_.eoi_level(static_cast<uint8_t>(v));
+  }
+}
+
+void LocalApic::Error(uint32_t bit) {
+  esr_pending_ |= bit;
+  const uint32_t lvt = lvt_[kError];
+  if (!(lvt & kLvtMasked)) SetIrr(static_cast<uint8_t>(lvt), false);
+}
+
+void LocalApic::SetIrr(uint8_t vector, bool level) {
+  if (vector < 16) {
+    Error(kEsrReceiveIllegalVector);
+    return;
+  }
+  SetBit(irr_, vector, true);
+  SetBit(tmr_, vector, level);
+}
+
+bool LocalApic::MatchesDestination(bool logical, uint32_t destination) const {
+  destination &= 0xff;
+  if (!logical) return destination == 0xff || destination == (id_ & 0xff);
+  if (destination == 0xff) return true;  // broadcast in both logical models
+  const uint32_t ldr = ldr_ >> 24;
+  if ((dfr_ >> 28) == 0xf) return (ldr & destination) != 0;  // flat model (11.6.2.2)
+  // Cluster model: cluster ID in bits 7:4, member bits 3:0.
+  return (ldr >> 4) == (destination >> 4) && (ldr & destination & 0x0f) != 0;
+}
+
+void LocalApic::Accept(const ApicMessage& m) {
+  switch (m.delivery_mode) {
+    case 0:  // fixed
+    case 1:  // lowest priority: with this bus's single match it is fixed delivery
+      SetIrr(m.vector, m.level);
+      break;
+    case 4:
+      if (cb_.nmi) cb_.nmi();
+      break;
+    case 5:
+      if (cb_.init) cb_.init();
+      break;
+    case 6:
+      if (cb_.sipi) cb_.sipi(m.vector);
+      break;
+    default:
+      break;  // SMI and reserved modes: not emulated
+  }
+}
+
+void LocalApic::SendIcr() {
+  ApicMessage m;
+  m.vector = static_cast<uint8_t>(icr_low_);
+  m.delivery_mode = (icr_low_ >> 8) & 7;
+  m.logical = (icr_low_ >> 11) & 1;
+  m.level = (icr_low_ >> 15) & 1;
+  m.destination = icr_high_ >> 24;
+  const auto shorthand = static_cast<Shorthand>((icr_low_ >> 18) & 3);
+  // 11.6.1: INIT level de-assert (level 0, trigger level) is only a synchronisation message.
+  if (m.delivery_mode == 5 && !((icr_low_ >> 14) & 1) && m.level) return;
+  if ((m.delivery_mode == 0 || m.delivery_mode == 1) && m.vector < 16) {
+    Error(kEsrSendIllegalVector);
+    return;
+  }
+  if (shorthand == Shorthand::kSelf) {
+    Accept(m);
+    return;
+  }
+  if (cb_.send_ipi) cb_.send_ipi(m, shorthand, id_);
+}
+
+uint32_t LocalApic::TimerDivisor() const {
+  // 11.5.4 figure 11-10: bits 3,1,0; 0b111 divides by 1, otherwise by 2^(value + 1).
+  const uint32_t v = ((timer_divide_ >> 1) & 4) | (timer_divide_ & 3);
+  return v == 7 ? 1 : 2u << v;
+}
+
+uint32_t LocalApic::TimerCurrent() const {
+  if (!timer_armed_ || timer_initial_ == 0) return 0;
+  const uint64_t ticks = (clock_.NowNs() - timer_start_ns_) / TimerDivisor();
+  if (lvt_[kTimer] & kLvtTimerPeriodic) {
+    return static_cast<uint32_t>(timer_initial_ - ticks % timer_initial_);
+  }
+  return ticks >= timer_initial_ ? 0 : static_cast<uint32_t>(timer_initial_ - ticks);
+}
+
+uint64_t LocalApic::NextTimerDeadlineNs() const {
+  if (!timer_armed_ || timer_initial_ == 0) return std::numeric_limits<uint64_t>::max();
+  const uint64_t period = uint64_t{timer_initial_} * TimerDivisor();
+  return timer_start_ns_ + period * (timer_fired_ + 1);
+}
+
+void LocalApic::PollTimer() {
+  const uint64_t deadline = NextTimerDeadlineNs();
+  const uint64_t now = clock_.NowNs();
+  if (now < deadline) return;
+  const uint32_t lvt = lvt_[kTimer];
+  if (lvt & kLvtTimerPeriodic) {
+    // Periods missed while nobody polled are coalesced into one interrupt.
+    const uint64_t period = uint64_t{timer_initial_} * TimerDivisor();
+    timer_fired_ = (now - timer_start_ns_) / period;
+  } else {
+    timer_armed_ = false;
+  }
+  if (!(lvt & kLvtMasked)) SetIrr(static_cast<uint8_t>(lvt), false);
+}
+
+void LocalApic::WriteLvt(Lvt lvt, uint32_t value) {
+  uint32_t v = (lvt_[lvt] & ~kLvtWritable[lvt]) | (value & kLvtWritable[lvt]);
+  if (!software_enabled()) v |= kLvtMasked;  // 11.4.7.2: masks stay set while disabled
+  if (lvt == kTimer && ((v ^ lvt_[lvt]) & kLvtTimerModeMask)) {
+    // A mode change stops the timer; the next initial-count write starts it.
+    timer_armed_ = false;
+  }
+  lvt_[lvt] = v;
+}
+
+void LocalApic::SetLint(uint32_t lint0, uint32_t lint1) {
+  lvt_[kLint0] = lint0 & kLvtWritable[kLint0];
+  lvt_[kLint1] = lint1 & kLvtWritable[kLint1];
+}
+
+uint32_t LocalApic::Read(uint32_t offset) {
+  if (offset & 0xf) return 0;
+  if (offset >= kIsr && offset < kIsr + 0x80) return isr_[(offset - kIsr) / 16];
+  if (offset >= kTmr && offset < kTmr + 0x80) return tmr_[(offset - kTmr) / 16];
+  if (offset >= kIrr && offset < kIrr + 0x80) return irr_[(offset - kIrr) / 16];
+  switch (offset) {
+    case kId:
+      return id_ << 24;
+    case kVersion:
+      // Version 0x14 (integrated APIC), max LVT entry 6 (CMCI included) in 23:16.
+      return 0x14 | (uint32_t{kLvtCount - 1} << 16);
+    case kTpr:
+      return tpr_;
+    case kApr:
+      return 0;
+    case kPpr:
+      return Ppr();
+    case kLdr:
+      return ldr_;
+    case kDfr:
+      return dfr_;
+    case kSvr:
+      return svr_;
+    case kEsr:
+      return esr_;
+    case kIcrLow:
+      return icr_low_;  // delivery status (12) reads idle: messages go out at once
+    case kIcrHigh:
+      return icr_high_;
+    case kLvtCmci:
+      return lvt_[kCmci];
+    case kLvtTimer:
+      return lvt_[kTimer];
+    case kLvtThermal:
+      return lvt_[kThermal];
+    case kLvtPerf:
+      return lvt_[kPerf];
+    case kLvtLint0:
+      return lvt_[kLint0];
+    case kLvtLint1:
+      return lvt_[kLint1];
+    case kLvtError:
+      return lvt_[kError];
+    case kTimerInitial:
+      return timer_initial_;
+    case kTimerCurrent:
+      return TimerCurrent();
+    case kTimerDivide:
+      return timer_divide_;
+    default:
+      return 0;
+  }
+}
+
+void LocalApic::Write(uint32_t offset, uint32_t value) {
+  if (offset & 0xf) return;
+  switch (offset) {
+    case kTpr:
+      tpr_ = value & 0xff;
+      return;
+    case kEoi:
+      Eoi();
+      return;
+    case kLdr:
+      ldr_ = value & 0xff000000;
+      return;
+    case kDfr:
+      dfr_ = value | 0x0fffffff;
+      return;
+    case kSvr:
+      // Vector, software enable, focus check; EOI-broadcast suppression is not offered.
+      svr_ = value & 0x3ff;
+      if (!software_enabled()) {
+        for (uint32_t& lvt : lvt_) lvt |= kLvtMasked;
+      }
+      return;
+    case kEsr:
+      // 11.5.3: a write latches the errors seen since the previous write.
+      esr_ = esr_pending_;
+      esr_pending_ = 0;
+      return;
+    case kIcrLow:
+      icr_low_ = value & kIcrWritable;
+      SendIcr();
+      return;
+    case kIcrHigh:
+      icr_high_ = value & 0xff000000;
+      return;
+    case kLvtCmci:
+      WriteLvt(kCmci, value);
+      return;
+    case kLvtTimer:
+      WriteLvt(kTimer, value);
+      return;
+    case kLvtThermal:
+      WriteLvt(kThermal, value);
+      return;
+    case kLvtPerf:
+      WriteLvt(kPerf, value);
+      return;
+    case kLvtLint0:
+      WriteLvt(kLint0, value);
+      return;
+    case kLvtLint1:
+      WriteLvt(kLint1, value);
+      return;
+    case kLvtError:
+      WriteLvt(kError, value);
+      return;
+    case kTimerInitial:
+      // 11.5.4: writing the initial count (re)starts the count-down; 0 stops it.
+      timer_initial_ = value;
+      timer_start_ns_ = clock_.NowNs();
+      timer_fired_ = 0;
+      timer_armed_ = value != 0;
+      return;
+    case kTimerDivide:
+      timer_divide_ = value & 0xb;
+      return;
+    case kId:
+    case kVersion:
+    case kApr:
+    case kPpr:
+    case kRrd:
+    case kTimerCurrent:
+      return;  // read-only (the ID is fixed by the VMM)
+    default:
+      if (offset >= kIsr && offset < kIrr + 0x80) return;  // ISR/TMR/IRR are read-only
+      Error(kEsrIllegalRegister);
+      return;
+  }
+}
+
+}  // namespace vireo::irqchip

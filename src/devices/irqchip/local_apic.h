@@ -1,0 +1,130 @@
+// Local APIC in xAPIC mode, after Intel SDM Vol. 3A chapter 11 (10 in older editions)
+// "Advanced Programmable Interrupt Controller": the register page (table 11-1), IRR/ISR/TMR
+// with priority (11.8), TPR/PPR (11.8.3.1), EOI (11.8.5), the spurious-vector register and
+// software enable (11.4.7, 11.9), the LVT (11.5.1), the timer in one-shot and periodic mode
+// with its divide configuration (11.5.4), the ICR with fixed/lowest-priority/NMI/INIT/SIPI
+// messages, physical and logical (flat, cluster) destinations and shorthands (11.6), and the
+// error status register (11.5.3).
+//
+// The APIC bus clock is 1 GHz, as KVM's (the timer counts nanoseconds before division), so
+// guests calibrated for KVM see the same rates. Time comes from an injected Clock.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+
+#include "devices/irqchip/clock.h"
+
+namespace vireo::irqchip {
+
+class LocalApic {
+ public:
+  static constexpr uint64_t kDefaultBase = 0xfee00000;
+  static constexpr uint64_t kSize = 0x1000;
+  // Register offsets (SDM table 11-1).
+  static constexpr uint32_t kId = 0x020, kVersion = 0x030, kTpr = 0x080, kApr = 0x090, kPpr = 0x0a0,
+                            kEoi = 0x0b0, kRrd = 0x0c0, kLdr = 0x0d0, kDfr = 0x0e0, kSvr = 0x0f0,
+                            kIsr = 0x100, kTmr = 0x180, kIrr = 0x200, kEsr = 0x280,
+                            kLvtCmci = 0x2f0, kIcrLow = 0x300, kIcrHigh = 0x310, kLvtTimer = 0x320,
+                            kLvtThermal = 0x330, kLvtPerf = 0x340, kLvtLint0 = 0x350,
+                            kLvtLint1 = 0x360, kLvtError = 0x370, kTimerInitial = 0x380,
+                            kTimerCurrent = 0x390, kTimerDivide = 0x3e0;
+  static constexpr uint32_t kLvtMasked = 1u << 16;
+  static constexpr uint32_t kSvrEnable = 1u << 8;
+  // ESR bits (SDM figure 11-9).
+  static constexpr uint32_t kEsrSendIllegalVector = 1u << 5;
+  static constexpr uint32_t kEsrReceiveIllegalVector = 1u << 6;
+  static constexpr uint32_t kEsrIllegalRegister = 1u << 7;
+  enum class Shorthand : uint8_t { kNone = 0, kSelf = 1, kAllIncludingSelf = 2, kAllButSelf = 3 };
+
+  struct Callbacks {
+    // EOI of a level-triggered vector: broadcast to the IOAPIC(s).
+    std::function<void(uint8_t vector)> eoi_level;
+    // An IPI for other APICs (every destination but a self-only one). `self` is this APIC's
+    // ID; the bus delivers to each APIC the message and shorthand select, this one included
+    // for kAllIncludingSelf.
+    std::function<void(const ApicMessage&, Shorthand, uint32_t self)> send_ipi;
+    // NMI, INIT or SIPI (with its vector) accepted by this APIC.
+    std::function<void()> nmi;
+    std::function<void()> init;
+    std::function<void(uint8_t vector)> sipi;
+  };
+
+  LocalApic(uint32_t id, const Clock& clock, Callbacks callbacks);
+
+  // Register page access: 32-bit reads and writes at 16-byte aligned offsets (others read as
+  // zero and are ignored, SDM 11.4.1).
+  uint32_t Read(uint32_t offset);
+  void Write(uint32_t offset, uint32_t value);
+
+  // The APIC bus: whether a message with this destination selects this APIC (11.6.2).
+  bool MatchesDestination(bool logical, uint32_t destination) const;
+  // Accepts a message addressed to this APIC (fixed/lowest priority into IRR, NMI/INIT/SIPI
+  // to the callbacks). ExtINT is the PIC's, handled by the platform.
+  void Accept(const ApicMessage& message);
+  // A vector into IRR, TMR set for level (vectors 0-15 are illegal: ESR bit 6).
+  void SetIrr(uint8_t vector, bool level);
+
+  // The CPU's side: the highest IRR vector whose priority class beats PPR, or -1.
+  int PendingVector() const;
+  // INTA: moves PendingVector() from IRR to ISR and returns it.
+  uint8_t Acknowledge();
+
+  // Fires the timer if its time has come (sets the LVT timer vector in IRR).
+  void PollTimer();
+  // When the timer next fires, on the Clock's time line; UINT64_MAX when not armed.
+  uint64_t NextTimerDeadlineNs() const;
+
+  // TPR as CR8 sees it (CR8 = TPR[7:4], SDM 11.8.6).
+  uint8_t tpr() const { return static_cast<uint8_t>(tpr_); }
+  void set_tpr(uint8_t tpr) { tpr_ = tpr; }
+  uint32_t id() const { return id_; }
+  bool software_enabled() const { return svr_ & kSvrEnable; }
+  uint32_t lvt_lint0() const { return lvt_[kLint0]; }
+  uint32_t lvt_lint1() const { return lvt_[kLint1]; }
+  // The firmware's setup (LINT0 ExtINT, LINT1 NMI), as Vcpu::SetupLocalApic documents.
+  void SetLint(uint32_t lint0, uint32_t lint1);
+
+ private:
+  enum Lvt { kCmci, kTimer, kThermal, kPerf, kLint0, kLint1, kError, kLvtCount };
+  static int HighestBit(const std::array<uint32_t, 8>& bits);
+  static bool TestBit(const std::array<uint32_t, 8>& bits, uint8_t v) {
+    return (bits[v / 32] >> (v % 32)) & 1;
+  }
+  static void SetBit(std::array<uint32_t, 8>& bits, uint8_t v, bool on) {
+    if (on) {
+      bits[v / 32] |= 1u << (v % 32);
+    } else {
+      bits[v / 32] &= ~(1u << (v % 32));
+    }
+  }
+  uint32_t Ppr() const;
+  void Eoi();
+  void SendIcr();
+  void Error(uint32_t bit);
+  uint32_t TimerDivisor() const;
+  uint32_t TimerCurrent() const;
+  void WriteLvt(Lvt lvt, uint32_t value);
+
+  uint32_t id_;
+  const Clock& clock_;
+  Callbacks cb_;
+  uint32_t tpr_ = 0;
+  uint32_t ldr_ = 0;
+  uint32_t dfr_ = 0xffffffff;  // flat model
+  uint32_t svr_ = 0xff;        // software disabled, vector 0xff (11.4.7.1)
+  uint32_t esr_ = 0;           // latched by the last ESR write
+  uint32_t esr_pending_ = 0;   // errors since
+  uint32_t icr_low_ = 0, icr_high_ = 0;
+  std::array<uint32_t, kLvtCount> lvt_{};
+  std::array<uint32_t, 8> irr_{}, isr_{}, tmr_{};
+  // Timer: armed while initial_ != 0 and it has not expired in one-shot mode.
+  uint32_t timer_initial_ = 0;
+  uint32_t timer_divide_ = 0;  // the TDCR value
+  uint64_t timer_start_ns_ = 0;
+  uint64_t timer_fired_ = 0;  // periods already fired since timer_start_ns_
+  bool timer_armed_ = false;
+};
+
+}  // namespace vireo::irqchip
