@@ -56,4 +56,23 @@ json ToJson(const SnapshotInfo& info) {
           {"microseconds", info.microseconds}};
 }
 
+json ToJson(const MigrationInfo& info) {
+  json out = {{"state", info.state},
+              {"uri", info.uri},
+              {"max_downtime_ms", info.max_downtime_ms},
+              {"bandwidth_limit_mbps", info.bandwidth_limit_mbps},
+              {"rounds", info.rounds},
+              {"pages_sent", info.pages_sent},
+              {"bytes_sent", info.bytes_sent},
+              {"remaining_pages", info.remaining_pages},
+              {"dirty_pages_per_second", info.dirty_pages_per_second},
+              {"measured_mbps", info.measured_mbps},
+              {"expected_downtime_ms", info.expected_downtime_ms},
+              {"downtime_ms", info.downtime_ms},
+              {"total_ms", info.total_ms}};
+  if (!info.phase.empty()) out["phase"] = info.phase;
+  if (!info.error.empty()) out["error"] = info.error;
+  return out;
+}
+
 }  // namespace vireo::api

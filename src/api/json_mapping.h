@@ -14,6 +14,8 @@ nlohmann::json ToJson(const VmInfo& info);
 nlohmann::json ToJson(const VmCounters& counters);
 // {"path", "type", "memory_bytes_written", "state_bytes", "microseconds"}
 nlohmann::json ToJson(const SnapshotInfo& info);
+// {"state", "uri", "rounds", "pages_sent", ..., "downtime_ms", "total_ms"[, "phase"][, "error"]}
+nlohmann::json ToJson(const MigrationInfo& info);
 // {"state"}: the answer to an action.
 nlohmann::json StateJson(VmState state);
 

@@ -69,6 +69,44 @@ void AddVmRoutes(Router& router, VmController& controller) {
     if (!info) return FromError(info.error());
     return HttpResponse{200, ToJson(*info), {}};
   });
+  // {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N}: starts a live
+  // migration and answers 202 at once; GET follows it to its end.
+  router.Add("PUT", vm + "/migrate", [&controller](const HttpRequest& request) {
+    const nlohmann::json body =
+        nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+    constexpr const char* kShape =
+        R"(the body must be {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N})";
+    if (!body.is_object() || !body.contains("uri") || !body["uri"].is_string()) {
+      return ErrorResponse(400, kShape);
+    }
+    MigrationRequest migration;
+    migration.uri = body["uri"].get<std::string>();
+    for (const auto& [key, value] : body.items()) {
+      if (key == "uri") continue;
+      if (key != "max_downtime_ms" && key != "bandwidth_mbps") {
+        return ErrorResponse(400, "unknown field '" + key + "'");
+      }
+      if (!value.is_number_unsigned()) {
+        return ErrorResponse(400, "'" + key + "' must be a non-negative integer");
+      }
+      (key == "max_downtime_ms" ? migration.max_downtime_ms : migration.bandwidth_mbps) =
+          value.get<uint64_t>();
+    }
+    if (migration.uri.rfind("tcp:", 0) != 0) {
+      return ErrorResponse(400, R"("uri" must be tcp:HOST:PORT)");
+    }
+    if (migration.max_downtime_ms == 0) {
+      return ErrorResponse(400, R"("max_downtime_ms" must be at least 1)");
+    }
+    auto info = controller.Migrate(migration);
+    if (!info) return FromError(info.error());
+    return HttpResponse{202, ToJson(*info), {}};
+  });
+  router.Add("GET", vm + "/migrate", [&controller](const HttpRequest&) {
+    auto info = controller.MigrationStatus();
+    if (!info) return FromError(info.error());
+    return HttpResponse{200, ToJson(*info), {}};
+  });
 }
 
 }  // namespace vireo::api

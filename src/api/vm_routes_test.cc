@@ -43,6 +43,14 @@ class FakeController : public VmController {
     return state;
   }
 
+  ControlResult<MigrationInfo> Migrate(const MigrationRequest& request) override {
+    migrations.push_back(request);
+    MigrationInfo info;
+    info.state = "active";
+    info.uri = request.uri;
+    return info;
+  }
+  std::vector<MigrationRequest> migrations;
   ControlResult<SnapshotInfo> Snapshot(const std::string& path, bool diff) override {
     if (state != VmState::kPaused) {
       return tl::unexpected(ControlError{ControlError::Kind::kConflict, "pause it first"});
@@ -137,7 +145,8 @@ TEST_F(VmRoutesTest, BadBodiesAndMethods) {
   EXPECT_EQ(r.status, 405);
   EXPECT_EQ(r.allow, "PUT");
   EXPECT_EQ(Call("POST", "/vm").status, 405);
-  EXPECT_EQ(Call("GET", "/vm/migrate").status, 404);
+  EXPECT_EQ(Call("GET", "/vm/nope").status, 404);
+  EXPECT_EQ(Call("POST", "/vm/migrate").status, 405);
   EXPECT_EQ(Call("GET", "/vm/snapshot").status, 405);  // PUT only
 }
 
@@ -145,7 +154,7 @@ TEST_F(VmRoutesTest, EveryRouteIsUnderTheVersionedPrefix) {
   for (const auto& [method, path] : router_.routes()) {
     EXPECT_EQ(path.rfind("/api/v1/vm", 0), 0u) << method << " " << path;
   }
-  EXPECT_EQ(router_.routes().size(), 8u);
+  EXPECT_EQ(router_.routes().size(), 10u);
 }
 
 // PUT /vm/snapshot: the body's path and type reach the controller; anything else is 400, and
@@ -168,6 +177,32 @@ TEST_F(VmRoutesTest, SnapshotTakesPathAndTypeAndRefusesBadBodies) {
     EXPECT_EQ(Call("PUT", "/vm/snapshot", bad).status, 400) << bad;
   }
   EXPECT_EQ(vm_.snapshots.size(), 2u);
+}
+
+// PUT /vm/migrate: uri, max_downtime_ms and bandwidth_mbps reach the controller and the
+// answer is 202; bad bodies are 400 and reach nothing; GET reports (none before any).
+TEST_F(VmRoutesTest, MigrateTakesItsParametersAndRefusesBadBodies) {
+  auto none = Call("GET", "/vm/migrate");
+  ASSERT_EQ(none.status, 200);
+  EXPECT_EQ(none.body["state"], "none");
+  auto started = Call("PUT", "/vm/migrate",
+                      R"({"uri": "tcp:h:1", "max_downtime_ms": 50, "bandwidth_mbps": 800})");
+  ASSERT_EQ(started.status, 202) << started.body.dump();
+  EXPECT_EQ(started.body["state"], "active");
+  ASSERT_EQ(vm_.migrations.size(), 1u);
+  EXPECT_EQ(vm_.migrations[0].uri, "tcp:h:1");
+  EXPECT_EQ(vm_.migrations[0].max_downtime_ms, 50u);
+  EXPECT_EQ(vm_.migrations[0].bandwidth_mbps, 800u);
+  ASSERT_EQ(Call("PUT", "/vm/migrate", R"({"uri": "tcp:h:1"})").status, 202);
+  EXPECT_EQ(vm_.migrations[1].max_downtime_ms, 300u);  // the default
+  for (const char* body :
+       {"", "[]", R"({"uri": 5})", R"({"uri": "unix:/x"})",
+        R"({"uri": "tcp:h:1", "max_downtime_ms": -1})",
+        R"({"uri": "tcp:h:1", "max_downtime_ms": 0})",
+        R"({"uri": "tcp:h:1", "bandwidth_mbps": "fast"})", R"({"uri": "tcp:h:1", "colour": 1})"}) {
+    EXPECT_EQ(Call("PUT", "/vm/migrate", body).status, 400) << body;
+  }
+  EXPECT_EQ(vm_.migrations.size(), 2u);
 }
 
 }  // namespace

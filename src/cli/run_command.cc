@@ -22,6 +22,7 @@
 #include "vmm/default_guest.h"
 #include "vmm/machine.h"
 #include "vmm/machine_controller.h"
+#include "vmm/migration/receiver.h"
 #include "vmm/snapshot/snapshot_files.h"
 
 namespace vireo::cli {
@@ -179,10 +180,18 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   CLI::Option* paused =
       run->add_flag("--paused", o.restore_paused, "With --restore: start paused (resume via API)");
   paused->needs(restore);
+  // Live migration: the source's state decides the guest, as a snapshot's does.
+  CLI::Option* incoming =
+      run->add_option("--incoming", o.incoming_uri,
+                      "Wait for a live migration on tcp:HOST:PORT and run the VM it brings");
+  incoming->excludes(restore);
   for (const char* name :
        {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--memory-backing", "--boot",
         "--disk", "--net", "--vsock", "--rng", "--console", "--balloon", "--transport"}) {
-    if (CLI::Option* other = run->get_option_no_throw(name)) restore->excludes(other);
+    if (CLI::Option* other = run->get_option_no_throw(name)) {
+      restore->excludes(other);
+      incoming->excludes(other);
+    }
   }
   return run;
 }
@@ -264,10 +273,22 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     return kExitError;
   };
 
+  // --incoming: the whole VM arrives first (memory and state), then it is restored as a
+  // snapshot is; the source keeps the guest until this side acknowledges.
+  std::optional<migration::IncomingMigration> incoming;
+  if (!o.incoming_uri.empty()) {
+    auto received = migration::ReceiveMigration(o.incoming_uri);
+    if (!received) return fail(Error{"--incoming: " + received.error().message});
+    Log(LogLevel::kInfo, "incoming migration: {}", received->summary());
+    incoming.emplace(std::move(*received));
+  }
+  const std::string restore_option = incoming ? "--incoming: " : "--restore: ";
+
   // --restore: the snapshot's configuration with this run's host-side options.
   std::optional<snapshot::LoadedSnapshot> restoring;
-  if (!o.restore_dir.empty()) {
-    auto loaded = snapshot::LoadSnapshot(o.restore_dir);
+  if (!o.restore_dir.empty() || incoming) {
+    auto loaded = incoming ? Result<snapshot::LoadedSnapshot>(std::move(incoming->snapshot()))
+                           : snapshot::LoadSnapshot(o.restore_dir);
     if (!loaded) return fail(Error{"--restore: " + loaded.error().message});
     VmConfig merged = loaded->state.config;
     merged.serial = o.config.serial;
@@ -278,6 +299,7 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     merged.no_reboot = o.config.no_reboot;
     for (const auto& [vcpu, host] : merged.cpu_affinity) {
       if (vcpu >= merged.cpus) {
+        if (incoming) incoming->Refuse("the destination's --cpu-affinity names a missing vCPU");
         return fail(
             Error{fmt::format("--cpu-affinity: vCPU {} does not exist (the snapshot's VM "
                               "has {} vCPUs)",
@@ -307,12 +329,12 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
   }
   if (config.cpus > accelerator->max_vcpus()) {
     const bool emu = o.accel_text == "emu";
-    return fail(Error{fmt::format(
-        "--cpus {}: the {} accelerator supports at most {} vCPU(s){}", config.cpus,
-        accelerator->name(), accelerator->max_vcpus(),
-        emu ? " (SMP on the software CPU needs its interrupt controllers, not emulated yet); "
-              "use --cpus 1 or --accel kvm"
-            : " on this host")});
+    return fail(Error{
+        fmt::format("--cpus {}: the {} accelerator supports at most {} vCPU(s){}", config.cpus,
+                    accelerator->name(), accelerator->max_vcpus(),
+                    emu ? " (starting APs with INIT/SIPI is not emulated on the software CPU yet); "
+                          "use --cpus 1 or --accel kvm"
+                        : " on this host")});
   }
 
   // The control API outlives each Machine: a reset builds a new one behind the same socket.
@@ -348,9 +370,21 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
       auto machine = restore_now ? Machine::Restore(config, *accelerator, *persistent, *restoring)
                                  : Machine::Build(config, *accelerator, *persistent, image);
       if (!machine) {
-        outcome = {StopReason::kError, kExitError,
-                   restore_now ? "--restore: " + machine.error().message : machine.error().message};
+        outcome = {
+            StopReason::kError, kExitError,
+            restore_now ? restore_option + machine.error().message : machine.error().message};
+        if (restore_now && incoming) incoming->Refuse(machine.error().message);
         break;
+      }
+      if (restore_now && incoming) {
+        // From here on the guest is this side's; if the source cannot be told, it resumes the
+        // guest itself, so this side must not run it too.
+        if (auto acked = incoming->Acknowledge(); !acked) {
+          outcome = {StopReason::kError, kExitError, "--incoming: " + acked.error().message};
+          break;
+        }
+        fmt::print(stderr, "vireo: incoming migration complete ({}); running the VM\n",
+                   incoming->summary());
       }
       if (restore_now && o.restore_paused) (*machine)->StartPaused();
       Log(LogLevel::kInfo, "booting: {}", (*machine)->boot_entry().description);
@@ -383,6 +417,9 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
       return kExitError;
     case StopReason::kApiStop:
       fmt::print(stderr, "vireo: stopped through the control API\n");
+      return kExitOk;
+    case StopReason::kMigrated:
+      fmt::print(stderr, "vireo: {}\n", outcome.detail);
       return kExitOk;
   }
   return kExitError;

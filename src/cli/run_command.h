@@ -28,6 +28,7 @@ struct RunOptions {
   std::string api_socket;          // --api-socket: serve the control API (docs/api.yaml) here
   std::string restore_dir;         // --restore: resume the VM a snapshot directory holds
   bool restore_paused = false;     // --paused: ... and leave it paused (for the API to resume)
+  std::string incoming_uri;        // --incoming: receive a live migration (tcp:HOST:PORT)
   std::string accel_text = "kvm";  // --accel: kvm or emu (the software CPU)
   bool cmdline_given = false;
   bool verbose = false;

@@ -35,6 +35,7 @@
 #include "virtio/device.h"
 #include "virtio/queue.h"
 #include "virtio/status.h"
+#include "virtio/transport_state.h"
 
 namespace vireo::virtio {
 
@@ -106,6 +107,13 @@ class MmioTransport : public BusDevice {
   VirtioDevice& device() { return *device_; }
   uint64_t offered_features() const { return offered_features_; }
   MmioCounters counters() const;
+
+  // ---- Snapshot (transport_persist.cc). The VM is paused: no vCPU or device thread runs.
+  TransportState SaveState() const;
+  // Into a freshly built transport (status 0): validates as the register writes would,
+  // restores the queues through Queue::Restore and at DRIVER_OK activates the device. The
+  // pci-only fields must be empty. On error the transport is reset.
+  Status RestoreState(const TransportState& state);
 
  private:
   class Interrupt : public QueueInterrupt {

@@ -57,6 +57,7 @@
 #include "virtio/device.h"
 #include "virtio/queue.h"
 #include "virtio/status.h"
+#include "virtio/transport_state.h"
 
 namespace vireo::virtio {
 
@@ -132,6 +133,15 @@ class PciTransport : public pci::PciDevice {
   uint64_t msix_pba_offset() const { return msix_pba_offset_; }
   const pci::Msix& msix() const { return *msix_; }
   PciCounters counters() const;
+
+  // ---- Snapshot (transport_persist.cc). The VM is paused: no vCPU or device thread runs.
+  TransportState SaveState() const;
+  // Into a freshly built transport (status 0). Validates every value as the guest-facing
+  // setters would, restores configuration space (writable bits only) and the MSI-X table,
+  // the queues through Queue::Restore, and at DRIVER_OK activates the device. The caller
+  // then calls PciBus::RefreshBars so the BAR moves to its saved address (and the notify
+  // ioeventfds follow). On error the transport is reset.
+  Status RestoreState(const TransportState& state);
 
  private:
   class Interrupt : public QueueInterrupt {

@@ -113,6 +113,8 @@ struct QueueState {
   uint16_t signalled_used = 0;
   bool event_idx = false;
   bool indirect_desc = false;
+
+  bool operator==(const QueueState&) const = default;
 };
 
 struct QueueCounters {

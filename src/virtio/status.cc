@@ -35,6 +35,19 @@ DeviceStatus::WriteResult DeviceStatus::Write(uint8_t value, bool features_accep
   return WriteResult::kAccepted;
 }
 
+Status DeviceStatus::Restore(uint8_t value) {
+  constexpr uint8_t kKnown =
+      kAcknowledge | kDriver | kFeaturesOk | kDriverOk | kDeviceNeedsReset | kFailed;
+  const bool ordered = (!(value & kDriver) || (value & kAcknowledge)) &&
+                       (!(value & kFeaturesOk) || (value & kDriver)) &&
+                       (!(value & kDriverOk) || (value & kFeaturesOk));
+  if ((value & ~kKnown) != 0 || !ordered) {
+    return Fail("virtio device status {:#x} is not one a driver can reach (2.1, 3.1.1)", value);
+  }
+  value_ = value;
+  return {};
+}
+
 bool DeviceStatus::AcceptNotification() {
   if (driver_ok()) return true;
   early_notifications_++;

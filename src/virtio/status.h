@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "base/result.h"
+
 namespace vireo::virtio {
 
 class DeviceStatus {
@@ -48,6 +50,10 @@ class DeviceStatus {
   // the device MUST NOT consume buffers or send notifications before DRIVER_OK).
   // Returns false, and counts, when one arrives early.
   bool AcceptNotification();
+
+  // Snapshot restore: `value` must be a status a driver could have reached (known bits, each
+  // step's predecessors set); else nothing changes and the error names it.
+  Status Restore(uint8_t value);
 
   uint64_t refused_writes() const { return refused_writes_; }
   uint64_t early_notifications() const { return early_notifications_; }

@@ -202,6 +202,7 @@ Status Machine::AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioD
     auto irq = std::make_shared<IrqFdLine>(std::move(event));
     virtio_irqs_.push_back(irq);
     auto transport = std::make_shared<virtio::MmioTransport>(*memory_, devices[i], irq);
+    mmio_transports_.push_back(transport);
     const GuestAddress base = x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize;
     VIREO_TRY_STATUS(mmio_.Insert(transport, base, x86::kVirtioMmioSlotSize));
     // Devices with their own notify eventfd get it as a KVM ioeventfd on QueueNotify (queue
@@ -266,8 +267,8 @@ Status Machine::BuildPci(std::shared_ptr<BusDevice> reset_control) {
       std::make_unique<pci::PciBus>(pci::BarWindow{x86::kPciBarWindowStart, x86::kPciBarWindowEnd});
   // 0xcf9 (reset control) sits inside the 0xcf8-0xcff config ports, as on a PIIX: the
   // config-address device forwards byte accesses there.
-  VIREO_TRY_STATUS(
-      pio_.Insert(std::make_shared<pci::PciConfigIo>(*pci_bus_, reset_control), 0xcf8, 8));
+  pci_config_io_ = std::make_shared<pci::PciConfigIo>(*pci_bus_, reset_control);
+  VIREO_TRY_STATUS(pio_.Insert(pci_config_io_, 0xcf8, 8));
   VIREO_TRY_STATUS(mmio_.Insert(std::make_shared<pci::PciEcam>(*pci_bus_), x86::kPciEcamBase,
                                 x86::kPciEcamSize));
   VIREO_TRY_STATUS(mmio_.Insert(pci_bus_->mmio_router(), x86::kPciBarWindowStart,
@@ -303,6 +304,8 @@ Status Machine::AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDe
     });
     auto slot = pci_bus_->AddDevice(transport);
     if (!slot) return Wrap(fmt::format("adding {} to PCI bus 0", device->name()), slot.error());
+    pci_transports_.push_back(transport);
+    pci_slots_.push_back(*slot);
   }
   return {};
 }

@@ -35,12 +35,22 @@ class CmosRtc;
 class I8042;
 namespace snapshot {
 struct LoadedSnapshot;
+struct VirtioStates;
+struct SnapshotState;
 }  // namespace snapshot
+namespace migration {
+class MigrationSource;
+}  // namespace migration
 class AcpiPmDevice;
 namespace virtio {
 class VirtioDevice;
 class Console;
+class MmioTransport;
+class PciTransport;
 }  // namespace virtio
+namespace pci {
+class PciConfigIo;
+}  // namespace pci
 
 // What survives a guest reset: the console and its UART, and the battery-backed CMOS.
 struct PersistentDevices {
@@ -52,6 +62,10 @@ struct PersistentDevices {
 
   static Result<PersistentDevices> Create(const VmConfig& config);
 };
+
+// Whether a VM's devices can be snapshotted or migrated: an error naming the options whose
+// state is not saved yet (machine_snapshot.cc).
+Status CheckSnapshottable(const VmConfig& config);
 
 class Machine {
  public:
@@ -73,6 +87,9 @@ class Machine {
   // Writes a snapshot of the paused machine into `dir` (machine_snapshot.cc). A diff holds
   // the pages written since this machine's previous snapshot (or its restore).
   ControlResult<SnapshotInfo> SaveSnapshot(const std::string& dir, bool diff);
+  // Live migration's view of this running machine (machine_migration.cc); refused for the
+  // virtio devices snapshots refuse. Invalidates diff snapshots (it takes over the dirty log).
+  Result<std::unique_ptr<migration::MigrationSource>> NewMigrationSource();
 
   // Runs until the guest or the host stops the VM. `signal_fd` (a signalfd for SIGINT and
   // SIGTERM, or -1) is watched so a signal stops the VM cleanly.
@@ -97,6 +114,7 @@ class Machine {
   std::vector<std::string> DeviceNames() const;
 
  private:
+  friend class MachineMigrationSource;
   explicit Machine(const VmConfig& config, PersistentDevices& persistent)
       : config_(config), persistent_(persistent) {}
   Status BuildDevices();
@@ -107,6 +125,12 @@ class Machine {
   Status BuildPci(std::shared_ptr<BusDevice> reset_control);
   Status AttachVirtioPci(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices);
   Status BuildVcpus(accel::Accelerator& accelerator);
+  // virtio transports, queues and the PCI bus registers (machine_snapshot.cc).
+  Result<snapshot::VirtioStates> SaveVirtioState() const;
+  // Everything but RAM, for a snapshot or a migration, of a paused machine: configuration,
+  // RAM layout, VM, vCPU and device state (machine_snapshot.cc).
+  Result<snapshot::SnapshotState> CaptureState() const;
+  Status RestoreVirtioState(const snapshot::VirtioStates& state);
   void VcpuThread(size_t index, RunTimings* timings);
   // Blocks the I/O thread inside a posted work item until ReleaseIoThread.
   Status ParkIoThread(std::chrono::steady_clock::time_point deadline);
@@ -128,6 +152,12 @@ class Machine {
   std::vector<std::shared_ptr<virtio::VirtioDevice>> virtio_devices_;
   std::unique_ptr<pci::MsiSink> msi_sink_;
   std::unique_ptr<pci::PciBus> pci_bus_;
+  // The transports and the 0xCF8 latch, kept for snapshots: one transport per virtio
+  // device, in virtio_devices_ order, on the configured transport (the other list is empty).
+  std::vector<std::shared_ptr<virtio::MmioTransport>> mmio_transports_;
+  std::vector<std::shared_ptr<virtio::PciTransport>> pci_transports_;
+  std::vector<int> pci_slots_;  // pci_transports_[i] sits in slot pci_slots_[i]
+  std::shared_ptr<pci::PciConfigIo> pci_config_io_;
   boot::BootEntry boot_entry_{};
   std::shared_ptr<VmIrqLine> sci_irq_;
   std::shared_ptr<AcpiPmDevice> pm_;

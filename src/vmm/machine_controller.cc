@@ -1,6 +1,7 @@
 #include "vmm/machine_controller.h"
 
 #include "vmm/machine.h"
+#include "vmm/migration/sender.h"
 
 namespace vireo {
 namespace {
@@ -11,6 +12,10 @@ tl::unexpected<ControlError> Conflict(std::string message) {
 
 }  // namespace
 
+MachineController::MachineController(VmConfig config) : config_(std::move(config)) {}
+
+MachineController::~MachineController() = default;
+
 void MachineController::Attach(Machine& machine, bool paused) {
   std::lock_guard lock(mu_);
   machine_ = &machine;
@@ -20,6 +25,12 @@ void MachineController::Attach(Machine& machine, bool paused) {
 
 void MachineController::Detach() {
   std::lock_guard lock(mu_);
+  if (migration_) {  // the machine is going away: a migration still running ends here
+    migration_->Cancel();
+    migration_->Join();
+    last_migration_ = migration_->info();
+    migration_.reset();
+  }
   machine_ = nullptr;
   state_ = VmState::kStopping;
 }
@@ -53,6 +64,9 @@ ControlResult<VmCounters> MachineController::Counters() {
 
 ControlResult<VmState> MachineController::Apply(VmAction action) {
   std::lock_guard lock(mu_);
+  if (migration_ && migration_->active() && action != VmAction::kStop) {
+    return Conflict("a migration is in progress (GET /vm/migrate follows it)");
+  }
   auto next = Transition(StateLocked(), action);
   if (!next) return Conflict(next.error());
   switch (action) {
@@ -84,11 +98,40 @@ ControlResult<VmState> MachineController::Apply(VmAction action) {
 ControlResult<SnapshotInfo> MachineController::Snapshot(const std::string& path, bool diff) {
   std::lock_guard lock(mu_);
   const VmState state = StateLocked();
+  if (migration_ && migration_->active()) {
+    return Conflict("a migration is in progress (GET /vm/migrate follows it)");
+  }
   if (state != VmState::kPaused) {
     return Conflict(
         fmt::format("the VM is {}; pause it first (PUT /vm/pause)", VmStateName(state)));
   }
   return machine_->SaveSnapshot(path, diff);
+}
+
+ControlResult<MigrationInfo> MachineController::Migrate(const MigrationRequest& request) {
+  std::lock_guard lock(mu_);
+  if (migration_ && migration_->active()) {
+    return Conflict("a migration is already in progress (GET /vm/migrate follows it)");
+  }
+  const VmState state = StateLocked();
+  if (state != VmState::kRunning) {
+    return Conflict(fmt::format("the VM is {}; only a running VM is migrated (resume it first)",
+                                VmStateName(state)));
+  }
+  auto source = machine_->NewMigrationSource();
+  if (!source) {
+    return tl::unexpected(ControlError{ControlError::Kind::kFailed, source.error().message});
+  }
+  migration_.reset();  // the previous, finished one
+  migration_ = std::make_unique<migration::OutgoingMigration>(std::move(*source), request);
+  migration_->Start();
+  return migration_->info();
+}
+
+ControlResult<MigrationInfo> MachineController::MigrationStatus() {
+  std::lock_guard lock(mu_);
+  if (migration_) return migration_->info();
+  return last_migration_.value_or(MigrationInfo{});
 }
 
 }  // namespace vireo

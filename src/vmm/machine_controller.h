@@ -5,7 +5,9 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <mutex>
+#include <optional>
 
 #include "vmm/vm_config.h"
 #include "vmm/vm_controller.h"
@@ -13,12 +15,16 @@
 namespace vireo {
 
 class Machine;
+namespace migration {
+class OutgoingMigration;
+}  // namespace migration
 
 class MachineController final : public VmController {
  public:
   static constexpr std::chrono::milliseconds kPauseTimeout{5000};
 
-  explicit MachineController(VmConfig config) : config_(std::move(config)) {}
+  explicit MachineController(VmConfig config);
+  ~MachineController() override;
 
   // `paused`: the machine starts paused (a restore with --paused).
   void Attach(Machine& machine, bool paused = false);
@@ -28,6 +34,8 @@ class MachineController final : public VmController {
   ControlResult<VmCounters> Counters() override;
   ControlResult<VmState> Apply(VmAction action) override;
   ControlResult<SnapshotInfo> Snapshot(const std::string& path, bool diff) override;
+  ControlResult<MigrationInfo> Migrate(const MigrationRequest& request) override;
+  ControlResult<MigrationInfo> MigrationStatus() override;
 
  private:
   VmState StateLocked() const;
@@ -37,6 +45,10 @@ class MachineController final : public VmController {
   Machine* machine_ = nullptr;          // guarded by mu_
   VmState state_ = VmState::kStopping;  // guarded by mu_
   uint64_t boots_ = 0;                  // guarded by mu_
+  // The migration in progress (or the last one); its thread never takes mu_, so Detach can
+  // cancel and join it while holding mu_.
+  std::unique_ptr<migration::OutgoingMigration> migration_;  // guarded by mu_
+  std::optional<MigrationInfo> last_migration_;              // guarded by mu_, after Detach
 };
 
 }  // namespace vireo

@@ -7,7 +7,11 @@
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial_8250.h"
+#include "devices/pci/config_access.h"
 #include "virtio/device.h"
+#include "virtio/mmio_transport.h"
+#include "virtio/pci_transport.h"
+#include "vmm/device_counters.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot/snapshot_files.h"
 
@@ -18,50 +22,41 @@ tl::unexpected<ControlError> Failed(const std::string& message) {
   return tl::unexpected(ControlError{ControlError::Kind::kFailed, message});
 }
 
-// virtio devices hold queue positions, in-flight requests and host resources whose state
-// is not saved yet: refuse rather than write a snapshot that would not restore faithfully.
-Status CheckSnapshottable(const VmConfig& config, size_t virtio_devices) {
-  if (virtio_devices > 0 || !config.disks.empty() || !config.nets.empty() || config.rng ||
-      config.console || config.balloon || config.vsock) {
+// virtio-blk, virtio-rng and virtio-console keep their guest-visible state in the transport
+// and the rings (blk's requests are drained by Pause; console input still queued on the host
+// side is dropped). The others hold state that is not saved yet (net: the tap's and rx
+// path's; balloon: stats and the inflated pages; vsock: host connections, which cannot be
+// carried at all): refuse them by name rather than write a snapshot that would not restore
+// faithfully.
+}  // namespace
+
+Status CheckSnapshottable(const VmConfig& config) {
+  std::vector<std::string> refused;
+  if (!config.nets.empty()) refused.push_back("--net");
+  if (config.balloon) refused.push_back("--balloon");
+  if (config.vsock) refused.push_back("--vsock (host connections cannot be carried)");
+  if (!refused.empty()) {
     return Fail(
-        "VMs with virtio devices (--disk, --net, --rng, --console, --balloon, --vsock) cannot "
-        "be snapshotted yet; see docs/snapshot-migration.md");
+        "VMs with {} cannot be snapshotted yet (virtio-blk, -rng and -console can); see "
+        "docs/snapshot-migration.md",
+        fmt::join(refused, ", "));
   }
   return {};
 }
 
-}  // namespace
-
 ControlResult<SnapshotInfo> Machine::SaveSnapshot(const std::string& dir, bool diff) {
   const auto start = std::chrono::steady_clock::now();
-  if (auto ok = CheckSnapshottable(config_, virtio_devices_.size()); !ok) {
-    return Failed(ok.error().message);
-  }
+  if (auto ok = CheckSnapshottable(config_); !ok) return Failed(ok.error().message);
   if (diff && last_snapshot_dir_.empty()) {
     return tl::unexpected(ControlError{
         ControlError::Kind::kConflict,
         "no full snapshot was taken (or restored from) in this boot to diff against; take a "
         "full snapshot first"});
   }
-  snapshot::SnapshotState state;
-  state.config = config_;
-  state.accelerator = accelerator_name_;
+  auto captured = CaptureState();
+  if (!captured) return Failed(captured.error().message);
+  snapshot::SnapshotState state = std::move(*captured);
   state.type = diff ? snapshot::SnapshotType::kDiff : snapshot::SnapshotType::kFull;
-  for (const GuestMemory::Region& region : memory_->regions()) state.ram.push_back(region.range);
-  auto vm_state = vm_->SaveState();
-  if (!vm_state) return Failed("saving the VM state: " + vm_state.error().message);
-  state.vm = std::move(*vm_state);
-  for (auto& vcpu : vcpus_) {
-    auto saved = vcpu->SaveState();
-    if (!saved) {
-      return Failed(fmt::format("saving vCPU {}: {}", vcpu->id(), saved.error().message));
-    }
-    state.vcpus.push_back(std::move(*saved));
-  }
-  state.devices.com1 = persistent_.com1->state();
-  state.devices.rtc = persistent_.rtc->state();
-  state.devices.i8042 = i8042_->state();
-  state.devices.pm = pm_->state();
   if (diff) {
     state.parent = last_snapshot_dir_;
     auto dirty = vm_->FetchDirtyPages();
@@ -98,7 +93,7 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
                                                   PersistentDevices& persistent,
                                                   snapshot::LoadedSnapshot& snap) {
   const snapshot::SnapshotState& state = snap.state;
-  VIREO_TRY_STATUS(CheckSnapshottable(config, 0));
+  VIREO_TRY_STATUS(CheckSnapshottable(config));
   if (static_cast<size_t>(config.cpus) != state.vcpus.size()) {
     return Fail("the snapshot has {} vCPU states for {} vCPUs", state.vcpus.size(), config.cpus);
   }
@@ -111,6 +106,13 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
   m->io_loop_ = VIREO_TRY(EventLoop::Create("vireo-io"));
   VIREO_TRY_STATUS(m->io_loop_->Start());
   VIREO_TRY_STATUS(m->BuildDevices());
+  // The same devices as at boot, re-attached by path (disks) from the saved configuration.
+  auto devices = m->CreateVirtioDevices();
+  if (!devices) return Wrap("re-creating the snapshot's virtio devices", devices.error());
+  m->virtio_devices_ = std::move(*devices);
+  VIREO_TRY_STATUS(config.transport == VirtioTransport::kMmio
+                       ? m->AttachVirtioMmio(m->virtio_devices_)
+                       : m->AttachVirtioPci(m->virtio_devices_));
   m->boot_entry_.description = fmt::format("restored from snapshot {}", snap.dir);
 
   // vCPUs exist before the VM's interrupt controllers are restored (the IOAPIC and PIC
@@ -132,6 +134,9 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
   VIREO_TRY_STATUS(persistent.rtc->RestoreState(state.devices.rtc));
   VIREO_TRY_STATUS(m->i8042_->RestoreState(state.devices.i8042));
   VIREO_TRY_STATUS(m->pm_->RestoreState(state.devices.pm));
+  if (auto restored = m->RestoreVirtioState(state.devices.virtio); !restored) {
+    return Wrap("restoring the virtio devices", restored.error());
+  }
 
   // A diff snapshot of this machine applies on top of the one it was restored from.
   if (m->vm_->StartDirtyLog() && m->vm_->FetchDirtyPages()) {
@@ -139,6 +144,83 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
     m->last_snapshot_dir_ = ::realpath(snap.dir.c_str(), resolved) != nullptr ? resolved : snap.dir;
   }
   return m;
+}
+
+Result<snapshot::SnapshotState> Machine::CaptureState() const {
+  // Pause drains device I/O and parks the I/O thread: a request still in flight here would
+  // be lost with the state (its descriptors popped, no used entry).
+  if (size_t in_flight = InFlightRequests(virtio_devices_); in_flight > 0) {
+    return Fail("{} virtio requests in flight in a paused VM (a VMM bug)", in_flight);
+  }
+  snapshot::SnapshotState state;
+  state.config = config_;
+  state.accelerator = accelerator_name_;
+  state.type = snapshot::SnapshotType::kFull;
+  for (const GuestMemory::Region& region : memory_->regions()) state.ram.push_back(region.range);
+  auto vm_state = vm_->SaveState();
+  if (!vm_state) return Wrap("saving the VM state", vm_state.error());
+  state.vm = std::move(*vm_state);
+  for (const auto& vcpu : vcpus_) {
+    auto saved = vcpu->SaveState();
+    if (!saved) return Wrap(fmt::format("saving vCPU {}", vcpu->id()), saved.error());
+    state.vcpus.push_back(std::move(*saved));
+  }
+  state.devices.com1 = persistent_.com1->state();
+  state.devices.rtc = persistent_.rtc->state();
+  state.devices.i8042 = i8042_->state();
+  state.devices.pm = pm_->state();
+  auto virtio_state = SaveVirtioState();
+  if (!virtio_state) return Wrap("saving the virtio devices", virtio_state.error());
+  state.devices.virtio = std::move(*virtio_state);
+  return state;
+}
+
+Result<snapshot::VirtioStates> Machine::SaveVirtioState() const {
+  snapshot::VirtioStates state;
+  for (const auto& transport : mmio_transports_) state.transports.push_back(transport->SaveState());
+  for (const auto& transport : pci_transports_) state.transports.push_back(transport->SaveState());
+  if (pci_bus_) {
+    // The host bridge as the guest reads it (slot 0, function 0).
+    state.host_bridge.resize(pci::kConfigSpaceSize);
+    for (uint16_t offset = 0; offset < pci::kConfigSpaceSize; offset += 4) {
+      pci_bus_->ConfigRead(pci::PciBus::kHostBridgeSlot, 0, offset,
+                           std::span(state.host_bridge).subspan(offset, 4));
+    }
+    state.pci_config_address = pci_config_io_->config_address();
+  }
+  return state;
+}
+
+Status Machine::RestoreVirtioState(const snapshot::VirtioStates& state) {
+  const size_t transports = mmio_transports_.size() + pci_transports_.size();
+  if (state.transports.size() != transports) {
+    return Fail("the snapshot has state for {} virtio devices; its configuration makes {}",
+                state.transports.size(), transports);
+  }
+  if (pci_bus_ == nullptr) {
+    if (!state.host_bridge.empty() || state.pci_config_address != 0) {
+      return Fail("the snapshot has PCI bus state, but its virtio transport is mmio");
+    }
+    for (size_t i = 0; i < mmio_transports_.size(); ++i) {
+      VIREO_TRY_STATUS(mmio_transports_[i]->RestoreState(state.transports[i]));
+    }
+    return {};
+  }
+  if (state.host_bridge.size() != pci::kConfigSpaceSize) {
+    return Fail("the snapshot has no PCI host bridge state for a virtio-pci VM");
+  }
+  // Through the guest's path: the bridge's masks decide what a snapshot may change.
+  for (uint16_t offset = 0; offset < pci::kConfigSpaceSize; offset += 4) {
+    pci_bus_->ConfigWrite(pci::PciBus::kHostBridgeSlot, 0, offset,
+                          std::span(state.host_bridge).subspan(offset, 4));
+  }
+  pci_config_io_->set_config_address(state.pci_config_address);
+  for (size_t i = 0; i < pci_transports_.size(); ++i) {
+    VIREO_TRY_STATUS(pci_transports_[i]->RestoreState(state.transports[i]));
+    // The BAR moves to its saved address; the notify ioeventfds move with it.
+    pci_bus_->RefreshBars(pci_slots_[i]);
+  }
+  return {};
 }
 
 }  // namespace vireo

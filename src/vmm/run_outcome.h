@@ -12,6 +12,7 @@ enum class StopReason {
   kSignal,     // SIGINT/SIGTERM: 128 + signal number
   kError,      // VMM error or an exit the VMM cannot handle: exit status 1
   kApiStop,    // the control API's stop: exit status 0, the guest is not asked
+  kMigrated,   // live migration done, the destination runs the guest: exit status 0
 };
 
 struct RunOutcome {

@@ -60,6 +60,32 @@ struct SnapshotInfo {
   uint64_t microseconds = 0;  // time the VM spent taking it
 };
 
+// PUT /vm/migrate: where to and how (docs/snapshot-migration.md, "Live migration").
+struct MigrationRequest {
+  std::string uri;                 // tcp:HOST:PORT, where `vireo run --incoming` listens
+  uint64_t max_downtime_ms = 300;  // pre-copy until the rest fits in this (estimated)
+  uint64_t bandwidth_mbps = 0;     // megabits per second; 0 = as fast as the link goes
+};
+
+// GET /vm/migrate: the last migration's progress, or its final stats.
+struct MigrationInfo {
+  std::string state = "none";  // none, active, completed, failed
+  std::string phase;           // connecting, pre-copy, stop-and-copy, waiting for the destination
+  std::string uri;
+  uint64_t max_downtime_ms = 0;
+  uint64_t bandwidth_limit_mbps = 0;
+  uint64_t rounds = 0;                  // pre-copy rounds (the first sends all of RAM)
+  uint64_t pages_sent = 0;              // including zero pages sent as such
+  uint64_t bytes_sent = 0;              // on the wire
+  uint64_t remaining_pages = 0;         // dirty and not yet sent, at the last count
+  uint64_t dirty_pages_per_second = 0;  // in the last pre-copy round
+  uint64_t measured_mbps = 0;           // the link as measured in the last round
+  uint64_t expected_downtime_ms = 0;    // remaining pages at the measured rate
+  uint64_t downtime_ms = 0;             // pause to the destination's acknowledgement
+  uint64_t total_ms = 0;
+  std::string error;  // why it failed; the VM runs on here
+};
+
 class VmController {
  public:
   virtual ~VmController() = default;
@@ -71,6 +97,11 @@ class VmController {
   virtual ControlResult<SnapshotInfo> Snapshot(const std::string& /*path*/, bool /*diff*/) {
     return tl::unexpected(ControlError{ControlError::Kind::kFailed, "snapshots are not supported"});
   }
+  // Starts a live migration of the running VM and returns at once; MigrationStatus follows it.
+  virtual ControlResult<MigrationInfo> Migrate(const MigrationRequest& /*request*/) {
+    return tl::unexpected(ControlError{ControlError::Kind::kFailed, "migration is not supported"});
+  }
+  virtual ControlResult<MigrationInfo> MigrationStatus() { return MigrationInfo{}; }
 };
 
 }  // namespace vireo

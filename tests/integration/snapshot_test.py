@@ -12,6 +12,13 @@ round before, dirties 64 pages and prints "count N verified V sum S". It proves:
   - a diff snapshot on top of the full one restores at its own point, and so does a diff of
     a restored VM on top of that diff (a chain of three); a diff writes far less memory;
   - --paused restores the VM paused: no output until PUT /vm/resume;
+  - a VM with a virtio disk and a virtio-rng (snapshot_virtio guest), on virtio-pci and on
+    virtio-mmio, snapshotted between requests, restores and goes on with its next round on the
+    same queues without re-initialising them: rng and block requests complete (interrupts
+    arrive), and the disk file holds the last round's sector; the restore re-opens the disk by
+    path, and a snapshot whose disk is gone is refused naming it; a VM with --console (not
+    driven by this guest) snapshots and restores with the counter continuing; a VM with
+    --balloon is refused a snapshot (500) naming --balloon;
   - every damaged snapshot is refused with its own message and exit status 1: a truncated
     state file, a foreign file, another format version, a checksum mismatch, a memory file
     of the wrong size, a missing directory, a diff whose parent is gone; --restore with a
@@ -137,6 +144,50 @@ def check_continues(vm, last, what):
     check([r[0] for r in seq] == list(range(n, n + len(seq))), f"{what}: counter not contiguous {seq[:6]}")
 
 
+def virtio_rounds(serial_path):
+    """[round number] of snapshot_virtio's "round N ok ..." lines."""
+    if not os.path.exists(serial_path):
+        return []
+    with open(serial_path, "rb") as f:
+        text = f.read().decode(errors="replace").replace("\r", "")
+    check("FAIL" not in text, f"snapshot_virtio failed: {text[-300:]}")
+    return [int(n) for n in re.findall(r"^round (\d+) ok rng [0-9a-f]+ sector \d+$", text, re.M)]
+
+
+def virtio_case(vireo, guests, work, transport, vms):
+    """snapshot_virtio with --disk and --rng on `transport`: snapshot, restore, carry on."""
+    kernel = os.path.join(guests, "snapshot_virtio.elf")
+    img = os.path.join(work, f"disk-{transport}.img")
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    snap = os.path.join(work, f"virtio-{transport}")
+    vm = Vm(vireo, work, f"virtio_{transport}",
+            ["--kernel", kernel, "--transport", transport, "--disk", f"path={img}", "--rng"])
+    vms.append(vm)
+    wait_for(lambda: len(virtio_rounds(vm.serial)) >= 3, 60, f"{transport}: 3 rounds")
+    st, ans = vm.api("PUT", "/vm/pause")
+    check(st == 200, f"{transport}: pause: {st} {ans}")
+    last = virtio_rounds(vm.serial)[-1]
+    info = vm.snapshot(snap, "full")
+    vm.stop()
+    r = Vm(vireo, work, f"virtio_{transport}_restored", ["--restore", snap])
+    vms.append(r)
+    wait_for(lambda: len(virtio_rounds(r.serial)) >= 4, 60, f"{transport}: rounds after restore")
+    r.stop()
+    seq = virtio_rounds(r.serial)
+    check(seq[0] == last + 1, f"{transport}: first round after restore {seq[0]}, expected {last + 1}")
+    check(seq == list(range(seq[0], seq[0] + len(seq))), f"{transport}: rounds not contiguous {seq[:6]}")
+    with open(r.serial, errors="replace") as f:
+        check("ready" not in f.read(), f"{transport}: the restored guest re-initialised its devices")
+    n = seq[-1]
+    with open(img, "rb") as f:
+        f.seek((n % 64) * 512)
+        sector = f.read(512)
+    check(sector == bytes((n * 7 + i) & 0xff for i in range(512)),
+          f"{transport}: the disk does not hold round {n}'s sector")
+    return snap, img, info, len(seq)
+
+
 def expect_refused(vireo, work, args, status, phrase, what):
     r = subprocess.run([vireo, "run", *args, "--serial", "none"], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=30)
@@ -243,15 +294,42 @@ def main():
         messages.append(expect_refused(vireo, work, ["--restore", orphan], 1, full, "diff without its parent"))
         messages.append(expect_refused(vireo, work, ["--restore", diff1, "--memory", "512M"], 2,
                                        "excludes", "--restore with --memory"))
+        # virtio devices: virtio-blk and virtio-rng on both transports.
+        t1 = time.monotonic()
+        virtio_snaps = [virtio_case(vireo, guests, work, t, vms) for t in ("pci", "mmio")]
+        snap, img, _, _ = virtio_snaps[0]
+        os.rename(img, img + ".gone")
+        messages.append(expect_refused(vireo, work, ["--restore", snap], 1, img, "restore without its disk"))
+        con = Vm(vireo, work, "console", ["--kernel", kernel, "--console"])
+        vms.append(con)
+        con.wait_rounds(1)
+        last_con = con.pause()
+        con.snapshot(os.path.join(work, "con"), "full")
+        con.stop()
+        rcon = Vm(vireo, work, "console_restored", ["--restore", os.path.join(work, "con")])
+        vms.append(rcon)
+        check_continues(rcon, last_con, "restore with --console")
+        rcon.stop()
+        bal = Vm(vireo, work, "balloon", ["--kernel", kernel, "--balloon"])
+        vms.append(bal)
+        bal.wait_rounds(1)
+        bal.pause()
+        st, err = bal.api("PUT", "/vm/snapshot", json.dumps({"path": os.path.join(work, "bal")}))
+        check(st == 500 and "--balloon" in err["error"], f"snapshot with --balloon: {st} {err}")
+        bal.stop()
+        virtio_s = time.monotonic() - t1
         print("\n".join("  refused: " + m for m in messages))
         print(f"PASS snapshot_test: full {info_full['memory_bytes_written']} B in {info_full['microseconds']} us, "
               f"diff {info_diff['memory_bytes_written']} B in {info_diff['microseconds']} us, "
-              f"3 restores, {len(messages)} refusals in {time.monotonic() - t0:.1f} s")
+              f"3 restores, {len(messages)} refusals in {time.monotonic() - t0:.1f} s; virtio-blk+rng "
+              f"pci and mmio restored and carried on ({virtio_snaps[0][3]} and {virtio_snaps[1][3]} "
+              f"rounds) in {virtio_s:.1f} s")
         shutil.rmtree(work, ignore_errors=True)
         return 0
     except Failure as e:
         print(f"FAIL snapshot_test: {e}")
-        for name in ("vm1", "restore_full", "restore_diff", "restore_diff2"):
+        for name in ("vm1", "restore_full", "restore_diff", "restore_diff2", "virtio_pci",
+                     "virtio_pci_restored", "virtio_mmio", "virtio_mmio_restored", "console", "console_restored", "balloon"):
             for ext in ("stderr", "serial"):
                 p = os.path.join(work, f"{name}.{ext}")
                 if os.path.exists(p):

@@ -71,6 +71,12 @@ void ConfigSpace::Write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
+void ConfigSpace::RestoreWritable(std::span<const uint8_t, kConfigSpaceSize> saved) {
+  for (size_t i = 0; i < kConfigSpaceSize; ++i) {
+    bytes_[i] = static_cast<uint8_t>((bytes_[i] & ~writable_[i]) | (saved[i] & writable_[i]));
+  }
+}
+
 const BarDefinition* ConfigSpace::FindBar(int index) const {
   for (const BarDefinition& bar : bars_) {
     if (bar.index == index) return &bar;

@@ -145,6 +145,13 @@ class ConfigSpace {
   void SetMasks(uint16_t offset, size_t size, uint32_t writable, uint32_t write_one_to_clear = 0);
 
   uint16_t command() const { return Get16(reg::kCommand); }
+
+  // --- Snapshots (rule 4): the 256 bytes as they are, and a restore that takes only the
+  // bits a guest could have written (read-only identity, BAR type bits and capability
+  // headers stay as the device model built them), so a hostile snapshot can set no more
+  // than a guest could.
+  const std::array<uint8_t, kConfigSpaceSize>& raw() const { return bytes_; }
+  void RestoreWritable(std::span<const uint8_t, kConfigSpaceSize> saved);
   // The address programmed into BAR `index` (both halves of a 64-bit BAR), low type
   // bits removed; 0 for a BAR that is not declared.
   uint64_t BarAddress(int index) const;

@@ -72,6 +72,41 @@ void Msix::ConfigWritten(const ConfigSpace& config) {
   SendPendingLocked();
 }
 
+MsixState Msix::state() const {
+  std::lock_guard lock(mutex_);
+  MsixState state;
+  for (const Entry& e : entries_) {
+    state.table.push_back({e.address_low, e.address_high, e.data, e.control});
+  }
+  state.pba = pba_;
+  return state;
+}
+
+Status Msix::Restore(const MsixState& state, const ConfigSpace& config) {
+  std::lock_guard lock(mutex_);
+  if (state.table.size() != entries_.size() || state.pba.size() != pba_.size()) {
+    return Fail("MSI-X state has {} vectors and {} PBA words; this function has {} and {}",
+                state.table.size(), state.pba.size(), entries_.size(), pba_.size());
+  }
+  for (size_t word = 0; word < pba_.size(); ++word) {
+    const size_t valid = std::min<size_t>(64, entries_.size() - word * 64);
+    const uint64_t mask = valid == 64 ? ~uint64_t{0} : (uint64_t{1} << valid) - 1;
+    if ((state.pba[word] & ~mask) != 0) {
+      return Fail("MSI-X state: pending bits set beyond vector {}", entries_.size() - 1);
+    }
+  }
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const MsixEntryState& e = state.table[i];
+    // Vector Control bits 31:1 are reserved (read 0, §6.8.2.9).
+    entries_[i] = Entry{e.address_low, e.address_high, e.data, e.control & msix::kMaskBit};
+  }
+  pba_ = state.pba;
+  const uint16_t control = config.Get16(capability_ + msix::kMessageControl);
+  enabled_ = control & msix::kEnable;
+  function_masked_ = control & msix::kFunctionMask;
+  return {};
+}
+
 MsixNotify Msix::Notify(uint16_t vector) {
   std::lock_guard lock(mutex_);
   if (vector >= entries_.size()) {

@@ -65,6 +65,23 @@ inline constexpr uint16_t kMaxVectors = 2048;
 inline constexpr uint16_t kNoVector = 0xffff;  // virtio's VIRTIO_MSI_NO_VECTOR
 }  // namespace msix
 
+// The vector table and Pending Bit Array as plain data, for snapshots. Enable and Function
+// Mask live in configuration space and come back with it.
+struct MsixEntryState {
+  uint32_t address_low = 0;
+  uint32_t address_high = 0;
+  uint32_t data = 0;
+  uint32_t control = msix::kMaskBit;
+
+  bool operator==(const MsixEntryState&) const = default;
+};
+struct MsixState {
+  std::vector<MsixEntryState> table;
+  std::vector<uint64_t> pba;
+
+  bool operator==(const MsixState&) const = default;
+};
+
 enum class MsixNotify {
   kSent,       // the message went to the MsiSink
   kPending,    // masked: the pending bit is set
@@ -109,6 +126,13 @@ class Msix {
   bool vector_masked(uint16_t vector) const;
   bool pending(uint16_t vector) const;
   uint64_t bad_accesses() const { return bad_accesses_.load(std::memory_order_relaxed); }
+
+  // ---- Snapshot. ----
+  MsixState state() const;
+  // Refuses a table or PBA of another size and pending bits beyond the last vector; then
+  // picks up Enable and Function Mask from `config` as ConfigWritten does (sending nothing:
+  // the guest's view of pending messages is restored, not replayed).
+  Status Restore(const MsixState& state, const ConfigSpace& config);
 
  private:
   struct Entry {

@@ -163,6 +163,12 @@ void PciBus::ConfigWrite(int device, int function, uint64_t offset, std::span<co
   }
 }
 
+void PciBus::RefreshBars(int slot) {
+  std::lock_guard lock(mutex_);
+  if (slot < 0 || slot >= kDevices || !slots_[slot].device) return;
+  UpdateBars(slot);
+}
+
 void PciBus::UpdateBars(int slot) {
   Slot& s = slots_[slot];
   PciDevice& device = *s.device;

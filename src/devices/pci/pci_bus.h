@@ -62,6 +62,11 @@ class PciBus {
   void ConfigRead(int device, int function, uint64_t offset, std::span<uint8_t> data);
   void ConfigWrite(int device, int function, uint64_t offset, std::span<const uint8_t> data);
 
+  // After a function's configuration space was restored from a snapshot: re-reads its
+  // Command register and BARs, moves its routes and tells it (BarMoved), as after a guest
+  // write. A slot with no device is ignored.
+  void RefreshBars(int slot);
+
   uint64_t bad_config_accesses() const { return bad_accesses_.load(std::memory_order_relaxed); }
 
  private:

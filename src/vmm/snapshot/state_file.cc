@@ -265,6 +265,7 @@ void Put(StateWriter& w, const DeviceStates& d) {
   const I8042State& k = d.i8042;
   for (uint8_t x : {k.status, k.command_byte, k.output_port, k.output_buffer, k.pending}) w.U8(x);
   w.U16(d.pm.pm1_sts), w.U16(d.pm.pm1_en), w.U16(d.pm.pm1_cnt);
+  Put(w, d.virtio);
 }
 
 void Get(StateReader& r, DeviceStates& d) {
@@ -283,6 +284,7 @@ void Get(StateReader& r, DeviceStates& d) {
     *x = r.U8();
   }
   d.pm.pm1_sts = r.U16(), d.pm.pm1_en = r.U16(), d.pm.pm1_cnt = r.U16();
+  Get(r, d.virtio);
 }
 
 void PutLe(uint8_t* out, uint64_t v, int n) {

@@ -17,6 +17,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial_8250.h"
 #include "memory/guest_memory.h"
+#include "vmm/snapshot/virtio_state.h"
 #include "vmm/vm_config.h"
 
 namespace vireo::snapshot {
@@ -40,6 +41,7 @@ struct DeviceStates {
   CmosRtcState rtc;
   I8042State i8042;
   AcpiPmState pm;
+  VirtioStates virtio;  // transports and queues, the PCI host bridge and 0xCF8 latch
 };
 
 struct SnapshotState {

@@ -95,6 +95,31 @@ SnapshotState SampleState() {
   s.devices.rtc.offset_seconds = -3600;
   s.devices.i8042.command_byte = 0x61;
   s.devices.pm.pm1_en = 0x100;
+  s.devices.virtio.host_bridge.assign(256, 0x11);
+  s.devices.virtio.pci_config_address = 0x80000810;
+  virtio::TransportState t;
+  t.status = 0x0f;
+  t.driver_features = 1ull << 32;
+  t.queue_select = 1;
+  t.config_generation = 3;
+  t.interrupt_status = 1;
+  t.queues = {{.size = 16,
+               .desc_table = 0x1000,
+               .avail_ring = 0x2000,
+               .used_ring = 0x3000,
+               .ready = true,
+               .next_avail = 7,
+               .next_used = 6,
+               .signalled_used = 5,
+               .event_idx = true,
+               .indirect_desc = false},
+              {}};
+  t.config_vector = 0;
+  t.queue_vectors = {1, 0xffff};
+  t.pci_config.assign(256, 0x22);
+  t.msix.table = {{0xfee00000, 0, 0x41, 0}, {0xfee01000, 0, 0x42, 1}, {}};
+  t.msix.pba = {0b100};
+  s.devices.virtio.transports = {t, virtio::TransportState{}};
   return s;
 }
 
@@ -118,6 +143,9 @@ TEST(StateFile, RoundTripsEverything) {
   EXPECT_EQ(back->devices.com1.rx_fifo, (std::vector<uint8_t>{'a', 'b'}));
   EXPECT_EQ(back->devices.rtc.offset_seconds, -3600);
   EXPECT_EQ(back->devices.pm.pm1_en, 0x100);
+  EXPECT_EQ(back->devices.virtio.host_bridge, s.devices.virtio.host_bridge);
+  EXPECT_EQ(back->devices.virtio.pci_config_address, 0x80000810u);
+  EXPECT_EQ(back->devices.virtio.transports, s.devices.virtio.transports);
   // Encoding what was decoded gives the same bytes: nothing is lost on the way.
   EXPECT_EQ(EncodeStateFile(*back), file);
 }
@@ -165,6 +193,21 @@ TEST(StateFile, ValuesOutOfRangeAreRefusedEvenWithAGoodChecksum) {
   EXPECT_NE(ErrorOf(EncodeStateFile(s)).find("LAPIC"), std::string::npos);
   s.vcpus[0].lapic.clear();  // an accelerator without a LAPIC page (the software CPU)
   EXPECT_TRUE(DecodeStateFile(EncodeStateFile(s)));
+  // virtio: sizes beyond any device's are refused before anything is allocated for them
+  // (the values themselves are checked when the transports restore them).
+  s = SampleState();
+  s.devices.virtio.host_bridge.resize(64);
+  EXPECT_NE(ErrorOf(EncodeStateFile(s)).find("host bridge"), std::string::npos);
+  s = SampleState();
+  s.devices.virtio.transports[0].pci_config.resize(257);
+  EXPECT_FALSE(DecodeStateFile(EncodeStateFile(s)));
+  s = SampleState();
+  s.devices.virtio.transports[0].msix.pba.resize(33);
+  EXPECT_NE(ErrorOf(EncodeStateFile(s)).find("PBA"), std::string::npos)
+      << ErrorOf(EncodeStateFile(s));
+  s = SampleState();
+  s.devices.virtio.transports.resize(65);
+  EXPECT_NE(ErrorOf(EncodeStateFile(s)).find("virtio devices"), std::string::npos);
 }
 
 class SnapshotFilesTest : public ::testing::Test {

@@ -1,0 +1,42 @@
+// The destination side of a live migration: `vireo run --incoming tcp:HOST:PORT` accepts one
+// connection, fills fresh guest memory from the page batches, and hands the VM state on as a
+// loaded snapshot, so the VM is rebuilt by the same code as `vireo run --restore`. Nothing is
+// kept on failure: the memory lives in this process only.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "vmm/snapshot/snapshot_files.h"
+
+namespace vireo::migration {
+
+class IncomingMigration {
+ public:
+  static constexpr int kIoTimeoutMs = 30000;
+
+  IncomingMigration(UniqueFd connection, snapshot::LoadedSnapshot snapshot, std::string summary)
+      : connection_(std::move(connection)),
+        snapshot_(std::move(snapshot)),
+        summary_(std::move(summary)) {}
+
+  snapshot::LoadedSnapshot& snapshot() { return snapshot_; }
+  const std::string& summary() const { return summary_; }
+  // The VM is rebuilt: the source may stop. Fails if the source cannot be told (it then
+  // resumes the guest itself, so this side must not run it).
+  Status Acknowledge();
+  // Tells the source why this side gives up (it resumes the guest).
+  void Refuse(const std::string& message);
+
+ private:
+  UniqueFd connection_;
+  snapshot::LoadedSnapshot snapshot_;
+  std::string summary_;
+};
+
+// Listens on `uri` (tcp:HOST:PORT), says so on stderr, accepts one source and receives the
+// whole stream. On any error the source is told why, and the error names the problem.
+Result<IncomingMigration> ReceiveMigration(const std::string& uri);
+
+}  // namespace vireo::migration

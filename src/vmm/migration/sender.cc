@@ -1,0 +1,296 @@
+#include "vmm/migration/sender.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <functional>
+
+#include "base/log.h"
+#include "vmm/migration/stream.h"
+
+namespace vireo::migration {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t MillisSince(Clock::time_point t) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
+}
+
+bool IsZeroPage(std::span<const uint8_t> page) {
+  static const uint8_t kZero[kPageSize] = {};
+  return std::memcmp(page.data(), kZero, kPageSize) == 0;
+}
+
+// The guest address of page number `page` (RAM offset / 4 KiB, regions in order).
+GuestAddress PageAddress(std::span<const GuestMemory::Region> regions, uint64_t page) {
+  uint64_t offset = page * kPageSize;
+  for (const GuestMemory::Region& region : regions) {
+    if (offset < region.range.size) return region.range.base + offset;
+    offset -= region.range.size;
+  }
+  return ~GuestAddress{0};
+}
+
+}  // namespace
+
+std::vector<uint64_t> DirtyPageList(std::span<const std::vector<uint64_t>> bitmaps,
+                                    std::span<const GuestMemory::Region> regions) {
+  std::vector<uint64_t> pages;
+  uint64_t first = 0;
+  for (size_t r = 0; r < regions.size() && r < bitmaps.size(); ++r) {
+    const uint64_t count = regions[r].range.size / kPageSize;
+    for (size_t w = 0; w < bitmaps[r].size(); ++w) {
+      for (uint64_t bits = bitmaps[r][w]; bits != 0; bits &= bits - 1) {
+        const uint64_t i = w * 64 + static_cast<uint64_t>(__builtin_ctzll(bits));
+        if (i < count) pages.push_back(first + i);
+      }
+    }
+    first += count;
+  }
+  return pages;
+}
+
+OutgoingMigration::OutgoingMigration(std::unique_ptr<MigrationSource> source,
+                                     const MigrationRequest& request)
+    : source_(std::move(source)) {
+  info_.state = "active";
+  info_.phase = "connecting";
+  info_.uri = request.uri;
+  info_.max_downtime_ms = request.max_downtime_ms;
+  info_.bandwidth_limit_mbps = request.bandwidth_mbps;
+}
+
+OutgoingMigration::~OutgoingMigration() {
+  Cancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OutgoingMigration::Start() {
+  start_ = Clock::now();
+  thread_ = std::thread([this] { Main(); });
+}
+
+void OutgoingMigration::Cancel() {
+  cancel_.store(true);
+  if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);  // unblocks send/recv
+}
+
+MigrationInfo OutgoingMigration::info() const {
+  std::lock_guard lock(mu_);
+  MigrationInfo copy = info_;
+  if (copy.state == "active") copy.total_ms = MillisSince(start_);
+  return copy;
+}
+
+bool OutgoingMigration::active() const {
+  std::lock_guard lock(mu_);
+  return info_.state == "active";
+}
+
+void OutgoingMigration::Update(const std::function<void(MigrationInfo&)>& change) {
+  std::lock_guard lock(mu_);
+  change(info_);
+}
+
+void OutgoingMigration::Main() {
+  pthread_setname_np(pthread_self(), "vireo-migrate");
+  Status done = Transfer();
+  if (!done) {
+    Log(LogLevel::kWarn, "migration to {} failed, the VM runs on here: {}", info().uri,
+        done.error().message);
+    Update([&](MigrationInfo& i) {
+      i.state = "failed";
+      i.error = done.error().message;
+      i.total_ms = MillisSince(start_);
+    });
+  }
+}
+
+// The destination answers only once, with an ACK frame: early, it is a refusal.
+Status OutgoingMigration::CheckDestination() {
+  if (cancel_.load()) return Fail("cancelled: the VM is stopping");
+  pollfd pfd{fd_.load(), POLLIN, 0};
+  if (::poll(&pfd, 1, 0) <= 0) return {};
+  auto frame = ReadFrame(pfd.fd);
+  if (!frame) return Fail("the destination closed the connection ({})", frame.error().message);
+  if (frame->type != FrameType::kAck) return Fail("the destination sent a stray frame");
+  auto ack = DecodeAck(frame->payload);
+  if (!ack) return Fail("the destination sent a bad ACK: {}", ack.error().message);
+  return Fail("the destination refused the migration: {}", ack->message);
+}
+
+void OutgoingMigration::Throttle() {
+  const uint64_t mbps = info_.bandwidth_limit_mbps;  // set before the thread started
+  if (mbps == 0) return;
+  const auto due = start_ + std::chrono::microseconds(bytes_sent_ * 8 / mbps);
+  if (Clock::now() < due) std::this_thread::sleep_until(due);
+}
+
+Status OutgoingMigration::SendPages(std::span<const uint64_t> pages, bool skip_zero) {
+  const GuestMemory& memory = source_->memory();
+  std::vector<uint8_t> payload;
+  payload.reserve(4 + size_t{kPagesPerBatch} * (9 + kPageSize));
+  uint32_t count = 0;
+  uint64_t sent_pages = 0;
+  auto flush = [&]() -> Status {
+    if (count == 0) return {};
+    for (int i = 0; i < 4; ++i) payload[i] = static_cast<uint8_t>(count >> (8 * i));
+    const std::vector<uint8_t> frame = EncodeFrame(FrameType::kPages, payload);
+    if (auto sent = SendAll(fd_.load(), frame); !sent) {
+      // A destination that gave up says why before closing; prefer its reason.
+      VIREO_TRY_STATUS(CheckDestination());
+      return Fail("sending pages to the destination: {}", sent.error().message);
+    }
+    bytes_sent_ += frame.size();
+    sent_pages += count;
+    Update([&](MigrationInfo& i) {
+      i.pages_sent += count;
+      i.bytes_sent = bytes_sent_;
+    });
+    count = 0;
+    VIREO_TRY_STATUS(CheckDestination());
+    Throttle();
+    return {};
+  };
+  for (uint64_t page : pages) {
+    if (count == 0) payload.assign(4, 0);
+    auto span = memory.Span(PageAddress(memory.regions(), page), kPageSize);
+    if (!span) return Fail("page {} is outside guest memory", page);
+    const bool zero = IsZeroPage(*span);
+    if (zero && skip_zero) continue;  // the destination's fresh memory is zero already
+    for (int i = 0; i < 8; ++i) payload.push_back(static_cast<uint8_t>(page >> (8 * i)));
+    payload.push_back(static_cast<uint8_t>(zero ? PageKind::kZero : PageKind::kData));
+    if (!zero) payload.insert(payload.end(), span->begin(), span->end());
+    if (++count == kPagesPerBatch) VIREO_TRY_STATUS(flush());
+  }
+  VIREO_TRY_STATUS(flush());
+  (void)sent_pages;
+  return {};
+}
+
+Status OutgoingMigration::Transfer() {
+  const MigrationInfo request = info();
+  const TcpAddress address = VIREO_TRY(ParseUri(request.uri));
+  UniqueFd fd = VIREO_TRY(Connect(address, kIoTimeoutMs));
+  fd_.store(fd.get());
+  struct Forget {  // Cancel must not shut down a closed (maybe reused) fd number
+    std::atomic<int>& fd;
+    ~Forget() { fd.store(-1); }
+  } forget{fd_};
+  if (cancel_.load()) return Fail("cancelled: the VM is stopping");
+
+  const GuestMemory& memory = source_->memory();
+  std::vector<RamRange> ram;
+  for (const GuestMemory::Region& region : memory.regions()) ram.push_back(region.range);
+  std::vector<uint8_t> opening = EncodePreamble();
+  const std::vector<uint8_t> hello = EncodeFrame(FrameType::kHello, EncodeHello(ram));
+  opening.insert(opening.end(), hello.begin(), hello.end());
+  if (auto sent = SendAll(fd.get(), opening); !sent) {
+    return Fail("sending the stream header: {}", sent.error().message);
+  }
+  bytes_sent_ += opening.size();
+
+  // Round 1 sends all of RAM; the dirty log, cleared just before, collects what the guest
+  // writes meanwhile.
+  if (auto started = source_->StartDirtyLog(); !started) {
+    return Wrap("starting the dirty-page log", started.error());
+  }
+  VIREO_TRY(source_->FetchDirtyPages());
+  std::vector<uint64_t> pages(memory.total_size() / kPageSize);
+  for (uint64_t i = 0; i < pages.size(); ++i) pages[i] = i;
+  Update([](MigrationInfo& i) { i.phase = "pre-copy"; });
+  bool first = true;
+  const uint64_t max_downtime_ms = request.max_downtime_ms;
+  for (int round = 1;; ++round) {
+    const auto round_start = Clock::now();
+    const uint64_t bytes_before = bytes_sent_;
+    Update([&](MigrationInfo& i) {
+      i.rounds = static_cast<uint64_t>(round);
+      i.remaining_pages = pages.size();
+    });
+    VIREO_TRY_STATUS(SendPages(pages, first));
+    first = false;
+    const double seconds =
+        std::max(1e-4, std::chrono::duration<double>(Clock::now() - round_start).count());
+    pages = DirtyPageList(VIREO_TRY(source_->FetchDirtyPages()), memory.regions());
+    // Bytes per second on the wire this round; a round too small to measure counts as fast.
+    const double rate =
+        (bytes_sent_ - bytes_before) < (1u << 20)
+            ? std::max(1e9, static_cast<double>(bytes_sent_ - bytes_before) / seconds)
+            : static_cast<double>(bytes_sent_ - bytes_before) / seconds;
+    const double expected_ms = static_cast<double>(pages.size()) * (kPageSize + 9) * 1000.0 / rate;
+    Update([&](MigrationInfo& i) {
+      i.remaining_pages = pages.size();
+      i.dirty_pages_per_second = static_cast<uint64_t>(static_cast<double>(pages.size()) / seconds);
+      i.measured_mbps = static_cast<uint64_t>(rate * 8 / 1e6);
+      i.expected_downtime_ms = static_cast<uint64_t>(expected_ms);
+    });
+    if (expected_ms <= static_cast<double>(max_downtime_ms) || round >= kMaxRounds) break;
+  }
+
+  // Stop-and-copy: the pages dirtied since the last fetch, those still pending, the state.
+  Update([](MigrationInfo& i) { i.phase = "stop-and-copy"; });
+  const auto pause_start = Clock::now();
+  if (auto paused = source_->Pause(); !paused) return Wrap("pausing the VM", paused.error());
+  struct ResumeOnFailure {
+    MigrationSource& source;
+    bool armed = true;
+    ~ResumeOnFailure() {
+      if (armed) source.Resume();
+    }
+  } resume{*source_};
+  std::vector<uint64_t> last =
+      DirtyPageList(VIREO_TRY(source_->FetchDirtyPages()), memory.regions());
+  std::vector<bool> seen(memory.total_size() / kPageSize, false);
+  for (uint64_t p : pages) seen[p] = true;
+  for (uint64_t p : last) {
+    if (!seen[p]) pages.push_back(p);
+  }
+  Update([&](MigrationInfo& i) { i.remaining_pages = pages.size(); });
+  VIREO_TRY_STATUS(SendPages(pages, false));
+  const std::vector<uint8_t> state = VIREO_TRY(source_->SaveState());
+  std::vector<uint8_t> tail = EncodeFrame(FrameType::kState, state);
+  const std::vector<uint8_t> end = EncodeFrame(FrameType::kEnd, {});
+  tail.insert(tail.end(), end.begin(), end.end());
+  if (auto sent = SendAll(fd.get(), tail); !sent) {
+    VIREO_TRY_STATUS(CheckDestination());
+    return Fail("sending the VM state: {}", sent.error().message);
+  }
+  bytes_sent_ += tail.size();
+  Update([&](MigrationInfo& i) {
+    i.phase = "waiting for the destination";
+    i.remaining_pages = 0;
+    i.bytes_sent = bytes_sent_;
+  });
+
+  auto frame = ReadFrame(fd.get());
+  if (!frame) {
+    return Fail("no acknowledgement from the destination ({}); the VM runs on here",
+                frame.error().message);
+  }
+  if (frame->type != FrameType::kAck) return Fail("the destination sent a stray frame");
+  const Ack ack = VIREO_TRY(DecodeAck(frame->payload));
+  if (ack.status != 0) return Fail("the destination refused the migration: {}", ack.message);
+
+  resume.armed = false;  // the destination runs the guest now
+  const uint64_t downtime = MillisSince(pause_start);
+  MigrationInfo final_info;
+  Update([&](MigrationInfo& i) {
+    i.state = "completed";
+    i.phase = "";
+    i.downtime_ms = downtime;
+    i.total_ms = MillisSince(start_);
+    final_info = i;
+  });
+  source_->Finish(fmt::format(
+      "migrated to {}: {} rounds, {} pages ({} MiB) sent, last dirty rate {} pages/s, downtime "
+      "{} ms, total {} ms",
+      final_info.uri, final_info.rounds, final_info.pages_sent, final_info.bytes_sent >> 20,
+      final_info.dirty_pages_per_second, final_info.downtime_ms, final_info.total_ms));
+  return {};
+}
+
+}  // namespace vireo::migration

@@ -1,0 +1,26 @@
+// The snapshot encoding of the virtio transports' state and the PCI bus's own registers
+// (docs/snapshot-migration.md, "The state file", item 8). Decoding bounds every count and
+// length; the values themselves are validated when the transports restore them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "virtio/transport_state.h"
+#include "vmm/snapshot/state_codec.h"
+
+namespace vireo::snapshot {
+
+struct VirtioStates {
+  // virtio-pci only: the host bridge's configuration space (256 bytes; empty on mmio) and
+  // the 0xCF8 CONFIG_ADDRESS latch.
+  std::vector<uint8_t> host_bridge;
+  uint32_t pci_config_address = 0;
+  // One per virtio device, in the order the configuration creates them.
+  std::vector<virtio::TransportState> transports;
+};
+
+void Put(StateWriter& w, const VirtioStates& v);
+void Get(StateReader& r, VirtioStates& v);
+
+}  // namespace vireo::snapshot
