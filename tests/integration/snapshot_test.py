@@ -68,15 +68,24 @@ def call(sock, method, path, body=""):
         conn.close()
 
 
-def rounds(serial_path):
-    """[(count, verified, sum)] in order."""
+def serial_text(serial_path):
     if not os.path.exists(serial_path):
-        return []
+        return ""
     with open(serial_path, "rb") as f:
-        text = f.read().decode(errors="replace").replace("\r", "")
+        return f.read().decode(errors="replace").replace("\r", "")
+
+
+def rounds(serial_path, prefix=""):
+    """[(count, verified, sum)] of the whole lines, in order. A pause can land in the middle of
+    a line: `prefix` is the start of it that the VM snapshotted there had already printed."""
+    text = prefix + serial_text(serial_path)
     check("MISMATCH" not in text, f"guest saw its memory change: {text[-300:]}")
     return [(int(n), int(v, 16), int(s, 16))
-            for n, v, s in re.findall(r"^count (\d+) verified 0x([0-9a-f]+) sum 0x([0-9a-f]+)$", text, re.M)]
+            for n, v, s in re.findall(r"^count (\d+) verified 0x([0-9a-f]+) sum 0x([0-9a-f]+)\n", text, re.M)]
+
+
+class Last(tuple):
+    """The last whole round before a pause, and `tail`: what followed it (a partial line)."""
 
 
 def wait_for(pred, timeout, what):
@@ -91,6 +100,7 @@ def wait_for(pred, timeout, what):
 class Vm:
     def __init__(self, vireo, work, name, args):
         self.serial = os.path.join(work, f"{name}.serial")
+        self.prefix = ""  # a restored VM: the partial line its snapshot was taken in
         self.sock = os.path.join(work, f"{name}.sock")
         self.log = open(os.path.join(work, f"{name}.stderr"), "w+")
         self.proc = subprocess.Popen([vireo, "run", *args, "--serial", f"file:{self.serial}",
@@ -104,7 +114,7 @@ class Vm:
         return self.log.read()
 
     def rounds(self):
-        return rounds(self.serial)
+        return rounds(self.serial, self.prefix)
 
     def wait_rounds(self, n):
         wait_for(lambda: len(self.rounds()) >= n, 90, f"{n} rounds")
@@ -115,7 +125,10 @@ class Vm:
     def pause(self):
         st, ans = self.api("PUT", "/vm/pause")
         check(st == 200, f"pause: {st} {ans}")
-        return self.rounds()[-1]
+        last = Last(self.rounds()[-1])
+        text = self.prefix + serial_text(self.serial)
+        last.tail = text[text.rfind("\n") + 1:]
+        return last
 
     def snapshot(self, path, kind):
         st, ans = self.api("PUT", "/vm/snapshot", json.dumps({"path": path, "type": kind}))
@@ -136,6 +149,7 @@ class Vm:
 
 def check_continues(vm, last, what):
     """The restored guest's first round is last+1 and verifies the hash `last` left."""
+    vm.prefix = last.tail
     vm.wait_rounds(4)
     seq = vm.rounds()
     n, verified, _ = seq[0]
