@@ -272,5 +272,12 @@ TEST_F(ExceptionTest, AlignedAccessOrAcClearDoesNotFault) {
   EXPECT_EQ(s_.rip, kUserCode + 7);
 }
 
+TEST_F(ExceptionTest, StrToMemoryStoresSixteenBitsWhateverTheOperandSize) {
+  W(kUserStack, ~uint64_t{0});
+  Code(kUserCode, {0x48, 0x0f, 0x00, 0x0c, 0x24});  // str [rsp] with REX.W
+  ASSERT_EQ(cpu_->Step(), StepStatus::kOk);
+  EXPECT_EQ(R(kUserStack), 0xffffffffffff0028ull) << "SDM: the selector is stored as 16 bits";
+}
+
 }  // namespace
 }  // namespace vireo::emu
