@@ -67,7 +67,7 @@ std::string DescribeFatalExit(const accel::VcpuExit& exit, accel::Vcpu& vcpu,
       if (exit.description != nullptr) {
         what = exit.description;
       } else if (exit.extra.empty() && exit.detail > 0 && exit.detail < 4096 &&
-          exit.detail != KVM_INTERNAL_ERROR_EMULATION) {
+                 exit.detail != KVM_INTERNAL_ERROR_EMULATION) {
         what = fmt::format("KVM_RUN failed (errno {})", exit.detail);
       } else {
         const char* sub = exit.detail == KVM_INTERNAL_ERROR_EMULATION  ? "emulation failure"

@@ -175,8 +175,8 @@ TEST_F(LegacyExceptionTest, BoundOutsideItsRangeIsBrWithTheInstructionsEip) {
   W32(0x5000, 10);  // lower bound
   W32(0x5004, 20);  // upper bound
   // mov eax, 15; bound eax, [0x5000]; mov eax, 25; bound eax, [0x5000]
-  Code(0x7000, {0xb8, 0x0f, 0, 0, 0, 0x62, 0x05, 0x00, 0x50, 0, 0, 0xb8, 0x19, 0, 0, 0, 0x62,
-                0x05, 0x00, 0x50, 0, 0});
+  Code(0x7000, {0xb8, 0x0f, 0, 0, 0, 0x62, 0x05, 0x00, 0x50, 0, 0,
+                0xb8, 0x19, 0, 0, 0, 0x62, 0x05, 0x00, 0x50, 0, 0});
   for (int i = 0; i < 3; ++i) ASSERT_EQ(Step(), StepStatus::kOk);
   EXPECT_EQ(s_.rip, 0x7010u) << "15 lies within [10, 20]";
   ASSERT_EQ(Step(), StepStatus::kOk);
