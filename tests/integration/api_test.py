@@ -18,16 +18,16 @@ that response's schema. Along the way it proves:
     socket is removed.
 Exit 77 (skipped) without PyYAML (Debian's python3-yaml).
 """
-import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from unix_http import UnixConnection
 
 try:
     import yaml
@@ -36,17 +36,6 @@ except ImportError:
     sys.exit(77)
 
 PREFIX = "/api/v1"
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
 
 
 class Api:

@@ -12,7 +12,6 @@ A daemon runs on a fresh state directory under /tmp; every VM and the daemon are
 the end, whatever happens. Exit 0: passed; 1: a check failed (the message says which).
 """
 from concurrent.futures import ThreadPoolExecutor
-import http.client
 import json
 import os
 import re
@@ -23,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from unix_http import UnixConnection
 
 VIREO, GUESTS, API_YAML = sys.argv[1:4]
 SELECTED = sys.argv[4:]
@@ -46,17 +47,6 @@ def wait_for(pred, what, timeout=10.0, interval=0.05):
             return value
         time.sleep(interval)
     raise Failure(f"timed out after {timeout}s waiting for: {what}")
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
 
 
 class Daemon:

@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snapshot_test import Failure, Vm, call, check, rounds, wait_for  # noqa: E402
+from snapshot_test import Failure, Vm, call, check, rounds, serial_text, wait_for  # noqa: E402
 
 
 class Incoming:
@@ -168,13 +168,6 @@ def expect_failed(vm, dst, phrase_src, phrase_dst, what):
     check(dst.rounds() == [], f"{what}: the destination ran the guest")
     expect_source_runs_on(vm, what)
     return ans["error"]
-
-
-def serial_text(path):
-    if not os.path.exists(path):
-        return ""
-    with open(path, "rb") as f:
-        return f.read().decode(errors="replace").replace("\r", "")
 
 
 def check_continues(src_serial, dst, what):

@@ -24,16 +24,16 @@ round before, dirties 64 pages and prints "count N verified V sum S". It proves:
     of the wrong size, a missing directory, a diff whose parent is gone; --restore with a
     guest-describing option (--memory) is a usage error (status 2).
 """
-import http.client
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from unix_http import UnixConnection
 
 PREFIX = "/api/v1"
 
@@ -45,17 +45,6 @@ class Failure(Exception):
 def check(cond, what):
     if not cond:
         raise Failure(what)
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
 
 
 def call(sock, method, path, body=""):
