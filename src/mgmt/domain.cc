@@ -67,6 +67,14 @@ bool IsUtf8(std::string_view text) {
 
 Status CheckText(std::string_view element, std::string_view text) {
   if (!IsUtf8(text)) return Fail("{}: not valid UTF-8 text", element);
+  // XML cannot carry most control characters and rewrites CR, tab and newline (end-of-line
+  // and attribute normalisation), so a value holding one would not survive dumpxml.
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return Fail("{}: control character 0x{:02x} is not allowed; remove it", element, u);
+    }
+  }
   return {};
 }
 
