@@ -161,10 +161,10 @@ TEST(DomainJson, ControlCharactersAreRefused) {
   ASSERT_FALSE(cr);
   EXPECT_EQ(cr.error().message, "os/kernel: control character 0x0d is not allowed; remove it");
   EXPECT_FALSE(ParseDomainJson(R"({"name": "a", "kernel": "/k", "cmdline": "a\tb"})", false));
-  EXPECT_FALSE(ParseDomainJson(
-      R"({"name": "a", "kernel": "/k", "disks": [{"path": "/d\u007f"}]})", false));
-  EXPECT_TRUE(ParseDomainJson(R"({"name": "a", "kernel": "/k", "cmdline": "console=ttyS0 q"})",
-                              false));
+  EXPECT_FALSE(
+      ParseDomainJson(R"({"name": "a", "kernel": "/k", "disks": [{"path": "/d\u007f"}]})", false));
+  EXPECT_TRUE(
+      ParseDomainJson(R"({"name": "a", "kernel": "/k", "cmdline": "console=ttyS0 q"})", false));
 }
 
 // Found by the domain_codec fuzzer: a path that is not UTF-8 was accepted, and the daemon
