@@ -34,6 +34,11 @@ class DecodeCache {
   }
   // `insn` starts at `physical` and ends in the same 4 KiB page (the caller checked).
   void Insert(uint64_t physical, CpuMode mode, const DecodedInsn& insn);
+  // Drops every decode (INIT; a store by another writer to a page this cache may hold).
+  void Clear() {
+    for (Entry& e : entries_) e.tag = 0;
+    code_pages_.fill(0);
+  }
   // A guest store to [physical, physical + len), len <= 4096: drops decodes on its pages.
   void InvalidateWrite(uint64_t physical, size_t len) {
     InvalidatePage(physical >> 12);

@@ -6,10 +6,7 @@ namespace vireo::emu {
 
 Result<std::unique_ptr<accel::Vm>> EmuAccelerator::CreateVm(int vcpu_count) {
   if (vcpu_count < 1 || vcpu_count > max_vcpus()) {
-    return Fail(
-        "{} vCPUs: the software CPU runs {} vCPU for now (starting APs with INIT/SIPI "
-        "is not emulated yet); use --cpus 1, or --accel kvm",
-        vcpu_count, max_vcpus());
+    return Fail("{} vCPUs: the software CPU runs 1 to {} vCPUs", vcpu_count, max_vcpus());
   }
   return std::unique_ptr<accel::Vm>(std::make_unique<EmuVm>(vcpu_count));
 }

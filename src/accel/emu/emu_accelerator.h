@@ -13,8 +13,9 @@ class EmuAccelerator final : public accel::Accelerator {
  public:
   std::string name() const override { return "emu"; }
   Result<std::unique_ptr<accel::Vm>> CreateVm(int vcpu_count) override;
-  // One vCPU until the software CPU starts APs (INIT/SIPI through the local APICs).
-  int max_vcpus() const override { return 1; }
+  // xAPIC IDs are 8 bits and 0xff is the broadcast address: 0-254 name vCPUs (the same
+  // bound as the MADT's, x86::acpi::kMaxCpus). APs start through INIT/SIPI.
+  int max_vcpus() const override { return 254; }
 };
 
 }  // namespace vireo::emu

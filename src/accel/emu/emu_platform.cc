@@ -1,6 +1,7 @@
 #include "accel/emu/emu_platform.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace vireo::emu {
 namespace {
@@ -34,10 +35,17 @@ EmuPlatform::EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::funct
       }
     };
     cb.nmi = [this, i] { nmi_pending_[i] = 1; };
-    // INIT and SIPI: no second vCPU runs on the software CPU yet (SMP comes with them).
+    // INIT resets the APIC at once (it takes no more fixed interrupts until re-enabled); the
+    // vCPU resets its registers when it next looks (TakeStartup), on its own thread.
+    cb.init = [this, i] {
+      lapics_[i]->ResetForInit();
+      startup_[i] = {.init = true, .sipi_vector = -1};
+    };
+    cb.sipi = [this, i](uint8_t vector) { startup_[i].sipi_vector = vector; };
     lapics_.push_back(std::make_unique<irqchip::LocalApic>(i, clock, std::move(cb)));
   }
   nmi_pending_.assign(vcpu_count, 0);
+  startup_.assign(vcpu_count, Startup{});
   // The MADT gives the IOAPIC the first ID after the LAPICs' (x86::acpi::AcpiConfig).
   ioapic_.Write(irqchip::Ioapic::kIoRegSel, irqchip::Ioapic::kIoApicId);
   ioapic_.Write(irqchip::Ioapic::kIoWin, static_cast<uint32_t>(vcpu_count) << 24);
@@ -200,6 +208,11 @@ bool EmuPlatform::TakeNmi(int vcpu) {
   const bool nmi = nmi_pending_[vcpu];
   nmi_pending_[vcpu] = 0;
   return nmi;
+}
+
+EmuPlatform::Startup EmuPlatform::TakeStartup(int vcpu) {
+  std::lock_guard lock(mu_);
+  return std::exchange(startup_[vcpu], Startup{});
 }
 
 void EmuPlatform::SetupLint(int vcpu) {

@@ -51,6 +51,14 @@ class EmuPlatform {
   uint64_t NextDeadlineNs(int vcpu);
   // An NMI accepted by `vcpu`'s APIC (ICR, MSI or IOAPIC NMI mode); cleared by taking it.
   bool TakeNmi(int vcpu);
+  // INIT and start-up IPIs accepted by `vcpu`'s APIC since the last look, in order: an INIT
+  // drops an earlier SIPI, and a SIPI only counts after an INIT (the vCPU decides, by its
+  // wait-for-SIPI state). Cleared by taking them.
+  struct Startup {
+    bool init = false;
+    int sipi_vector = -1;
+  };
+  Startup TakeStartup(int vcpu);
   // Firmware state: LINT0 ExtINT, LINT1 NMI (Vcpu::SetupLocalApic).
   void SetupLint(int vcpu);
   uint8_t Tpr(int vcpu);
@@ -78,6 +86,7 @@ class EmuPlatform {
   irqchip::DualPic pic_;
   irqchip::Pit pit_;
   std::vector<std::unique_ptr<irqchip::LocalApic>> lapics_;
+  std::vector<Startup> startup_;  // per vCPU, guarded by mu_
   std::vector<uint8_t> nmi_pending_;
 };
 

@@ -17,6 +17,7 @@
 namespace vireo::emu {
 namespace {
 
+constexpr uint64_t kApicBaseBsp = 1u << 8;
 // FNINIT's control word (SDM Vol. 1 8.1.10) and the XCR0 a VMM sets up: x87 | SSE.
 constexpr uint16_t kFcwInit = 0x037f;
 constexpr uint64_t kXcr0X87Sse = 3;
@@ -27,6 +28,12 @@ EmuVcpu::EmuVcpu(int id, EmuVm& vm, const GuestMemory& memory, DirtyLog* dirty_l
     : id_(id), vm_(vm), memory_(memory), interp_(state_, memory, *this) {
   interp_.set_deliver_exceptions(true);
   interp_.set_dirty_log(dirty_log);
+  interp_.set_code_tracker(vm_.code_tracker());
+  // vCPU 0 is the bootstrap processor; the others wait for INIT and SIPI, as on a PC.
+  if (id_ != 0) {
+    state_.msr.apic_base &= ~kApicBaseBsp;
+    mp_state_ = accel::MpState::kUninitialized;
+  }
   vm_.SetVcpu(id_, this);
 }
 
@@ -123,6 +130,57 @@ bool EmuVcpu::DeliverPendingEvents() {
   return true;
 }
 
+void EmuVcpu::TakeStartupIpis() {
+  // An instruction half done (an MMIO read being replayed) finishes first.
+  if (interp_.instruction_in_flight()) return;
+  const EmuPlatform::Startup start = vm_.platform().TakeStartup(id_);
+  if (start.init) EnterInitState();
+  if (start.sipi_vector >= 0 && mp_state_ == accel::MpState::kInitReceived) {
+    StartFromSipi(static_cast<uint8_t>(start.sipi_vector));
+  }
+}
+
+void EmuVcpu::EnterInitState() {
+  // SDM Vol. 3 table 10-1, INIT column: real mode at F000:FFF0 with 64 KiB segments; x87,
+  // SSE, MTRRs and the other MSRs keep their values.
+  accel::Registers regs;
+  regs.rip = 0xfff0;
+  regs.rflags = 0x2;
+  regs.rdx = 0x600;  // family 6 signature
+  accel::SpecialRegisters s;
+  const accel::Segment data{.limit = 0xffff, .type = 3, .present = true, .s = true};
+  s.ds = s.es = s.fs = s.gs = s.ss = data;
+  s.cs = data;
+  s.cs.selector = 0xf000;
+  s.cs.base = 0xffff0000;
+  s.cs.type = 0xb;
+  s.ldt = {.limit = 0xffff, .type = 2, .present = true};
+  s.tr = {.limit = 0xffff, .type = 0xb, .present = true};
+  s.gdt.limit = s.idt.limit = 0xffff;
+  s.cr0 = 0x60000010;  // CD, NW, ET
+  s.apic_base = state_.msr.apic_base;
+  (void)SetSpecialRegisters(s);  // cannot fail: paging is off
+  (void)SetRegisters(regs);
+  state_.dr.fill(0);
+  state_.dr[6] = 0xffff0ff0;
+  state_.dr[7] = 0x400;
+  state_.interrupt_shadow = false;
+  state_.nmi_blocked = false;
+  pending_vector_.store(-1);
+  pending_nmi_.store(false);
+  interp_.FlushDecodeCache();
+  halted_ = false;
+  mp_state_ = accel::MpState::kInitReceived;
+}
+
+void EmuVcpu::StartFromSipi(uint8_t vector) {
+  // SDM Vol. 3 9.4.4.1: the AP starts at vector:0000 in real mode, CS base vector << 12.
+  state_.seg[kCs].selector = static_cast<uint16_t>(vector << 8);
+  state_.seg[kCs].base = uint64_t{vector} << 12;
+  state_.rip = 0;
+  mp_state_ = accel::MpState::kRunnable;
+}
+
 bool EmuVcpu::PlatformIo(bool mmio, bool is_write, uint64_t address, uint32_t size,
                          uint64_t* data) {
   EmuPlatform& platform = vm_.platform();
@@ -177,6 +235,13 @@ accel::VcpuExit EmuVcpu::Run() {
     if (events & kEventInterrupt) {
       events_.fetch_and(~kEventInterrupt, std::memory_order_acq_rel);
     }
+    TakeStartupIpis();
+    if (mp_state_ != accel::MpState::kRunnable) {
+      // Waiting for INIT or SIPI: nothing runs and no interrupt is taken (SDM 10.4.4).
+      WaitForEvent(std::numeric_limits<uint64_t>::max());
+      continue;
+    }
+    interp_.SyncCode();
     vm_.platform().PollTimers(id_);
     if (!DeliverPendingEvents()) {
       accel::VcpuExit exit;
@@ -396,7 +461,9 @@ Result<accel::VcpuSavedState> EmuVcpu::SaveState() {
   std::memcpy(s.xsave.data() + kXstateBv, &xstate_bv, sizeof(xstate_bv));
   s.xcrs.push_back({static_cast<uint32_t>(kXcr0), state_.xcr0});
   s.msrs = VIREO_TRY(GetMsrs(kSavedMsrs));
-  s.mp_state = halted_ ? accel::MpState::kHalted : accel::MpState::kRunnable;
+  s.mp_state = mp_state_ != accel::MpState::kRunnable ? mp_state_
+               : halted_                              ? accel::MpState::kHalted
+                                                      : accel::MpState::kRunnable;
   s.events.interrupt_shadow = state_.interrupt_shadow ? 1 : 0;
   s.events.nmi_masked = state_.nmi_blocked;
   s.events.nmi_pending = pending_nmi_.load();
@@ -437,6 +504,11 @@ Status EmuVcpu::RestoreState(const accel::VcpuSavedState& s) {
     Log(LogLevel::kInfo, "vCPU {}: the saved local APIC is not emulated yet; skipped", id_);
   }
   halted_ = s.mp_state == accel::MpState::kHalted;
+  // KVM's transient SIPI_RECEIVED has its registers set already: it runs.
+  mp_state_ =
+      s.mp_state == accel::MpState::kUninitialized || s.mp_state == accel::MpState::kInitReceived
+          ? s.mp_state
+          : accel::MpState::kRunnable;
   state_.interrupt_shadow = s.events.interrupt_shadow != 0;
   state_.nmi_blocked = s.events.nmi_masked;
   pending_nmi_.store(s.events.nmi_pending);

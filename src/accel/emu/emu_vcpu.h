@@ -69,6 +69,12 @@ class EmuVcpu final : public accel::Vcpu, private CpuEnvironment {
   // Sleeps on events_ while it is 0, until `deadline_ns` on the platform clock (UINT64_MAX: none).
   void WaitForEvent(uint64_t deadline_ns);
   void WakeRunLoop();
+  // INIT and SIPI from the local APIC (SDM Vol. 3 9.4, 10.1): INIT puts the vCPU in its
+  // INIT state, waiting for a start-up IPI; a SIPI then starts it in real mode at
+  // vector << 12. Called between slices on the vCPU's own thread.
+  void TakeStartupIpis();
+  void EnterInitState();
+  void StartFromSipi(uint8_t vector);
   // A port or MMIO access the platform's controllers claim; true when handled.
   bool PlatformIo(bool mmio, bool is_write, uint64_t address, uint32_t size, uint64_t* data);
 
@@ -91,6 +97,9 @@ class EmuVcpu final : public accel::Vcpu, private CpuEnvironment {
   std::atomic<bool> pending_nmi_{false};
   PendingExit pending_exit_ = PendingExit::kNone;
   bool halted_ = false;
+  // kRunnable (halted_ says whether in HLT), or an AP waiting for INIT (kUninitialized) or
+  // for a SIPI (kInitReceived). Owned by the vCPU thread.
+  accel::MpState mp_state_ = accel::MpState::kRunnable;
   uint64_t instructions_ = 0;
   alignas(8) std::array<uint8_t, 8> exit_data_{};
 };

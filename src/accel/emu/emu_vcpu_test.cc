@@ -353,11 +353,51 @@ TEST_F(EmuVcpuTest, SavedStateRestoresIntoAFreshVcpuThatContinuesTheGuest) {
   EXPECT_FALSE((*fresh)->RestoreState(truncated));
 }
 
-TEST(EmuAcceleratorTest, MoreThanOneVcpuIsRefusedWithTheReason) {
+TEST(EmuAcceleratorTest, VcpuCountsOutsideOneTo254AreRefused) {
   EmuAccelerator accelerator;
-  auto vm = accelerator.CreateVm(2);
-  ASSERT_FALSE(vm);
-  EXPECT_NE(vm.error().message.find("--cpus 1"), std::string::npos);
+  auto none = accelerator.CreateVm(0);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().message, "0 vCPUs: the software CPU runs 1 to 254 vCPUs");
+  EXPECT_FALSE(accelerator.CreateVm(255));
+  EXPECT_TRUE(accelerator.CreateVm(4));
+}
+
+// An AP waits for INIT and a start-up IPI (SDM Vol. 3 9.4.4), then runs in real mode at
+// vector << 12: the BSP sends both through its local APIC's ICR, as Linux does.
+TEST_F(EmuVcpuTest, ApStartsInRealModeAtTheSipiVectorAfterInit) {
+  auto vm = accelerator_.CreateVm(2);
+  ASSERT_TRUE(vm);
+  ASSERT_TRUE((*vm)->MapMemory(*memory_));
+  auto bsp = (*vm)->CreateVcpu(0);
+  auto ap = (*vm)->CreateVcpu(1);
+  ASSERT_TRUE(bsp && ap);
+  auto supported = (*vm)->SupportedCpuid();
+  ASSERT_TRUE((*bsp)->SetCpuid(x86::BuildCpuid(*supported, {2}, 0)));
+  ASSERT_TRUE((*ap)->SetCpuid(x86::BuildCpuid(*supported, {2}, 1)));
+  x86::EntryState entry;
+  entry.rip = kCode;
+  ASSERT_TRUE(x86::SetupBootCpu(**bsp, entry));
+  auto before = (*ap)->SaveState();
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->mp_state, accel::MpState::kUninitialized);
+  EXPECT_EQ(before->sregs.apic_base & (1u << 8), 0u) << "only vCPU 0 is the BSP";
+  // mov eax, ICR high; mov dword [rax], dest 1; mov eax, ICR low; mov dword [rax], INIT
+  // assert; mov dword [rax], SIPI vector 8; out 0x81, al.
+  Code({0xb8, 0x10, 0x03, 0xe0, 0xfe, 0xc7, 0x00, 0x00, 0x00, 0x00, 0x01, 0xb8, 0x00, 0x03, 0xe0,
+        0xfe, 0xc7, 0x00, 0x00, 0x45, 0x00, 0x00, 0xc7, 0x00, 0x08, 0x46, 0x00, 0x00, 0xe6, 0x81});
+  // The AP's code at 0x8000: mov al, 0x5a; out 0x80, al.
+  Code({0xb0, 0x5a, 0xe6, 0x80}, 0x8000);
+  VcpuExit exit = (*bsp)->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kIo);
+  EXPECT_EQ(exit.address, 0x81u);
+  exit = (*ap)->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kIo);
+  EXPECT_EQ(exit.address, 0x80u);
+  EXPECT_EQ(Data(exit), 0x5au);
+  auto sregs = (*ap)->GetSpecialRegisters();
+  EXPECT_EQ(sregs->cs.selector, 0x800u);
+  EXPECT_EQ(sregs->cs.base, 0x8000u);
+  EXPECT_EQ(sregs->cr0 & 1, 0u) << "real mode";
 }
 
 }  // namespace

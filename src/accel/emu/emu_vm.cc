@@ -29,6 +29,7 @@ EmuVm::EmuVm(int vcpu_count)
     : vcpu_count_(vcpu_count),
       vcpus_(std::make_unique<std::atomic<EmuVcpu*>[]>(static_cast<size_t>(vcpu_count))) {
   for (int i = 0; i < vcpu_count; ++i) vcpus_[i].store(nullptr);
+  if (vcpu_count > 1) code_tracker_ = std::make_unique<CodeTracker>();
   platform_ = std::make_unique<EmuPlatform>(vcpu_count, clock_, [this](int id) {
     if (EmuVcpu* v = vcpus_[id].load(std::memory_order_acquire)) v->WakeForInterrupt();
   });

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "accel/accelerator.h"
+#include "accel/emu/code_tracker.h"
 #include "accel/emu/dirty_log.h"
 #include "accel/emu/emu_platform.h"
 #include "base/unique_fd.h"
@@ -50,6 +51,8 @@ class EmuVm final : public accel::Vm {
   bool SignalIoEvent(bool mmio, uint64_t address, uint32_t size, uint64_t value);
 
   EmuPlatform& platform() { return *platform_; }
+  // Shared by the vCPUs for cross-modifying code; null with one vCPU.
+  CodeTracker* code_tracker() { return code_tracker_.get(); }
   // vCPUs register so the platform can wake them (and unregister before they go away).
   void SetVcpu(int id, EmuVcpu* vcpu);
 
@@ -74,6 +77,7 @@ class EmuVm final : public accel::Vm {
   irqchip::MonotonicClock clock_;
   std::unique_ptr<std::atomic<EmuVcpu*>[]> vcpus_;
   std::unique_ptr<EmuPlatform> platform_;
+  std::unique_ptr<CodeTracker> code_tracker_;
   std::mutex irqfds_mutex_;  // irqfds_ and msi_routes_
   struct IrqFd {
     uint32_t gsi;

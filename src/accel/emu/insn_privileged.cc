@@ -45,6 +45,7 @@ StepStatus Into(Interpreter& cpu, const DecodedInsn&) {  // CE (#UD in 64-bit mo
 // same-level and outer-level returns. Task returns (NT) and returns to virtual-8086 mode
 // are not emulated (kUnimplemented in legacy mode; NT is #GP in IA-32e mode).
 StepStatus Iret(Interpreter& cpu, const DecodedInsn& insn) {
+  cpu.SyncCode();  // serializing (Linux's sync_core() is an IRET to itself)
   CpuState& s = cpu.state();
   const int size = OpSize(insn);
   const uint64_t bytes = uint64_t{1} << size;
@@ -316,6 +317,7 @@ StepStatus Msr(Interpreter& cpu, const DecodedInsn& insn) {  // 0F 30 WRMSR, 0F 
 
 // 0F 20 / 0F 22: MOV r, CRn / MOV CRn, r (SDM Vol. 2 "MOV—Move to/from Control Registers").
 StepStatus MovCr(Interpreter& cpu, const DecodedInsn& insn) {
+  cpu.SyncCode();  // serializing
   CpuState& s = cpu.state();
   const int cr = insn.reg();
   if (cr != 0 && cr != 2 && cr != 3 && cr != 4 && cr != 8) return cpu.Raise(kInvalidOpcode);

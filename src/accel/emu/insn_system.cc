@@ -10,6 +10,7 @@ namespace {
 int Iopl(const CpuState& s) { return static_cast<int>((s.flags.Get() & kIopl) >> 12); }
 
 StepStatus Cpuid(Interpreter& cpu, const DecodedInsn&) {  // 0F A2
+  cpu.SyncCode();  // serializing: code another vCPU wrote is seen from here on
   uint32_t out[4];
   CpuState& s = cpu.state();
   cpu.env().Cpuid(static_cast<uint32_t>(s.gpr[kRax]), static_cast<uint32_t>(s.gpr[kRcx]), out);

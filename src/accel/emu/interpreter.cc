@@ -142,6 +142,7 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
     size_t n = i == 0 ? first : len - first;
     // Self-modifying code: a later fetch must see this store (SDM Vol. 3 8.1.3).
     decoded_.InvalidateWrite(phys[i], n);
+    if (code_tracker_) code_tracker_->NoteWrite(phys[i] >> 12);
     if (locked_armed_ && phys[i] == locked_physical_ && n == locked_len_) {
       if (!LockedWrite(src)) {
         retry_ = true;  // another thread changed the operand: run the instruction again
@@ -246,6 +247,7 @@ void Interpreter::NotifyExternalWrite(uint64_t physical, uint64_t len) {
   while (len > 0) {
     const uint64_t chunk = std::min<uint64_t>(len, kPageSize - (physical & (kPageSize - 1)));
     decoded_.InvalidateWrite(physical, chunk);
+    if (code_tracker_) code_tracker_->NoteWrite(physical >> 12);
     physical += chunk;
     len -= chunk;
   }
@@ -398,6 +400,9 @@ StepStatus Interpreter::Execute() {
   if (const DecodedInsn* cached = decoded_.Lookup(fetch.physical, mode)) {
     insn = *cached;
   } else {
+    // Marked before the bytes are read, so a store another vCPU makes after this read finds
+    // the mark.
+    if (code_tracker_) code_tracker_->MarkCode(fetch.physical >> 12);
     if (!LinearRead(linear, bytes, got, Access::kExecute)) return fault_status_;
     status = Decoder::Decode(bytes, got, mode, &insn);
     // Decoded from this page's bytes alone: it lies in one page, so it can be cached.

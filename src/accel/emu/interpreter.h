@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 
+#include "accel/emu/code_tracker.h"
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode_cache.h"
 #include "accel/emu/decoder.h"
@@ -185,6 +186,20 @@ class Interpreter {
   // Software TLB maintenance (CR0/CR3/CR4 writes, INVLPG): all entries, or all but global.
   void FlushTlb(bool include_global) { tlb_.Flush(include_global); }
   void FlushTlbPage(uint64_t linear) { tlb_.FlushPage(linear); }
+  void FlushDecodeCache() { decoded_.Clear(); }
+  // The VM's cross-vCPU code tracker (code_tracker.h), with more than one vCPU.
+  void set_code_tracker(CodeTracker* tracker) {
+    code_tracker_ = tracker;
+    code_generation_ = tracker ? tracker->generation() : 0;
+  }
+  // Drops this vCPU's decodes if another vCPU stored to code since the last look: at slice
+  // boundaries and serializing instructions.
+  void SyncCode() {
+    if (code_tracker_ && code_tracker_->generation() != code_generation_) {
+      code_generation_ = code_tracker_->generation();
+      decoded_.Clear();
+    }
+  }
   const Tlb& tlb() const { return tlb_; }
   // Guest memory written outside this interpreter (DMA, the VMM, another vCPU, a test
   // patching code): drops cached decodes of [physical, physical + len). Stores made by the
@@ -239,6 +254,8 @@ class Interpreter {
   // An MMIO store is held until the instruction retires, then reported as the kMmio exit.
   bool mmio_write_pending_ = false;
   DirtyLog* dirty_log_ = nullptr;
+  CodeTracker* code_tracker_ = nullptr;
+  uint64_t code_generation_ = 0;
   // The LOCKed operand of the instruction in progress (ArmLocked / LockedWrite).
   bool locked_ = false;
   bool locked_armed_ = false;

@@ -163,6 +163,38 @@ TEST_F(InterpreterTest, SelfModifyingCodeIsSeenThroughTheDecodeCache) {
   EXPECT_EQ(state_.rip, kCode + 2);
 }
 
+// Cross-modifying code (SDM Vol. 3 8.1.3): CPU B stores to an instruction CPU A has
+// already decoded; A must run the new bytes once it executes a serializing instruction
+// (CPUID here). Without the shared tracker A's decode cache would keep "mov sil, 1".
+TEST_F(InterpreterTest, CodeAnotherCpuWroteIsSeenAfterASerializingInstruction) {
+  CodeTracker tracker;
+  // A at kCode: mov sil, 1; cpuid; jmp kCode.
+  ASSERT_TRUE(
+      memory_->Write(kCode, std::vector<uint8_t>{0x40, 0xb6, 0x01, 0x0f, 0xa2, 0xeb, 0xf9}));
+  // B at kCode + 0x100: mov byte [rip - 0x105], 2 (the immediate of A's "mov sil").
+  ASSERT_TRUE(memory_->Write(kCode + 0x100,
+                             std::vector<uint8_t>{0xc6, 0x05, 0xfb, 0xfe, 0xff, 0xff, 0x02}));
+  CpuState b_state = state_;
+  b_state.rip = kCode + 0x100;
+  Interpreter a(state_, *memory_, env_);
+  Interpreter b(b_state, *memory_, env_);
+  a.set_code_tracker(&tracker);
+  b.set_code_tracker(&tracker);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(a.Step(), StepStatus::kOk);  // decodes and caches
+  EXPECT_EQ(state_.gpr[kRsi] & 0xff, 1u);
+  ASSERT_EQ(b.Step(), StepStatus::kOk);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(a.Step(), StepStatus::kOk);  // mov, cpuid, jmp, mov
+  EXPECT_EQ(state_.gpr[kRsi] & 0xff, 2u) << "CPU A ran its stale decode after CPUID";
+  // The same through a slice boundary (EmuVcpu calls SyncCode between slices).
+  ASSERT_TRUE(memory_->Write(kCode + 0x106, std::vector<uint8_t>{0x03}));  // B now stores 3
+  b_state.rip = kCode + 0x100;
+  ASSERT_EQ(b.Step(), StepStatus::kOk);
+  a.SyncCode();
+  state_.rip = kCode;
+  ASSERT_EQ(a.Step(), StepStatus::kOk);
+  EXPECT_EQ(state_.gpr[kRsi] & 0xff, 3u);
+}
+
 // Speed of a simple loop (load, decrement, branch): printed, never asserted, so a slow
 // machine does not fail the suite. docs/emulator.md records the numbers.
 TEST_F(InterpreterTest, LoopSpeedIsPrinted) {

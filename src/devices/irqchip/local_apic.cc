@@ -27,6 +27,22 @@ LocalApic::LocalApic(uint32_t id, const Clock& clock, Callbacks callbacks)
   lvt_.fill(kLvtMasked);  // reset: every LVT entry masked (11.4.7.1)
 }
 
+void LocalApic::ResetForInit() {
+  tpr_ = 0;
+  ldr_ = 0;
+  dfr_ = 0xffffffff;
+  svr_ = 0xff;
+  esr_ = esr_pending_ = 0;
+  icr_low_ = icr_high_ = 0;
+  lvt_.fill(kLvtMasked);
+  irr_.fill(0);
+  isr_.fill(0);
+  tmr_.fill(0);
+  timer_initial_ = timer_divide_ = 0;
+  timer_start_ns_ = timer_fired_ = 0;
+  timer_armed_ = false;
+}
+
 int LocalApic::HighestBit(const std::array<uint32_t, 8>& bits) {
   for (int i = 7; i >= 0; --i) {
     if (bits[i] != 0) return i * 32 + 31 - __builtin_clz(bits[i]);

@@ -85,6 +85,8 @@ class LocalApic {
   uint32_t lvt_lint1() const { return lvt_[kLint1]; }
   // The firmware's setup (LINT0 ExtINT, LINT1 NMI), as Vcpu::SetupLocalApic documents.
   void SetLint(uint32_t lint0, uint32_t lint1);
+  // An INIT message resets the APIC to its power-up state except the APIC ID (11.4.7.3).
+  void ResetForInit();
 
  private:
   enum Lvt { kCmci, kTimer, kThermal, kPerf, kLint0, kLint1, kError, kLvtCount };

@@ -199,6 +199,34 @@ TEST_F(LocalApicTest, IcrShorthandsModesAndDestinations) {
   EXPECT_FALSE(apic_.MatchesDestination(true, 0x21));
 }
 
+// INIT (SDM 11.4.7.3): everything back to power-up except the APIC ID, so an AP that is
+// re-initialised starts masked, software-disabled and with nothing pending or in service.
+TEST_F(LocalApicTest, InitResetKeepsOnlyTheId) {
+  Enable();
+  apic_.Write(L::kTpr, 0x20);
+  apic_.Write(L::kLdr, 0x04000000);
+  apic_.Write(L::kLvtTimer, 0x30);
+  apic_.Write(L::kTimerInitial, 1000);
+  apic_.SetIrr(0x50, true);
+  apic_.SetIrr(0x60, false);
+  apic_.Acknowledge();  // 0x60 in service
+  apic_.ResetForInit();
+  EXPECT_EQ(apic_.Read(L::kId), 3u << 24);
+  EXPECT_EQ(apic_.Read(L::kSvr), 0xffu);
+  EXPECT_EQ(apic_.Read(L::kTpr), 0u);
+  EXPECT_EQ(apic_.Read(L::kLdr), 0u);
+  EXPECT_EQ(apic_.Read(L::kLvtTimer), L::kLvtMasked);
+  EXPECT_EQ(apic_.Read(L::kTimerCurrent), 0u);
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(), UINT64_MAX);
+  for (uint32_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(apic_.Read(L::kIrr + i * 0x10), 0u);
+    EXPECT_EQ(apic_.Read(L::kIsr + i * 0x10), 0u);
+    EXPECT_EQ(apic_.Read(L::kTmr + i * 0x10), 0u);
+  }
+  Enable();
+  EXPECT_EQ(apic_.PendingVector(), -1);
+}
+
 TEST_F(LocalApicTest, UnalignedAndUnknownRegisters) {
   Enable();
   EXPECT_EQ(apic_.Read(L::kId + 4), 0u);

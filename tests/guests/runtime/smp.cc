@@ -22,11 +22,13 @@ __attribute__((section(".stack"), aligned(16))) uint8_t ap_stacks[kMaxCpus][kApS
 
 ApFunction ap_function;
 int ap_index;       // written by the BSP before each SIPI
-int ap_checked_in;  // written by the AP once its function has returned
+int ap_checked_in;  // written by the AP once its function has returned (or is called)
+bool ap_check_in_first;
 
 }  // namespace
 
-int StartAps(ApFunction fn, uint64_t timeout_ms) {
+int StartAps(ApFunction fn, uint64_t timeout_ms, bool check_in_first) {
+  ap_check_in_first = check_in_first;
   const Madt& m = GetMadt();
   uint32_t self = LapicId();
   uint64_t tramp_size = rt_ap_trampoline_end - rt_ap_trampoline_start;
@@ -60,8 +62,12 @@ int StartAps(ApFunction fn, uint64_t timeout_ms) {
 extern "C" void rt_ap_main64() {
   using namespace rt;
   IdtLoad();
-  // Check in only after fn: the BSP may end the VM as soon as every AP has checked in.
-  if (ap_function) ap_function(ap_index);
-  __atomic_store_n(&ap_checked_in, 1, __ATOMIC_RELEASE);
+  // Check in only after fn (unless told otherwise): the BSP may end the VM as soon as every
+  // AP has checked in.
+  const int index = ap_index;  // the BSP moves on to the next AP once this one checks in
+  const bool first = ap_check_in_first;
+  if (first) __atomic_store_n(&ap_checked_in, 1, __ATOMIC_RELEASE);
+  if (ap_function) ap_function(index);
+  if (!first) __atomic_store_n(&ap_checked_in, 1, __ATOMIC_RELEASE);
   HaltForever();
 }

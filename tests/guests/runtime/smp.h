@@ -15,8 +15,9 @@ using ApFunction = void (*)(int index);
 
 // Starts every enabled MADT processor other than this one, one at a time, waiting up to
 // `timeout_ms` for each to run `fn` (so keep it short) and check in; it then halts with
-// interrupts off.
+// interrupts off. With `check_in_first`, an AP checks in before it calls `fn`, so `fn` may
+// run long, alongside the BSP and the other APs.
 // Returns the number of CPUs up, this one included.
-int StartAps(ApFunction fn, uint64_t timeout_ms);
+int StartAps(ApFunction fn, uint64_t timeout_ms, bool check_in_first = false);
 
 }  // namespace rt
