@@ -12,6 +12,7 @@
 # default "/dev/shm /var/tmp"; empty: skip the virtio-blk cases); for the qcow2 cases
 # (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR; for the
 # snapshot cases (bench/snapshot.sh): SNAPSHOT_BENCH=0 skips them, SNAP_RUNS (default 5); for
+# live migration (bench/migration.sh): MIGRATION_BENCH=0 skips it, MIG_RUNS (default 3); for
 # the software CPU (bench/emu_bench.sh): EMU_BENCH=0 skips it, EMU_RUNS (default 3).
 #
 # Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
@@ -354,6 +355,15 @@ if [[ ${SNAPSHOT_BENCH:-1} != 0 ]]; then
   log "snapshot: vireo vs QEMU migrate-to-file (bench/snapshot.sh)"
   if ! "$repo/bench/snapshot.sh" "$build" | tee -a "$txt"; then
     log "snapshot benchmark failed; its rows are missing from $txt"
+  fi
+fi
+
+# --- 9. Live migration: vireo PUT /vm/migrate vs QEMU QMP `migrate`, both over localhost TCP
+# (bench/migration.sh; MIGRATION_BENCH=0 skips it). A failure there keeps the rest.
+if [[ ${MIGRATION_BENCH:-1} != 0 ]]; then
+  log "live migration: vireo vs QEMU over TCP (bench/migration.sh)"
+  if ! "$repo/bench/migration.sh" "$build" | tee -a "$txt"; then
+    log "migration benchmark failed; its rows are missing from $txt"
   fi
 fi
 
