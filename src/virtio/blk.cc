@@ -48,6 +48,7 @@ Blk::Blk(std::unique_ptr<block::BlockBackend> backend, BlkOptions options, Event
       loop_(loop),
       notify_(std::move(notify)),
       features_(Features(*backend_, options_)),
+      dirty_(backend_->size()),
       chain_(kQueueSize + kMaxIndirectEntries),
       slots_(kQueueSize),
       pending_(kQueueSize) {
@@ -368,6 +369,22 @@ block::BlockRequest Blk::ToBackend(Slot& slot) {
 void Blk::OnBackendDone(void* cookie, int32_t result) {
   Slot& slot = *static_cast<Slot*>(cookie);
   in_flight_--;
+  // Marked whatever the result (a failed write may have changed part of its range), and on
+  // completion, so a chunk block migration has just read can only change with a new mark.
+  switch (slot.request.op) {
+    case BlkOp::kWrite:
+      dirty_.Mark(slot.request.offset(), slot.request.data_len);
+      break;
+    case BlkOp::kDiscard:
+    case BlkOp::kWriteZeroes: {
+      const BlkDwzSegment& segment = slot.request.segments[slot.next_segment];
+      dirty_.Mark(segment.sector << kBlkSectorShift,
+                  uint64_t{segment.num_sectors} << kBlkSectorShift);
+      break;
+    }
+    default:
+      break;
+  }
   if (!active_) {  // Reset is draining: the driver no longer expects this completion
     FreeSlot(slot);
     return;

@@ -39,6 +39,7 @@
 #include "base/event_loop.h"
 #include "base/result.h"
 #include "block/backend.h"
+#include "block/dirty_chunks.h"
 #include "virtio/blk_request.h"
 #include "virtio/device.h"
 #include "virtio/queue.h"
@@ -149,6 +150,12 @@ class Blk : public VirtioDevice {
   const BlkConfig& config() const { return config_; }
   BlkCounters counters() const;
   size_t in_flight() const;  // backend requests not yet completed
+  // Chunks written since block migration started tracking (set as writes, discards and
+  // write-zeroes complete; docs/snapshot-migration.md, "Block migration").
+  block::DirtyChunkMap& dirty_chunks() { return dirty_; }
+  // For block migration's reads of the disk from another thread (through the Image where the
+  // backend has one); the backend itself stays the I/O thread's.
+  block::BlockBackend& backend() { return *backend_; }
 
  private:
   struct Slot {
@@ -183,6 +190,7 @@ class Blk : public VirtioDevice {
   const uint64_t features_;
   BlkConfig config_{};
   std::array<uint8_t, kBlkIdBytes> id_{};
+  block::DirtyChunkMap dirty_;
 
   mutable std::mutex mu_;
   // Guarded by mu_. Set between Activate and Reset.

@@ -213,8 +213,8 @@ def main():
     try:
         messages.append(raw_stream_refused(vireo, work, "foreign", b"GET / HTTP/1.1\r\n\r\n",
                                            "not a Vireo migration stream"))
-        messages.append(raw_stream_refused(vireo, work, "version", b"VIREOMIG" + struct.pack("<I", 2),
-                                           "migration stream version 2; this vireo speaks version 1"))
+        messages.append(raw_stream_refused(vireo, work, "version", b"VIREOMIG" + struct.pack("<I", 1),
+                                           "migration stream version 1; this vireo speaks version 2"))
 
         src = Vm(vireo, work, "src", ["--kernel", kernel])
         procs.append(src)

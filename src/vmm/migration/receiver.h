@@ -1,14 +1,18 @@
 // The destination side of a live migration: `vireo run --incoming tcp:HOST:PORT` accepts one
 // connection, fills fresh guest memory from the page batches, and hands the VM state on as a
-// loaded snapshot, so the VM is rebuilt by the same code as `vireo run --restore`. Nothing is
-// kept on failure: the memory lives in this process only.
+// loaded snapshot, so the VM is rebuilt by the same code as `vireo run --restore`. With block
+// migration the disks' contents are written into the images the destination's --disk options
+// name, flushed before the acknowledgement. Nothing is kept on failure: the memory lives in this
+// process only (a destination image may hold part of the disk; nothing runs on it).
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "vmm/snapshot/snapshot_files.h"
+#include "vmm/vm_config.h"
 
 namespace vireo::migration {
 
@@ -36,7 +40,11 @@ class IncomingMigration {
 };
 
 // Listens on `uri` (tcp:HOST:PORT), says so on stderr, accepts one source and receives the
-// whole stream. On any error the source is told why, and the error names the problem.
-Result<IncomingMigration> ReceiveMigration(const std::string& uri);
+// whole stream. `disks` (the destination's --disk options: path and format) are where a block
+// migration's disks go, in the source's order; empty refuses block migration, and non-empty
+// refuses a migration without it. On any error the source is told why, and the error names the
+// problem.
+Result<IncomingMigration> ReceiveMigration(const std::string& uri,
+                                           std::span<const DiskConfig> disks = {});
 
 }  // namespace vireo::migration

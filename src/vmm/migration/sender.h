@@ -13,10 +13,20 @@
 #include <vector>
 
 #include "base/result.h"
+#include "block/dirty_chunks.h"
 #include "memory/guest_memory.h"
 #include "vmm/vm_controller.h"
 
 namespace vireo::migration {
+
+// Block migration's view of one disk: its write tracking and reads of its current contents
+// from the migration thread, concurrently with the guest's I/O.
+class DiskSource {
+ public:
+  virtual ~DiskSource() = default;
+  virtual block::DirtyChunkMap& dirty() = 0;
+  virtual Status Read(uint64_t offset, std::span<uint8_t> out) = 0;
+};
 
 // What the sender needs of the VM, and nothing more (so a test can fake it).
 class MigrationSource {
@@ -32,6 +42,10 @@ class MigrationSource {
   virtual Result<std::vector<uint8_t>> SaveState() = 0;
   // The destination runs the VM now: end it here.
   virtual void Finish(const std::string& detail) = 0;
+  // Block migration: every disk, in the configuration's order.
+  virtual Result<std::vector<std::unique_ptr<DiskSource>>> OpenDisks() {
+    return std::vector<std::unique_ptr<DiskSource>>{};
+  }
 };
 
 class OutgoingMigration {
@@ -58,6 +72,12 @@ class OutgoingMigration {
   void Main();
   Status Transfer();
   Status SendPages(std::span<const uint64_t> pages, bool skip_zero);
+  // Block migration: the chunks of disk `disk` listed, read now, zero chunks as such.
+  Status SendDiskChunks(uint32_t disk, std::span<const uint64_t> chunks);
+  // Takes (and clears) every disk's dirty chunks and sends them.
+  Status SendDirtyChunks();
+  uint64_t DirtyDiskBytes() const;
+  Status SendFrame(std::span<const uint8_t> frame, const char* what);
   Status CheckDestination();
   void Throttle();
   void Update(const std::function<void(MigrationInfo&)>& change);
@@ -67,7 +87,8 @@ class OutgoingMigration {
   std::atomic<bool> cancel_{false};
   std::atomic<int> fd_{-1};  // the connection, for Cancel to shut down
   std::chrono::steady_clock::time_point start_;
-  uint64_t bytes_sent_ = 0;  // owned by the migration thread
+  uint64_t bytes_sent_ = 0;                         // owned by the migration thread
+  std::vector<std::unique_ptr<DiskSource>> disks_;  // owned by the migration thread
   mutable std::mutex mu_;
   MigrationInfo info_;  // guarded by mu_
 };

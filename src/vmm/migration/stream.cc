@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -42,6 +43,10 @@ size_t MaxPayload(FrameType type) {
       return 0;
     case FrameType::kAck:
       return 8 + kMaxAckMessage;
+    case FrameType::kDisks:
+      return 8 + kMaxDisks * 8;
+    case FrameType::kDiskChunk:
+      return kDiskChunkHeader + kDiskChunkSize;
   }
   return 0;
 }
@@ -58,6 +63,10 @@ const char* FrameName(FrameType type) {
       return "END";
     case FrameType::kAck:
       return "ACK";
+    case FrameType::kDisks:
+      return "DISKS";
+    case FrameType::kDiskChunk:
+      return "DISK_CHUNK";
   }
   return "?";
 }
@@ -194,7 +203,7 @@ Result<Frame> ReadFrame(int fd) {
   VIREO_TRY_STATUS(ReceiveAll(fd, header));
   const uint32_t raw_type = LoadLe32(header);
   if (raw_type < static_cast<uint32_t>(FrameType::kHello) ||
-      raw_type > static_cast<uint32_t>(FrameType::kAck)) {
+      raw_type > static_cast<uint32_t>(FrameType::kDiskChunk)) {
     return Fail("corrupt migration stream: unknown frame type {}", raw_type);
   }
   Frame frame;
@@ -341,6 +350,82 @@ Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory&
                 payload.size() - pos);
   }
   return count;
+}
+
+std::vector<uint8_t> EncodeDisks(std::span<const uint64_t> sizes) {
+  snapshot::StateWriter w;
+  w.U32(kDiskChunkSize);
+  w.U32(static_cast<uint32_t>(sizes.size()));
+  for (uint64_t size : sizes) w.U64(size);
+  return w.Take();
+}
+
+Result<std::vector<uint64_t>> DecodeDisks(std::span<const uint8_t> payload) {
+  snapshot::StateReader r(payload);
+  const uint32_t chunk = r.U32();
+  const size_t count = r.Count(kMaxDisks, "disks");
+  std::vector<uint64_t> sizes(count);
+  for (uint64_t& size : sizes) size = r.U64();
+  if (r.ok() && chunk != kDiskChunkSize) {
+    r.Invalid(fmt::format("disk chunk size {} (this vireo uses {})", chunk, kDiskChunkSize));
+  }
+  VIREO_TRY_STATUS(r.Finish("the DISKS frame"));
+  return sizes;
+}
+
+std::vector<uint8_t> EncodeDiskChunk(uint32_t disk, uint64_t offset, std::span<const uint8_t> data,
+                                     uint32_t zero_length) {
+  const bool zero = data.empty();
+  std::vector<uint8_t> out(kDiskChunkHeader + data.size());
+  StoreLe32(out.data(), disk);
+  std::memcpy(out.data() + 4, &offset, 8);  // little-endian hosts only (x86-64)
+  out[12] = static_cast<uint8_t>(zero ? PageKind::kZero : PageKind::kData);
+  StoreLe32(out.data() + 13, zero ? zero_length : static_cast<uint32_t>(data.size()));
+  if (!zero) std::memcpy(out.data() + kDiskChunkHeader, data.data(), data.size());
+  return out;
+}
+
+Result<uint64_t> ApplyDiskChunk(std::span<const uint8_t> payload,
+                                std::span<block::Image* const> disks) {
+  if (payload.size() < kDiskChunkHeader) {
+    return Fail("corrupt migration stream: a DISK_CHUNK frame is cut short");
+  }
+  const uint32_t disk = LoadLe32(payload.data());
+  uint64_t offset = 0;
+  std::memcpy(&offset, payload.data() + 4, 8);
+  const uint8_t kind = payload[12];
+  const uint32_t length = LoadLe32(payload.data() + 13);
+  if (disk >= disks.size()) {
+    return Fail("corrupt migration stream: a chunk of disk {}, but the source announced {} disks",
+                disk, disks.size());
+  }
+  block::Image& image = *disks[disk];
+  const uint64_t size = image.size();
+  if (offset % kDiskChunkSize != 0 || offset >= size) {
+    return Fail("corrupt migration stream: a chunk at offset {} of disk {} ({} bytes)", offset,
+                disk, size);
+  }
+  const uint64_t expected = std::min<uint64_t>(kDiskChunkSize, size - offset);
+  if (length != expected) {
+    return Fail("corrupt migration stream: a {}-byte chunk at offset {} of disk {} (expected {})",
+                length, offset, disk, expected);
+  }
+  if (kind > static_cast<uint8_t>(PageKind::kData)) {
+    return Fail("corrupt migration stream: disk chunk kind {}", kind);
+  }
+  const bool zero = kind == static_cast<uint8_t>(PageKind::kZero);
+  const size_t data_size = zero ? 0 : length;
+  if (payload.size() != kDiskChunkHeader + data_size) {
+    return Fail("corrupt migration stream: a DISK_CHUNK frame of {} bytes for a {}-byte chunk",
+                payload.size(), length);
+  }
+  // Zeros are written too: the destination image need not be empty.
+  auto written = zero ? image.WriteZeroes(offset, length)
+                      : image.Write(offset, payload.subspan(kDiskChunkHeader, length));
+  if (!written) {
+    return Fail("writing disk {} at offset {}: {}", disk, offset, written.error().message);
+  }
+  return length;
 }
 
 }  // namespace vireo::migration

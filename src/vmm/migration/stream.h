@@ -1,8 +1,9 @@
 // The live-migration stream (docs/snapshot-migration.md, "Live migration"): an 8-byte magic and
 // a version, then frames of [type u32, payload size u32, CRC-32 of the payload u32] + payload,
-// little-endian. The source sends HELLO (the RAM layout), PAGES batches while pre-copying,
-// STATE (a snapshot state file, the same encoding as `vireo run --restore` reads) and END; the
-// destination answers one ACK frame (status 0, or an error message) once it has rebuilt the VM.
+// little-endian. The source sends HELLO (the RAM layout), with block migration DISKS (the disks'
+// sizes) and DISK_CHUNK records, PAGES batches while pre-copying, STATE (a snapshot state file,
+// the same encoding as `vireo run --restore` reads) and END; the destination answers one ACK
+// frame (status 0, or an error message) once it has rebuilt the VM.
 #pragma once
 
 #include <cstdint>
@@ -12,12 +13,13 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "block/image.h"
 #include "memory/guest_memory.h"
 
 namespace vireo::migration {
 
 inline constexpr char kMagic[8] = {'V', 'I', 'R', 'E', 'O', 'M', 'I', 'G'};
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;  // 2: DISKS and DISK_CHUNK (block migration)
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr size_t kFrameHeaderSize = 12;
 inline constexpr uint32_t kPagesPerBatch = 256;  // ~1 MiB frames
@@ -25,13 +27,19 @@ inline constexpr uint32_t kPagesPerBatch = 256;  // ~1 MiB frames
 inline constexpr size_t kMaxRegions = 16;
 inline constexpr size_t kMaxAckMessage = 4096;
 inline constexpr uint64_t kMaxRamBytes = 1ull << 40;  // what HELLO may ask the destination for
+inline constexpr size_t kMaxDisks = 64;
+// Block migration's unit: a disk travels as 64 KiB chunks (block/dirty_chunks.h tracks them).
+inline constexpr uint32_t kDiskChunkSize = 64 << 10;
+inline constexpr size_t kDiskChunkHeader = 17;  // u32 disk, u64 offset, u8 kind, u32 length
 
 enum class FrameType : uint32_t {
-  kHello = 1,  // u32 page size, u32 region count, per region u64 base and u64 size
-  kPages = 2,  // u32 count; per page u64 page number (RAM offset / 4 KiB), u8 kind, 4 KiB if 1
-  kState = 3,  // a snapshot state file (vmm/snapshot/state_file.h), CRC and all
-  kEnd = 4,    // empty: nothing follows; the destination rebuilds the VM and acknowledges
-  kAck = 5,    // destination -> source: u32 status (0 = resumed here), text message
+  kHello = 1,      // u32 page size, u32 region count, per region u64 base and u64 size
+  kPages = 2,      // u32 count; per page u64 page number (RAM offset / 4 KiB), u8 kind, 4 KiB if 1
+  kState = 3,      // a snapshot state file (vmm/snapshot/state_file.h), CRC and all
+  kEnd = 4,        // empty: nothing follows; the destination rebuilds the VM and acknowledges
+  kAck = 5,        // destination -> source: u32 status (0 = resumed here), text message
+  kDisks = 6,      // block migration: u32 chunk size, u32 count, per disk u64 size in bytes
+  kDiskChunk = 7,  // u32 disk, u64 offset, u8 kind (0 zero, 1 data), u32 length, data if 1
 };
 
 enum class PageKind : uint8_t { kZero = 0, kData = 1 };
@@ -78,5 +86,18 @@ Result<Ack> DecodeAck(std::span<const uint8_t> payload);
 // Writes the pages of a PAGES payload into `memory` (laid out as `ram`, region after region),
 // checking every page number and kind.
 Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory& memory);
+
+// Block migration: the source's disk sizes, in its configuration's order.
+std::vector<uint8_t> EncodeDisks(std::span<const uint64_t> sizes);
+Result<std::vector<uint64_t>> DecodeDisks(std::span<const uint8_t> payload);
+// One chunk of disk `disk` at `offset` (a multiple of kDiskChunkSize): `data` is its bytes, or
+// empty with `zero_length` for a chunk that reads as zeros.
+std::vector<uint8_t> EncodeDiskChunk(uint32_t disk, uint64_t offset, std::span<const uint8_t> data,
+                                     uint32_t zero_length);
+// Writes a DISK_CHUNK into `disks` (the destination's images, the source's order), refusing a
+// disk index, an offset or a length that does not fit a whole chunk of that disk. Returns the
+// chunk's length.
+Result<uint64_t> ApplyDiskChunk(std::span<const uint8_t> payload,
+                                std::span<block::Image* const> disks);
 
 }  // namespace vireo::migration

@@ -1,10 +1,13 @@
 // Proves the migration stream's framing and checks: frames round-trip over a socket, a
 // flipped bit, an unknown type, an oversized frame, a foreign preamble and another version are
 // refused by name; PAGES land at the right guest addresses and hostile page numbers and kinds
-// are refused; the dirty bitmaps turn into page numbers across regions.
+// are refused; the dirty bitmaps turn into page numbers across regions; block migration's DISKS
+// round-trip and its DISK_CHUNK records land in an image, malformed ones refused by name.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include "block/raw_image.h"
+#include "block/testing.h"
 #include "vmm/migration/sender.h"
 #include "vmm/migration/stream.h"
 
@@ -75,10 +78,10 @@ TEST(MigrationStream, PeerClosingIsAnError) {
 TEST(MigrationStream, PreambleChecksMagicAndVersion) {
   std::vector<uint8_t> p = EncodePreamble();
   EXPECT_TRUE(CheckPreamble(p));
-  p[8] = 2;
+  p[8] = 1;  // before block migration's frames
   auto bad = CheckPreamble(p);
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("version 2; this vireo speaks version 1"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("version 1; this vireo speaks version 2"), std::string::npos);
   p[0] = 'X';
   EXPECT_FALSE(CheckPreamble(p));
 }
@@ -123,6 +126,79 @@ TEST(MigrationStream, DirtyBitmapsBecomePageNumbersAcrossRegions) {
   const std::vector<std::vector<uint64_t>> bitmaps = {{1ull | 1ull << 63}, {0b10, 1ull << 5}};
   EXPECT_EQ(DirtyPageList(bitmaps, memory->regions()),
             (std::vector<uint64_t>{0, 63, 65, 64 + 64 + 5}));
+}
+
+TEST(MigrationStream, DisksRoundTripAndRefuseAnotherChunkSize) {
+  const std::vector<uint64_t> sizes = {16 << 20, 3 * kDiskChunkSize + 512};
+  auto decoded = DecodeDisks(EncodeDisks(sizes));
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(*decoded, sizes);
+  std::vector<uint8_t> other = EncodeDisks(sizes);
+  other[2] = 2;  // a 128 KiB chunk size
+  auto bad = DecodeDisks(other);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("chunk size"), std::string::npos) << bad.error().message;
+  std::vector<uint64_t> too_many(kMaxDisks + 1, 1 << 20);
+  EXPECT_FALSE(DecodeDisks(EncodeDisks(too_many)));
+  std::vector<uint8_t> cut = EncodeDisks(sizes);
+  cut.pop_back();
+  EXPECT_FALSE(DecodeDisks(cut));
+}
+
+// A disk of two full chunks and a 512-byte last one: data and zero chunks land where they say;
+// a wrong disk index, an offset past the end or off the chunk grid, a length that is not the
+// chunk's, an unknown kind and a payload of the wrong size are refused, naming the problem.
+TEST(MigrationStream, DiskChunksLandInTheImageAndMalformedOnesAreRefused) {
+  block::testing::TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir.path() + "/disk.raw";
+  const uint64_t size = 2 * kDiskChunkSize + 512;
+  ASSERT_TRUE(block::RawImage::Create(path, size));
+  auto image = block::RawImage::Open(path, /*read_only=*/false);
+  ASSERT_TRUE(image) << image.error().message;
+  block::Image* disks[] = {image->get()};
+
+  const std::vector<uint8_t> data(kDiskChunkSize, 0x5a);
+  auto applied = ApplyDiskChunk(EncodeDiskChunk(0, kDiskChunkSize, data, 0), disks);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(*applied, kDiskChunkSize);
+  const std::vector<uint8_t> tail(512, 0xc3);
+  ASSERT_TRUE(ApplyDiskChunk(EncodeDiskChunk(0, 2 * kDiskChunkSize, tail, 0), disks));
+  std::vector<uint8_t> got(size);
+  ASSERT_TRUE((*image)->Read(0, got));
+  EXPECT_EQ(got[0], 0);
+  EXPECT_EQ(got[kDiskChunkSize], 0x5a);
+  EXPECT_EQ(got[2 * kDiskChunkSize - 1], 0x5a);
+  EXPECT_EQ(got[size - 1], 0xc3);
+  // A zero chunk is a header only, and zeros what was there.
+  const std::vector<uint8_t> zero = EncodeDiskChunk(0, kDiskChunkSize, {}, kDiskChunkSize);
+  EXPECT_EQ(zero.size(), kDiskChunkHeader);
+  ASSERT_TRUE(ApplyDiskChunk(zero, disks));
+  ASSERT_TRUE((*image)->Read(0, got));
+  EXPECT_EQ(got[kDiskChunkSize + 7], 0);
+
+  auto refused = [&](std::vector<uint8_t> payload, const char* phrase) {
+    auto r = ApplyDiskChunk(payload, disks);
+    ASSERT_FALSE(r) << phrase;
+    EXPECT_NE(r.error().message.find(phrase), std::string::npos) << r.error().message;
+  };
+  refused(EncodeDiskChunk(1, 0, data, 0), "disk 1, but the source announced 1 disks");
+  refused(EncodeDiskChunk(0, 3 * kDiskChunkSize, data, 0), "offset");
+  refused(EncodeDiskChunk(0, 4096, data, 0), "offset 4096");
+  refused(EncodeDiskChunk(0, ~uint64_t{0} - kDiskChunkSize + 1, data, 0), "offset");
+  refused(EncodeDiskChunk(0, 2 * kDiskChunkSize, data, 0), "(expected 512)");
+  refused(EncodeDiskChunk(0, 0, {}, 4096), "a 4096-byte chunk at offset 0");
+  std::vector<uint8_t> kind = EncodeDiskChunk(0, 0, data, 0);
+  kind[12] = 7;
+  refused(kind, "kind 7");
+  std::vector<uint8_t> longer = EncodeDiskChunk(0, 0, data, 0);
+  longer.push_back(0);
+  refused(longer, "a DISK_CHUNK frame of");
+  std::vector<uint8_t> zero_with_data = EncodeDiskChunk(0, 0, data, 0);
+  zero_with_data[12] = 0;
+  refused(zero_with_data, "a DISK_CHUNK frame of");
+  refused(std::vector<uint8_t>(10, 0), "cut short");
+  EXPECT_FALSE(ApplyDiskChunk(EncodeDiskChunk(0, 0, data, 0), {}));  // no DISKS: no disks
 }
 
 TEST(MigrationStream, UrisAreTcpHostPort) {
