@@ -8,6 +8,7 @@ packages=(
   libfmt-dev libcli11-dev libexpected-dev liburing-dev nlohmann-json3-dev
   libcpp-httplib-dev python3-yaml  # the control API (--api-socket) and its test
   libpugixml-dev  # vireo daemon: libvirt domain XML definitions
+  libtomlplusplus-dev  # vireo daemon: TOML domain definitions
   nftables dnsmasq-base  # vireo daemon: managed NAT networks (masquerading, DHCP/DNS)
   zlib1g-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,7 @@
 #include "mgmt/client.h"
 #include "mgmt/daemon.h"
 #include "mgmt/daemon_server.h"
+#include "mgmt/domain.h"
 
 namespace vireo::cli {
 namespace {
@@ -240,6 +244,81 @@ int Event(const std::string& connect, const std::string& domain, bool loop, int 
   return kExitOk;
 }
 
+// virsh's scaled integers (setmem SIZE): a bare number is KiB; units as libvirt's, a single
+// letter being a power of 1024 in either case (k, M, g, ...).
+Result<uint64_t> ParseVirshSize(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, value);
+  std::string unit = text.substr(digits);
+  if (unit.size() == 1) {
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(unit[0])));
+    unit = c == 'b'   ? "b"
+           : c == 'k' ? "KiB"
+           : c == 'm' ? "MiB"
+           : c == 'g' ? "GiB"
+           : c == 't' ? "TiB"
+                      : unit;
+  }
+  auto scaled = digits == 0 || ec != std::errc() ? Result<uint64_t>(Fail("malformed"))
+                                                 : mgmt::ScaleUnit(value, unit);
+  if (!scaled) {
+    return Fail("Scaled numeric value '{}' for <size> option is malformed or out of range ({})",
+                text, scaled.error().message);
+  }
+  return *scaled;
+}
+
+// migrate --live: start it through the daemon, then follow it (progress on stderr) until the
+// source domain has ended after a completed migration, or the migration failed.
+int Migrate(const std::string& connect, const std::string& name, const std::string& uri,
+            uint64_t max_downtime_ms, uint64_t bandwidth_mibs, bool as_json) {
+  auto call = Open(connect, fmt::format("Failed to migrate domain '{}'", name), name);
+  if (!call) return kExitError;
+  json request = {{"uri", uri}};
+  if (max_downtime_ms) request["max_downtime_ms"] = max_downtime_ms;
+  // MiB/s (virsh's unit) to the VMM's megabits per second.
+  if (bandwidth_mibs) request["bandwidth_mbps"] = (bandwidth_mibs * 8 * 1048576 + 999999) / 1000000;
+  std::optional<json> status = call->Do("PUT", "/domains/" + name + "/migrate", request.dump());
+  std::string last_line;
+  while (true) {
+    if (!status) return kExitError;
+    const std::string state = status->value("state", "");
+    const json domain = status->value("domain", json::object());
+    const std::string domain_state = domain.value("state", "");
+    const bool domain_active = domain_state == "running" || domain_state == "paused";
+    if (!as_json && state == "active") {
+      const std::string line =
+          fmt::format("Migration: {}, round {}, {} pages remaining, {} MiB sent",
+                      status->value("phase", "active"), status->value("rounds", uint64_t{0}),
+                      status->value("remaining_pages", uint64_t{0}),
+                      status->value("bytes_sent", uint64_t{0}) >> 20);
+      if (line != last_line) fmt::print(stderr, "{}\n", line);
+      last_line = line;
+    }
+    if (state == "failed") {
+      if (as_json) PrintJson(*status);
+      fmt::print(stderr, "error: Failed to migrate domain '{}'\n", name);
+      return Error("operation failed: migration failed: " + status->value("error", "unknown"));
+    }
+    if (!domain_active) {
+      if (domain.value("reason", "") != "migrated") {
+        fmt::print(stderr, "error: Failed to migrate domain '{}'\n", name);
+        return Error(fmt::format("the domain ended during the migration ({}: {})",
+                                 VirshState(domain_state), domain.value("reason", "")));
+      }
+      if (as_json) return PrintJson(*status);
+      // The source's own last word ("migrated to URI: N rounds, ... downtime D ms, ...").
+      fmt::print(stderr, "Migration: completed: {}\n", status->value("summary", "migrated"));
+      fmt::print("Domain '{}' migrated to {}\n\n", name, uri);
+      return kExitOk;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = call->Do("GET", "/domains/" + name + "/migrate");
+  }
+}
+
 }  // namespace
 
 CLI::App* MgmtCommands::Add(CLI::App& app, const std::string& name, const std::string& help,
@@ -296,23 +375,24 @@ MgmtCommands::MgmtCommands(CLI::App& app) {
   list->add_flag("--all", all_, "Include inactive domains");
   json_flag(list);
 
-  CLI::App* define = Add(app, "define", "Define a domain from libvirt XML or Vireo JSON", [this] {
-    auto text = ReadFile(file_);
-    if (!text)
-      return Error(fmt::format("Failed to open file '{}': {}", file_, std::strerror(errno)));
-    auto call = Open(common_.connect, fmt::format("Failed to define domain from {}", file_));
-    if (!call) return kExitError;
-    auto data =
-        call->Do("POST", "/domains", json{{"definition", *text}, {"strict", strict_}}.dump());
-    if (!data) return kExitError;
-    for (const json& w : (*data)["warnings"]) {
-      fmt::print(stderr, "warning: {} (ignored)\n", w.get<std::string>());
-    }
-    if (common_.json) return PrintJson(*data);
-    fmt::print("Domain '{}' defined from {}\n\n", data->value("name", ""), file_);
-    return kExitOk;
-  });
-  define->add_option("file", file_, "Definition file (XML or JSON)")->required();
+  CLI::App* define =
+      Add(app, "define", "Define a domain from libvirt XML or Vireo JSON/TOML", [this] {
+        auto text = ReadFile(file_);
+        if (!text)
+          return Error(fmt::format("Failed to open file '{}': {}", file_, std::strerror(errno)));
+        auto call = Open(common_.connect, fmt::format("Failed to define domain from {}", file_));
+        if (!call) return kExitError;
+        auto data =
+            call->Do("POST", "/domains", json{{"definition", *text}, {"strict", strict_}}.dump());
+        if (!data) return kExitError;
+        for (const json& w : (*data)["warnings"]) {
+          fmt::print(stderr, "warning: {} (ignored)\n", w.get<std::string>());
+        }
+        if (common_.json) return PrintJson(*data);
+        fmt::print("Domain '{}' defined from {}\n\n", data->value("name", ""), file_);
+        return kExitOk;
+      });
+  define->add_option("file", file_, "Definition file (XML, JSON or TOML)")->required();
   define->add_flag("--strict", strict_, "Refuse elements Vireo does not support");
   json_flag(define);
 
@@ -344,15 +424,28 @@ MgmtCommands::MgmtCommands(CLI::App& app) {
     CLI::App* sub = Add(app, action.name, action.help, [this, &action] {
       auto call = Open(common_.connect, fmt::format(fmt::runtime(action.failure), name_), name_);
       if (!call) return kExitError;
+      // start --incoming: run the domain as the destination of a live migration.
+      const bool incoming = std::string_view(action.name) == "start" && !incoming_.empty();
+      const std::string body = incoming ? json{{"incoming", incoming_}}.dump() : "";
       // "failed to get domain" names the domain.
-      auto data = call->Do(action.method, "/domains/" + name_ + action.path);
+      auto data = call->Do(action.method, "/domains/" + name_ + action.path, body);
       if (!data) return kExitError;
       if (common_.json) return PrintJson(*data);
+      if (incoming) {
+        fmt::print("Domain '{}' is waiting for an incoming migration on {}\n\n", name_,
+                   data->value("incoming_uri", incoming_));
+        return kExitOk;
+      }
       fmt::print("{}\n\n", fmt::format(fmt::runtime(action.success), name_));
       return kExitOk;
     });
     name_arg(sub);
     json_flag(sub);
+    if (std::string_view(action.name) == "start") {
+      sub->add_option("--incoming", incoming_,
+                      "Wait for a live migration on tcp:HOST:PORT (port 0: any) instead of "
+                      "booting; the domain is paused until it lands");
+    }
   }
 
   CLI::App* dominfo = Add(app, "dominfo", "Show a domain's state and configuration", [this] {
@@ -394,17 +487,66 @@ MgmtCommands::MgmtCommands(CLI::App& app) {
     if (!d) return kExitError;
     if (common_.json)
       return PrintJson({{"state", d->value("state", "")}, {"reason", d->value("reason", "")}});
-    fmt::print("{}\n\n", VirshState(d->value("state", "")));
+    if (reason_) {
+      fmt::print("{} ({})\n\n", VirshState(d->value("state", "")), d->value("reason", ""));
+    } else {
+      fmt::print("{}\n\n", VirshState(d->value("state", "")));
+    }
     return kExitOk;
   });
   name_arg(domstate);
   json_flag(domstate);
+  domstate->add_flag("--reason", reason_, "Also print why the domain is in that state");
+
+  CLI::App* setmem =
+      Add(app, "setmem", "Change a domain's current memory through its balloon", [this] {
+        auto size = ParseVirshSize(size_);
+        if (!size) return Error(size.error().message);
+        if (current_ && (live_ || config_)) {
+          return Error("--current excludes --live and --config");
+        }
+        auto call = Open(common_.connect, "", name_);
+        if (!call) return kExitError;
+        auto data =
+            call->Do("PUT", "/domains/" + name_ + "/memory",
+                     json{{"size_bytes", *size}, {"live", live_}, {"config", config_}}.dump());
+        if (!data) return kExitError;
+        if (common_.json) return PrintJson(*data);
+        return kExitOk;  // virsh prints nothing
+      });
+  name_arg(setmem);
+  setmem->add_option("size", size_, "New memory size: KiB, or with a unit (512M, 1GiB, 4096k)")
+      ->required();
+  setmem->add_flag("--live", live_, "Change the running domain");
+  setmem->add_flag("--config", config_, "Change the definition (its currentMemory)");
+  setmem->add_flag("--current", current_,
+                   "The running domain if it runs, else the definition (the default)");
+  json_flag(setmem);
+
+  CLI::App* migrate = Add(app, "migrate", "Live-migrate a running domain to another host", [this] {
+    if (!live_) {
+      return Error("Vireo migrates running domains only live (pre-copy); add --live");
+    }
+    return Migrate(common_.connect, name_, uri_, max_downtime_ms_, bandwidth_mibs_, common_.json);
+  });
+  migrate->add_flag("--live", live_, "Migrate while the guest runs (required)");
+  name_arg(migrate);
+  migrate
+      ->add_option("desturi", uri_,
+                   "tcp:HOST:PORT where the destination waits (vireo start --incoming)")
+      ->required();
+  migrate->add_option("--max-downtime", max_downtime_ms_,
+                      "Longest pause allowed for the final copy, in ms (default 300)");
+  migrate->add_option("--bandwidth", bandwidth_mibs_, "Bandwidth limit in MiB/s (default none)");
+  json_flag(migrate);
 
   CLI::App* dumpxml = Add(app, "dumpxml", "Print a domain's definition as libvirt XML", [this] {
     auto call = Open(common_.connect, "", name_);
     if (!call) return kExitError;
     auto d = call->Do("GET", fmt::format("/domains/{}/definition?format={}", name_,
-                                         common_.json ? "json" : "xml"));
+                                         common_.json ? "json"
+                                         : toml_      ? "toml"
+                                                      : "xml"));
     if (!d) return kExitError;
     if (common_.json) return PrintJson((*d)["definition"]);
     fmt::print("{}", (*d)["definition"].get<std::string>());
@@ -412,6 +554,7 @@ MgmtCommands::MgmtCommands(CLI::App& app) {
   });
   name_arg(dumpxml);
   dumpxml->add_flag("--json", common_.json, "Print Vireo's JSON format instead");
+  dumpxml->add_flag("--toml", toml_, "Print Vireo's format as TOML instead");
 
   CLI::App* domstats = Add(app, "domstats", "Show a running domain's statistics", [this] {
     auto call = Open(common_.connect, "", name_);

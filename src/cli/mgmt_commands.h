@@ -40,6 +40,10 @@ class MgmtCommands {
        config_ = false;
   uint32_t vcpu_ = 0;
   int timeout_s_ = 0;
+  // setmem, migrate, start --incoming, domstate --reason.
+  std::string size_, uri_, incoming_;
+  bool live_ = false, current_ = false, reason_ = false, toml_ = false;
+  uint64_t max_downtime_ms_ = 0, bandwidth_mibs_ = 0;
   std::string state_dir_, socket_, listen_, tls_cert_, tls_key_, token_file_;
   bool no_cgroups_ = false, verbose_ = false;
 };

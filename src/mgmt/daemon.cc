@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <httplib.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -19,6 +20,7 @@
 #include "base/log.h"
 #include "mgmt/daemon_internal.h"
 #include "mgmt/domain_codec.h"
+#include "mgmt/domain_toml.h"
 
 namespace vireo::mgmt {
 
@@ -125,7 +127,7 @@ Status Daemon::Load() {
           next_id_ = std::max(next_id_, d->id + 1);
           Log(LogLevel::kInfo, "domain '{}': re-attached to pid {} ({})", name, d->process.vm_pid,
               d->state);
-          Watch(*d);
+          Watch(*d, d->reason == "incoming migration");
         } else {
           auto status = ReadExitFile(Path("run", name, ".exit"));
           d->state = "crashed";
@@ -281,7 +283,8 @@ HttpResponse Daemon::Info(const std::string& name) {
   json info = Summary(*d);
   info["vcpus"] = d->def.vcpus;
   info["memory_bytes"] = d->def.memory_bytes;
-  info["current_memory_bytes"] = d->def.EffectiveCurrentMemory();
+  info["current_memory_bytes"] =
+      d->live_current_memory ? d->live_current_memory : d->def.EffectiveCurrentMemory();
   info["persistent"] = true;
   info["log"] = Path("log", name, ".log");
   info["console_log"] = Path("log", name, ".console");
@@ -300,10 +303,11 @@ HttpResponse Daemon::Definition(const std::string& name, const std::string& form
   Domain* d = Find(name);
   if (!d) return NoDomain(name);
   if (format == "json") return Ok({{"format", "json"}, {"definition", DomainToJson(d->def)}});
+  if (format == "toml") return Ok({{"format", "toml"}, {"definition", DomainToToml(d->def)}});
   if (format == "xml" || format.empty()) {
     return Ok({{"format", "xml"}, {"definition", DomainToXml(d->def)}});
   }
-  return api::ErrorResponse(400, fmt::format("format '{}': expected xml or json", format));
+  return api::ErrorResponse(400, fmt::format("format '{}': expected xml, json or toml", format));
 }
 
 HttpResponse Daemon::Start(const std::string& name) {
@@ -314,13 +318,19 @@ HttpResponse Daemon::Start(const std::string& name) {
 }
 
 HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
-                                 const std::string& restore_dir, bool restore_paused) {
+                                 const std::string& restore_dir, bool restore_paused,
+                                 const std::string& incoming_uri) {
   const std::string name = d.def.name;
   if (d.state == "running" || d.state == "paused") {
     return api::ErrorResponse(409, fmt::format("{}: domain is already running", kNotValid));
   }
   if (auto s = Validate(d.def, /*check_files=*/true); !s) {
     return api::ErrorResponse(400, s.error().message);
+  }
+  const bool incoming = !incoming_uri.empty();
+  if (incoming && !d.def.interfaces.empty()) {
+    return api::ErrorResponse(
+        409, fmt::format("{}: domains with network interfaces cannot be migrated yet", kNotValid));
   }
   // Interfaces on a managed network or a host bridge get a tap of the daemon's.
   std::vector<std::string> bridges;
@@ -358,7 +368,11 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
   }
   const DomainDef& def = d.def;
   const int id = next_id_++;
-  if (!restore_dir.empty()) {
+  if (incoming) {
+    // The source's VM brings its machine, as a snapshot does; only host-side options here.
+    spec.argv = {options_.vireo_binary, "run",  "--incoming", incoming_uri,
+                 "--api-socket",        socket, "--serial",   def.serial ? "stdio" : "none"};
+  } else if (!restore_dir.empty()) {
     // The snapshot holds the machine (memory, vCPUs, devices, disks); only host-side
     // options go with --restore.
     spec.argv = {options_.vireo_binary, "run",  "--restore", restore_dir,
@@ -460,14 +474,17 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
         500, fmt::format("Failed to start domain '{}': {}", name, record.error().message));
   }
   d.process = *record;
-  d.state = restore_paused ? "paused" : "running";
-  d.reason = restore_dir.empty() ? "booted" : "from snapshot";
+  d.state = restore_paused || incoming ? "paused" : "running";
+  d.reason = incoming ? "incoming migration" : restore_dir.empty() ? "booted" : "from snapshot";
   d.id = id;
   d.stop_requested = false;
+  d.live_current_memory = 0;
+  d.migration = nullptr;
   const uint64_t generation = ++d.generation;
   SaveRunState(d);
-  Watch(d);
-  events_.Emit(name, "started", restore_dir.empty() ? "booted" : "from snapshot");
+  Watch(d, incoming);
+  events_.Emit(name, "started", d.reason);
+  if (incoming) return WaitForIncomingListen(lock, d, generation, spec.log_path);
 
   // Answer once the VM serves its control API, so the next command can use it; a VM that
   // ends first failed to start, and its log says why.
@@ -479,8 +496,10 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
     lock.lock();
     // A restored VM reports "stopping" until its machine is rebuilt.
     const std::string vm_state = reply.body.is_object() ? reply.body.value("state", "") : "";
-    if (reply.status == 200 && (vm_state == "running" || vm_state == "paused"))
+    if (reply.status == 200 && (vm_state == "running" || vm_state == "paused")) {
+      if (restore_dir.empty()) ApplyCurrentMemory(lock, d, socket);
       return Ok(Summary(d));
+    }
     changed_.wait_for(lock, std::chrono::milliseconds(20));
   }
   if (d.generation == generation && (d.state == "crashed" || d.state == "shutoff")) {
@@ -491,12 +510,24 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
   return Ok(Summary(d));
 }
 
-void Daemon::Watch(Domain& d) {
+void Daemon::Watch(Domain& d, bool incoming) {
   d.watcher_stop = UniqueFd(::eventfd(0, EFD_CLOEXEC));
   const ProcessRecord record = d.process;
   const int stop_fd = d.watcher_stop.get();
+  const std::string socket = Path("run", d.def.name, ".sock");
   Domain* domain = &d;
-  d.watcher = std::thread([this, record, stop_fd, domain] {
+  d.watcher = std::thread([this, record, stop_fd, domain, incoming, socket] {
+    // `vireo run --incoming` serves its API only once the migrated VM is rebuilt.
+    while (incoming && IsSameProcess(record.vm_pid, record.vm_start)) {
+      pollfd stop = {stop_fd, POLLIN, 0};
+      if (::poll(&stop, 1, 100) > 0) return;
+      VmReply reply = CallVm(socket, "GET", "/api/v1/vm");
+      const std::string state = reply.body.is_object() ? reply.body.value("state", "") : "";
+      if (reply.status == 200 && (state == "running" || state == "paused")) {
+        OnIncomingLanded(*domain, state);
+        break;
+      }
+    }
     if (WaitForExit(record, stop_fd)) OnExit(*domain);
   });
 }
@@ -505,10 +536,25 @@ void Daemon::OnExit(Domain& d) {
   std::lock_guard lock(mutex_);
   const std::string name = d.def.name;
   auto status = ReadExitFile(Path("run", name, ".exit"));
+  const std::string last_log = LastLogLine(Path("log", name, ".log"));
   if (d.stop_requested) {
     d.state = "shutoff";
     d.reason = "destroyed";
     events_.Emit(name, "stopped", "destroyed");
+  } else if (d.reason == "incoming migration") {  // it ended before the VM arrived
+    d.state = "shutoff";
+    d.reason = "failed";
+    events_.Emit(name, "stopped", "failed");
+    Log(LogLevel::kWarn, "domain '{}': the incoming migration failed: {}", name, last_log);
+  } else if (status && !status->signaled && status->code == 0 &&
+             last_log.rfind("vireo: migrated to ", 0) == 0) {
+    // The source's VM ends with status 0 once the destination has acknowledged.
+    d.state = "shutoff";
+    d.reason = "migrated";
+    if (!d.migration.is_object()) d.migration = json::object();
+    d.migration["state"] = "completed";
+    d.migration["summary"] = last_log.substr(std::strlen("vireo: "));
+    events_.Emit(name, "stopped", "migrated");
   } else if (status && !status->signaled && status->code == 0) {
     d.state = "shutoff";
     d.reason = "shutdown";

@@ -91,6 +91,20 @@ class Daemon {
   HttpResponse VcpuPin(const std::string& name, uint32_t vcpu, const std::string& cpuset,
                        bool config);
 
+  // setmem: the guest's memory becomes `size_bytes` through the balloon (target = memory -
+  // size). `live`: the running VM (its PUT /vm/balloon); `config`: the definition's
+  // currentMemory. Neither: live when the domain runs, else config (virsh's --current).
+  HttpResponse SetMemory(const std::string& name, uint64_t size_bytes, bool live, bool config);
+
+  // Live migration (daemon_migrate.cc). The destination's daemon starts the domain as
+  // `vireo run --incoming URI`: paused ("incoming migration") until the VM lands, then
+  // running ("migrated"). The source's asks its VM to migrate (PUT /vm/migrate) and follows
+  // it; when the VM ends after a completed migration the domain is shut off ("migrated").
+  HttpResponse StartIncoming(const std::string& name, const std::string& uri);
+  HttpResponse Migrate(const std::string& name, const std::string& uri, uint64_t max_downtime_ms,
+                       uint64_t bandwidth_mbps);
+  HttpResponse MigrationStatus(const std::string& name);
+
   // Managed networks (network.h), persisted as STATE/networks/NAME.xml.
   HttpResponse NetList();
   HttpResponse NetDefine(const std::string& xml);
@@ -112,11 +126,20 @@ class Daemon {
   std::string Path(const std::string& dir, const std::string& name, const char* ext) const;
   Status SaveDefinition(const Domain& d);
   void SaveRunState(const Domain& d);
-  void Watch(Domain& d);
+  // `incoming`: first wait for the incoming migration to land (OnIncomingLanded).
+  void Watch(Domain& d, bool incoming = false);
+  void OnIncomingLanded(Domain& d, const std::string& vm_state);
   void OnExit(Domain& d);
   Domain* Find(const std::string& name);
   HttpResponse StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
-                           const std::string& restore_dir = "", bool restore_paused = false);
+                           const std::string& restore_dir = "", bool restore_paused = false,
+                           const std::string& incoming_uri = "");
+  // After starting `vireo run --incoming`: answers once it listens (with the address, whose
+  // port may have been 0), or with the reason it ended.
+  HttpResponse WaitForIncomingListen(std::unique_lock<std::mutex>& lock, Domain& d,
+                                     uint64_t generation, const std::string& log_path);
+  // A definition's currentMemory below its memory becomes the new VM's balloon target.
+  void ApplyCurrentMemory(std::unique_lock<std::mutex>& lock, Domain& d, const std::string& socket);
   // Ends the VM (SIGKILL) and waits for the watcher to record it.
   bool KillLocked(std::unique_lock<std::mutex>& lock, const std::string& name);
   HttpResponse VmAction(const std::string& name, const char* action, const char* verb);

@@ -1,4 +1,4 @@
-// Internals shared by daemon.cc, daemon_snapshots.cc and daemon_networks.cc: the domain
+// Internals shared by daemon.cc and its daemon_*.cc parts: the domain
 // record and small helpers (atomic files, calls to a VM's own control API). Not an interface.
 #pragma once
 
@@ -76,14 +76,14 @@ struct VmReply {
   json body;
 };
 
-inline VmReply CallVm(const std::string& socket, const std::string& method,
-                      const std::string& path) {
+inline VmReply CallVm(const std::string& socket, const std::string& method, const std::string& path,
+                      const std::string& body = "") {
   httplib::Client client(socket);
   client.set_address_family(AF_UNIX);
   client.set_connection_timeout(std::chrono::seconds(2));
   client.set_read_timeout(std::chrono::seconds(10));
   httplib::Result res =
-      method == "GET" ? client.Get(path) : client.Put(path, "", "application/json");
+      method == "GET" ? client.Get(path) : client.Put(path, body, "application/json");
   VmReply reply;
   if (!res) return reply;
   reply.status = res->status;
@@ -120,8 +120,10 @@ struct Daemon::Domain {
   std::vector<std::string> cgroup_paths;
   std::vector<std::string> taps;  // created by the daemon for network/bridge interfaces
   std::thread watcher;
-  UniqueFd watcher_stop;    // eventfd: end the watcher without the VM ending
-  uint64_t generation = 0;  // bumped per start: tells one boot's watcher from the next
+  UniqueFd watcher_stop;             // eventfd: end the watcher without the VM ending
+  uint64_t generation = 0;           // bumped per start: tells one boot's watcher from the next
+  uint64_t live_current_memory = 0;  // setmem on the running VM; 0: the definition's
+  nlohmann::json migration;          // the last migration status seen (daemon_migrate.cc)
 };
 
 }  // namespace vireo::mgmt

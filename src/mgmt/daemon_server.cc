@@ -74,16 +74,29 @@ void AddRoutes(httplib::Server& server, Daemon& daemon) {
   server.Get(domain + "/stats", [&](const httplib::Request& req, httplib::Response& res) {
     Answer(daemon.Stats(req.matches[1]), res);
   });
-  server.Put(domain + "/(start|shutdown|destroy|reboot|suspend|resume)",
-             [&](const httplib::Request& req, httplib::Response& res) {
-               const std::string name = req.matches[1], action = req.matches[2];
-               if (action == "start") return Answer(daemon.Start(name), res);
-               if (action == "shutdown") return Answer(daemon.Shutdown(name), res);
-               if (action == "destroy") return Answer(daemon.Destroy(name), res);
-               if (action == "reboot") return Answer(daemon.Reboot(name), res);
-               if (action == "suspend") return Answer(daemon.Suspend(name), res);
-               Answer(daemon.Resume(name), res);
-             });
+  server.Put(
+      domain + "/(start|shutdown|destroy|reboot|suspend|resume)",
+      [&](const httplib::Request& req, httplib::Response& res) {
+        const std::string name = req.matches[1], action = req.matches[2];
+        if (action == "start") {
+          // {"incoming": "tcp:HOST:PORT"}: wait there for a live migration instead.
+          HttpResponse error;
+          json body = BodyJson(req, &error);
+          if (error.status != 200) return Answer(error, res);
+          if (!body.contains("incoming")) return Answer(daemon.Start(name), res);
+          if (!body["incoming"].is_string()) {
+            return Answer(
+                api::ErrorResponse(400, "request body: \"incoming\" must be \"tcp:HOST:PORT\""),
+                res);
+          }
+          return Answer(daemon.StartIncoming(name, body["incoming"].get<std::string>()), res);
+        }
+        if (action == "shutdown") return Answer(daemon.Shutdown(name), res);
+        if (action == "destroy") return Answer(daemon.Destroy(name), res);
+        if (action == "reboot") return Answer(daemon.Reboot(name), res);
+        if (action == "suspend") return Answer(daemon.Suspend(name), res);
+        Answer(daemon.Resume(name), res);
+      });
   server.Put(domain + "/autostart", [&](const httplib::Request& req, httplib::Response& res) {
     HttpResponse error;
     json body = BodyJson(req, &error);
@@ -129,6 +142,50 @@ void AddRoutes(httplib::Server& server, Daemon& daemon) {
     Answer(daemon.VcpuPin(req.matches[1], static_cast<uint32_t>(std::stoul(req.matches[2])),
                           body["cpuset"].get<std::string>(), body.value("config", false)),
            res);
+  });
+  server.Put(domain + "/memory", [&](const httplib::Request& req, httplib::Response& res) {
+    HttpResponse error;
+    json body = BodyJson(req, &error);
+    if (error.status != 200) return Answer(error, res);
+    if (!body.contains("size_bytes") || !body["size_bytes"].is_number_unsigned()) {
+      return Answer(
+          api::ErrorResponse(400, "request body: needs \"size_bytes\": the guest's memory"), res);
+    }
+    for (const char* flag : {"live", "config"}) {
+      if (body.contains(flag) && !body[flag].is_boolean()) {
+        return Answer(api::ErrorResponse(
+                          400, fmt::format("request body: \"{}\" must be true or false", flag)),
+                      res);
+      }
+    }
+    Answer(daemon.SetMemory(req.matches[1], body["size_bytes"].get<uint64_t>(),
+                            body.value("live", false), body.value("config", false)),
+           res);
+  });
+  server.Put(domain + "/migrate", [&](const httplib::Request& req, httplib::Response& res) {
+    HttpResponse error;
+    json body = BodyJson(req, &error);
+    if (error.status != 200) return Answer(error, res);
+    if (!body.contains("uri") || !body["uri"].is_string()) {
+      return Answer(api::ErrorResponse(400, "request body: needs \"uri\": \"tcp:HOST:PORT\""), res);
+    }
+    uint64_t numbers[2] = {0, 0};
+    const char* keys[2] = {"max_downtime_ms", "bandwidth_mbps"};
+    for (int i = 0; i < 2; ++i) {
+      if (!body.contains(keys[i])) continue;
+      if (!body[keys[i]].is_number_unsigned()) {
+        return Answer(
+            api::ErrorResponse(
+                400, fmt::format("request body: \"{}\" must be a non-negative integer", keys[i])),
+            res);
+      }
+      numbers[i] = body[keys[i]].get<uint64_t>();
+    }
+    Answer(daemon.Migrate(req.matches[1], body["uri"].get<std::string>(), numbers[0], numbers[1]),
+           res);
+  });
+  server.Get(domain + "/migrate", [&](const httplib::Request& req, httplib::Response& res) {
+    Answer(daemon.MigrationStatus(req.matches[1]), res);
   });
   server.Get(domain + "/snapshots", [&](const httplib::Request& req, httplib::Response& res) {
     Answer(daemon.SnapshotList(req.matches[1]), res);

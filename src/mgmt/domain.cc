@@ -225,6 +225,10 @@ Status Validate(const DomainDef& def, bool check_files) {
   if (def.cpu_period_us != 0 && (def.cpu_period_us < 1000 || def.cpu_period_us > 1000000)) {
     return Fail("cputune/period {}: must be 1000-1000000 us", def.cpu_period_us);
   }
+  // The kernel's CFS bandwidth limit (MAX_BW, 2^44 - 1 us); it refuses a larger quota.
+  if (def.cpu_quota_us > (1ull << 44) - 1) {
+    return Fail("cputune/quota {}: must be at most {} us", def.cpu_quota_us, (1ull << 44) - 1);
+  }
   if (!check_files) return {};
   uint64_t kernel_size = 0, initrd_size = 0;
   VIREO_TRY_STATUS(CheckFile("os/kernel", def.kernel, &kernel_size));

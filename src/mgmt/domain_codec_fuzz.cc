@@ -1,12 +1,13 @@
-// Fuzz target: domain definitions (libvirt XML, Vireo JSON) and network XML from hostile
-// users. Any input must parse or fail cleanly; anything accepted must dump to XML and JSON
-// that parse again to the same definition (dumpxml's round trip).
+// Fuzz target: domain definitions (libvirt XML, Vireo JSON or TOML) and network XML from
+// hostile users. Any input must parse or fail cleanly; anything accepted must dump to XML,
+// JSON and TOML that parse again to the same definition (dumpxml's round trip).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "mgmt/domain_codec.h"
+#include "mgmt/domain_toml.h"
 #include "mgmt/network.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -20,6 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto via_json =
         vireo::mgmt::ParseDomainJson(vireo::mgmt::DomainToJson(parsed->def).dump(), true);
     if (!via_json || vireo::mgmt::DomainToXml(via_json->def) != xml) std::abort();
+    auto via_toml = vireo::mgmt::ParseDomainToml(vireo::mgmt::DomainToToml(parsed->def), true);
+    if (!via_toml || vireo::mgmt::DomainToXml(via_toml->def) != xml) std::abort();
   }
   std::vector<std::string> warnings;
   auto net = vireo::mgmt::ParseNetworkXml(text, &warnings);

@@ -4,6 +4,7 @@
 
 #include "base/size_parse.h"
 #include "mgmt/domain_codec.h"
+#include "mgmt/domain_toml.h"
 
 namespace vireo::mgmt {
 namespace {
@@ -151,6 +152,10 @@ Result<void> ParseInto(const json& doc, ParsedDomain& out) {
 Result<ParsedDomain> ParseDomainJson(std::string_view text, bool strict) {
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Fail("definition: malformed JSON");
+  return ParseDomainJsonValue(doc, strict);
+}
+
+Result<ParsedDomain> ParseDomainJsonValue(const json& doc, bool strict) {
   ParsedDomain out;
   VIREO_TRY_STATUS(ParseInto(doc, out));
   if (strict && !out.warnings.empty()) {
@@ -222,7 +227,7 @@ Result<ParsedDomain> ParseDomain(std::string_view text, bool strict) {
   if (first == std::string_view::npos) return Fail("definition: empty");
   if (text[first] == '<') return ParseDomainXml(text, strict);
   if (text[first] == '{') return ParseDomainJson(text, strict);
-  return Fail("definition: neither XML ('<domain ...>') nor JSON ('{{...}}')");
+  return ParseDomainToml(text, strict);
 }
 
 }  // namespace vireo::mgmt

@@ -234,6 +234,10 @@ def main():
         check(st == 405 and allow == "PUT", f"wrong method: {st} {err} Allow={allow}")
         st, err, _ = api.call("PUT", "/vm/pause", body="not json")
         check(st == 400, f"bad body: {st} {err}")
+        # No --balloon: the balloon calls are 409 with the reason (VM 2 has one).
+        for method, body in (("GET", None), ("PUT", json.dumps({"target_bytes": 0}))):
+            st, err, _ = api.call(method, "/vm/balloon", body=body)
+            check(st == 409 and "no balloon device" in err["error"], f"{method} balloon without one: {st} {err}")
 
         # Concurrent clients: 6 threads pause and resume at once; only 200/409, never a crash.
         statuses, lock = [], threading.Lock()
@@ -273,9 +277,22 @@ def main():
         check(not os.path.exists(sock), "socket left behind")
 
         # ---- VM 2: stop ends vireo at once.
-        proc2, serial2, sock2, log2 = start_vm(vireo, guests, work, "vm2", ["--no-reboot"])
+        proc2, serial2, sock2, log2 = start_vm(vireo, guests, work, "vm2", ["--no-reboot", "--balloon"])
         procs.append(proc2)
         api2 = Api(sock2, spec)
+        # The balloon (this guest has no driver, so only the device's num_pages moves).
+        st, ans, _ = api2.call("GET", "/vm/balloon")
+        check(st == 200 and ans["num_pages"] == 0 and ans["memory_bytes"] == 256 << 20, f"balloon: {st} {ans}")
+        st, ans, _ = api2.call("PUT", "/vm/balloon", body=json.dumps({"target_bytes": 64 << 20}))
+        check(st == 200 and ans["num_pages"] == 16384 and ans["target_bytes"] == 64 << 20, f"set balloon: {st} {ans}")
+        st, ans, _ = api2.call("GET", "/vm/balloon")
+        check(ans["num_pages"] == 16384 and ans["actual_pages"] == 0, f"balloon after set: {ans}")
+        for body, phrase in ((json.dumps({"target_bytes": (256 << 20) + 4096}), "above the VM's memory"),
+                             (json.dumps({"target_bytes": 1000}), "not a multiple of 4096"),
+                             ("{}", "target_bytes"), (json.dumps({"target_bytes": -1}), "target_bytes")):
+            st, err, _ = api2.call("PUT", "/vm/balloon", body=body)
+            check(st == 400 and phrase in err["error"], f"balloon {body}: {st} {err}")
+        check(api2.call("GET", "/vm/balloon")[1]["num_pages"] == 16384, "a refused target changed the balloon")
         st, ans, _ = api2.call("PUT", "/vm/stop")
         check(st == 200 and ans["state"] == "stopping", f"stop: {st} {ans}")
         rc = proc2.wait(timeout=10)

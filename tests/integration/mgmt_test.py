@@ -6,8 +6,8 @@ the hello guest (prints and exits with status 85) and the virtio_net guest (ARP 
     mgmt_test.py VIREO GUESTS_DIR DAEMON_API_YAML [SCENARIO...]
 
 Scenarios (all by default), each a function below whose docstring says what it proves:
-  definitions lifecycle console crash restart twenty_vms bad_inputs snapshots remote network
-  api_doc
+  definitions toml lifecycle console crash restart twenty_vms bad_inputs snapshots setmem
+  migrate remote network api_doc
 A daemon runs on a fresh state directory under /tmp; every VM and the daemon are ended at
 the end, whatever happens. Exit 0: passed; 1: a check failed (the message says which).
 """
@@ -484,6 +484,171 @@ def snapshots(d, root):
     d.cli("undefine", "snap")
 
 
+def toml(d, root):
+    """A TOML definition (Vireo's JSON keys) defines the same domain as its JSON twin; an
+    unknown key is a warning (refused with --strict); dumpxml --toml writes it back."""
+    kernel = os.path.join(GUESTS, "api_counter.elf")
+    text = f'name = "t1"\nmemory = "32M"\nkernel = "{kernel}"\nballoon = true\ncolour = "red"\n[cpu]\ncores = 1\nsockets = 1\nthreads = 1\n'
+    path = write(root, "t1.toml", text)
+    r = d.cli("define", "--strict", path, expect=1)
+    check("unsupported key colour (refused with --strict)" in r.stderr, r.stderr)
+    r = d.cli("define", path)
+    check(r.stdout.startswith(f"Domain 't1' defined from {path}"), r.stdout)
+    check("warning: unsupported key colour (ignored)" in r.stderr, r.stderr)
+    xml = d.cli("dumpxml", "t1").stdout
+    check("<memballoon model=\"virtio\"" in xml and "<memory unit=\"KiB\">32768</memory>" in xml, xml)
+    dumped = d.cli("dumpxml", "--toml", "t1").stdout
+    check(re.search(r"^name = [\"']t1[\"']$", dumped, re.M) and "balloon = true" in dumped, dumped)
+    again = write(root, "t1-dumped.toml", dumped)
+    r = d.cli("define", "--strict", again)
+    check(r.stderr == "" and d.cli("dumpxml", "t1").stdout == xml, f"dumpxml --toml round trip: {r.stderr}")
+    r = d.cli("define", write(root, "bad.toml", 'name = "t2"\nkernel = \n'), expect=1)
+    check("malformed TOML at line 2" in r.stderr, r.stderr)
+    d.cli("undefine", "t1")
+
+
+def vm_balloon(d, name):
+    """The VM's own GET /vm/balloon, through the socket the daemon reports."""
+    conn = UnixConnection(d.cli_json("dominfo", name)["api_socket"])
+    try:
+        conn.request("GET", "/api/v1/vm/balloon")
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def setmem(d, root):
+    """setmem SIZE (KiB, or with a unit) moves the running VM's balloon target to memory -
+    SIZE (seen as the device's num_pages) and dominfo's used memory; --config changes the
+    definition's currentMemory, which the next start applies; sizes above the maximum, bad
+    units and domains without a balloon are refused and change nothing."""
+    d.cli("define", write(root, "bal.json", json_def("bal", balloon=True)))
+    d.cli("define", write(root, "nob.json", json_def("nob")))
+    d.cli("start", "bal")
+    st, b = vm_balloon(d, "bal")
+    check(st == 200 and b["num_pages"] == 0 and b["memory_bytes"] == 32 << 20, f"balloon at start: {b}")
+    r = d.cli("setmem", "bal", "16M")
+    check(r.stdout == "" and r.stderr == "", f"setmem prints nothing: {r.stdout!r} {r.stderr!r}")
+    check(vm_balloon(d, "bal")[1]["num_pages"] == (16 << 20) // 4096, f"16M: {vm_balloon(d, 'bal')}")
+    check(re.search(r"^Used memory:\s+16384 KiB", d.cli("dominfo", "bal").stdout, re.M), "dominfo used memory")
+    d.cli("setmem", "bal", "24576")  # KiB, as virsh
+    check(vm_balloon(d, "bal")[1]["num_pages"] == (8 << 20) // 4096, f"24576 KiB: {vm_balloon(d, 'bal')}")
+    for size, phrase in (("64M", "cannot set memory to 65536 KiB"), ("12parsecs", "is malformed"),
+                         ("0", "cannot set memory to 0 KiB")):
+        r = d.cli("setmem", "bal", size, expect=1)
+        check(phrase in r.stderr, f"setmem {size}: {r.stderr}")
+    check(vm_balloon(d, "bal")[1]["num_pages"] == 2048, "a refused setmem changed the balloon")
+    st, err = d.api("PUT", "/domains/bal/memory", body=json.dumps({"size_bytes": "16M"}))
+    check(st == 400 and "size_bytes" in err["error"], f"bad body: {st} {err}")
+    # --config: the definition only; the running VM keeps its target until the next start.
+    d.cli("setmem", "bal", "20M", "--config")
+    check("<currentMemory unit=\"KiB\">20480</currentMemory>" in d.cli("dumpxml", "bal").stdout, "--config")
+    check(vm_balloon(d, "bal")[1]["num_pages"] == 2048, "--config changed the running VM")
+    d.cli("destroy", "bal")
+    d.cli("start", "bal")
+    check(vm_balloon(d, "bal")[1]["num_pages"] == (12 << 20) // 4096, f"currentMemory at start: {vm_balloon(d, 'bal')}")
+    wait_for(lambda: len(d.counts("bal")) >= 3, "the ballooned guest counting")
+    d.cli("destroy", "bal")
+    d.cli("setmem", "bal", "32M")  # shut off: the definition (virsh's --current)
+    check("currentMemory unit=\"KiB\">32768<" in d.cli("dumpxml", "bal").stdout, "setmem on a shut off domain")
+    r = d.cli("setmem", "bal", "16M", "--live", expect=1)
+    check("domain is not running" in r.stderr, r.stderr)
+    d.cli("start", "nob")
+    r = d.cli("setmem", "nob", "16M", expect=1)
+    check("has no memory balloon" in r.stderr, r.stderr)
+    d.cli("destroy", "nob")
+    for name in ("bal", "nob"):
+        d.cli("undefine", name)
+
+
+def serial_lines(text):
+    """The complete "count N" lines (a pause can fall mid-line: its two halves are in the
+    source's and the destination's console, so they are joined before counting)."""
+    return whole_counts(text[:text.rfind("\n") + 1])
+
+
+def migrate(d, root):
+    """Live migration between two daemons on this host: the destination's `start --incoming`
+    waits (paused, reason incoming migration), `migrate --live` on the source shows progress
+    and returns once the source is shut off (reason migrated) and the destination runs the
+    guest, whose counter goes on with nothing lost or repeated; a migration to a port where
+    nothing listens fails with the reason and the domain runs on; events on both sides."""
+    b_root = os.path.join(root, "b")
+    os.makedirs(b_root, exist_ok=True)
+    b = Daemon(b_root)
+    b.start()
+    try:
+        since_a = d.api("GET", "/events")[1]["last"]
+        since_b = b.api("GET", "/events")[1]["last"]
+        definition = write(root, "mig.json", json_def("mig", uuid="5b0c7a4e-1f7c-4c55-9d2e-2a3c9f00e001"))
+        d.cli("define", definition)
+        b.cli("define", definition)
+        d.cli("start", "mig")
+        wait_for(lambda: len(d.counts("mig")) >= 5, "the source counting")
+        r = d.cli("migrate", "mig", "tcp:127.0.0.1:1", expect=1)
+        check("add --live" in r.stderr, r.stderr)
+        r = b.cli("start", "--incoming", "tcp:127.0.0.1:0", "mig")
+        m = re.search(r"waiting for an incoming migration on (tcp:127\.0\.0\.1:\d+)", r.stdout)
+        check(m, f"start --incoming: {r.stdout}")
+        uri = m.group(1)
+        check(b.cli("domstate", "--reason", "mig").stdout.startswith("paused (incoming migration)"),
+              "the destination waits paused")
+        r = b.cli("migrate", "--live", "mig", "tcp:127.0.0.1:1", expect=1)
+        check("waiting for an incoming migration" in r.stderr, f"migrate from the waiting side: {r.stderr}")
+        r = d.cli("migrate", "--live", "mig", uri)
+        check(r.stdout.startswith(f"Domain 'mig' migrated to {uri}"), r.stdout)
+        check(re.search(r"^Migration: .*round \d+, \d+ pages remaining", r.stderr, re.M)
+              and "Migration: completed" in r.stderr, f"progress: {r.stderr}")
+        check(d.cli("domstate", "--reason", "mig").stdout.startswith("shut off (migrated)"), "the source after")
+        st, status = d.api("GET", "/domains/mig/migrate")
+        check(st == 200 and status["state"] == "completed" and status["domain"]["reason"] == "migrated", f"{status}")
+        wait_for(lambda: b.domains()["mig"]["state"] == "running", "the destination running")
+        check(b.domains()["mig"]["reason"] == "migrated", f"destination: {b.domains()['mig']}")
+        # The guest goes on: the source's console then the destination's is one count.
+        with open(os.path.join(d.state, "log", "mig.console"), errors="replace") as f:
+            src = f.read()
+        wait_for(lambda: len(b.counts("mig")) >= 5, "the destination counting")
+        seq = serial_lines(src + b.console("mig"))
+        src_last = whole_counts(src)[-1]
+        check(seq == list(range(len(seq))) and seq[-1] > src_last + 3,
+              f"counter across the migration (source's last {src_last}): {seq[max(0, src_last - 3):src_last + 5]}")
+        # Failure: nothing listens; the domain runs on where it was, and says why.
+        r = b.cli("migrate", "--live", "mig", "tcp:127.0.0.1:1", expect=1)
+        check("error: Failed to migrate domain 'mig'" in r.stderr and "cannot connect" in r.stderr, r.stderr)
+        check(b.domains()["mig"]["state"] == "running", "a failed migration stopped the domain")
+        n = b.counts("mig")[-1]
+        wait_for(lambda: b.counts("mig")[-1] >= n + 3, "counting after the failed migration")
+        st, status = b.api("GET", "/domains/mig/migrate")
+        check(st == 200 and status["state"] == "failed" and "cannot connect" in status["error"], f"{status}")
+        st, err = b.api("PUT", "/domains/mig/migrate", body="{}")
+        check(st == 400, f"migrate without uri: {st} {err}")
+        r = d.cli("migrate", "--live", "mig", uri, expect=1)
+        check("domain is not running" in r.stderr, f"migrate a shut off domain: {r.stderr}")
+        ev_a = [e for e in d.events(since_a) if e[0] == "mig"]
+        ev_b = [e for e in b.events(since_b) if e[0] == "mig"]
+        check(ev_a == [("mig", "defined", "added"), ("mig", "started", "booted"), ("mig", "stopped", "migrated")],
+              f"source events: {ev_a}")
+        check(ev_b == [("mig", "defined", "added"), ("mig", "started", "incoming migration"),
+                       ("mig", "resumed", "migrated")], f"destination events: {ev_b}")
+        # An incoming start whose migration never comes: destroy it (a waiting domain is one).
+        b.cli("destroy", "mig")
+        b.cli("start", "--incoming", "tcp:127.0.0.1:0", "mig")
+        b.cli("destroy", "mig")
+        check(b.domains()["mig"]["reason"] == "destroyed", f"{b.domains()['mig']}")
+        d.cli("undefine", "mig")
+        b.cli("undefine", "mig")
+    finally:
+        d.used |= b.used
+        try:
+            for name, dom in b.domains().items():
+                if dom["state"] in ("running", "paused"):
+                    b.cli("destroy", name, expect=None)
+        except Exception:
+            pass
+        b.stop(signal.SIGTERM)
+
+
 def remote(d, root):
     """--listen serves the API over HTTPS with a bearer token: the CLI with the right token
     lists the same domains as over the Unix socket; no token or a wrong one is refused (401)."""
@@ -685,7 +850,8 @@ def api_doc(d, root):
         check(str(status) in op["responses"], f"{method} {template}: status {status} not documented")
 
 
-SCENARIOS = [definitions, lifecycle, console, crash, restart, twenty_vms, bad_inputs, snapshots, remote, network,
+SCENARIOS = [definitions, toml, lifecycle, console, crash, restart, twenty_vms, bad_inputs, snapshots, setmem, migrate,
+             remote, network,
              api_doc]
 
 
