@@ -70,9 +70,23 @@ json ToJson(const MigrationInfo& info) {
               {"expected_downtime_ms", info.expected_downtime_ms},
               {"downtime_ms", info.downtime_ms},
               {"total_ms", info.total_ms}};
+  if (info.block) {
+    out["block"] = true;
+    out["disk_bytes_total"] = info.disk_bytes_total;
+    out["disk_bytes_sent"] = info.disk_bytes_sent;
+    out["disk_bytes_remaining"] = info.disk_bytes_remaining;
+  }
   if (!info.phase.empty()) out["phase"] = info.phase;
   if (!info.error.empty()) out["error"] = info.error;
   return out;
+}
+
+json ToJson(const BalloonInfo& info) {
+  return {{"target_bytes", info.target_bytes},
+          {"actual_bytes", info.actual_bytes},
+          {"num_pages", info.target_bytes / 4096},
+          {"actual_pages", info.actual_bytes / 4096},
+          {"memory_bytes", info.memory_bytes}};
 }
 
 }  // namespace vireo::api

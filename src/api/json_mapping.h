@@ -16,6 +16,8 @@ nlohmann::json ToJson(const VmCounters& counters);
 nlohmann::json ToJson(const SnapshotInfo& info);
 // {"state", "uri", "rounds", "pages_sent", ..., "downtime_ms", "total_ms"[, "phase"][, "error"]}
 nlohmann::json ToJson(const MigrationInfo& info);
+// {"target_bytes", "actual_bytes", "num_pages", "actual_pages", "memory_bytes"}
+nlohmann::json ToJson(const BalloonInfo& info);
 // {"state"}: the answer to an action.
 nlohmann::json StateJson(VmState state);
 

@@ -8,7 +8,15 @@ namespace vireo::api {
 namespace {
 
 HttpResponse FromError(const ControlError& error) {
-  return ErrorResponse(error.kind == ControlError::Kind::kConflict ? 409 : 500, error.message);
+  switch (error.kind) {
+    case ControlError::Kind::kConflict:
+      return ErrorResponse(409, error.message);
+    case ControlError::Kind::kInvalid:
+      return ErrorResponse(400, error.message);
+    case ControlError::Kind::kFailed:
+      break;
+  }
+  return ErrorResponse(500, error.message);
 }
 
 // Actions take no parameters yet; a body, if any, must be a JSON object, so that adding
@@ -69,13 +77,13 @@ void AddVmRoutes(Router& router, VmController& controller) {
     if (!info) return FromError(info.error());
     return HttpResponse{200, ToJson(*info), {}};
   });
-  // {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N}: starts a live
-  // migration and answers 202 at once; GET follows it to its end.
+  // {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N, "block": B}: starts a
+  // live migration and answers 202 at once; GET follows it to its end.
   router.Add("PUT", vm + "/migrate", [&controller](const HttpRequest& request) {
     const nlohmann::json body =
         nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
     constexpr const char* kShape =
-        R"(the body must be {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N})";
+        R"(the body must be {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N, "block": true|false})";
     if (!body.is_object() || !body.contains("uri") || !body["uri"].is_string()) {
       return ErrorResponse(400, kShape);
     }
@@ -83,6 +91,11 @@ void AddVmRoutes(Router& router, VmController& controller) {
     migration.uri = body["uri"].get<std::string>();
     for (const auto& [key, value] : body.items()) {
       if (key == "uri") continue;
+      if (key == "block") {
+        if (!value.is_boolean()) return ErrorResponse(400, R"("block" must be true or false)");
+        migration.block = value.get<bool>();
+        continue;
+      }
       if (key != "max_downtime_ms" && key != "bandwidth_mbps") {
         return ErrorResponse(400, "unknown field '" + key + "'");
       }
@@ -104,6 +117,26 @@ void AddVmRoutes(Router& router, VmController& controller) {
   });
   router.Add("GET", vm + "/migrate", [&controller](const HttpRequest&) {
     auto info = controller.MigrationStatus();
+    if (!info) return FromError(info.error());
+    return HttpResponse{200, ToJson(*info), {}};
+  });
+  // {"target_bytes": N}: the balloon's new target (the memory the guest should give back).
+  router.Add("PUT", vm + "/balloon", [&controller](const HttpRequest& request) {
+    const nlohmann::json body =
+        nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("target_bytes") ||
+        !body["target_bytes"].is_number_unsigned()) {
+      return ErrorResponse(400, R"(the body must be {"target_bytes": N}, N a byte count)");
+    }
+    for (const auto& [key, value] : body.items()) {
+      if (key != "target_bytes") return ErrorResponse(400, "unknown field '" + key + "'");
+    }
+    auto info = controller.SetBalloonTarget(body["target_bytes"].get<uint64_t>());
+    if (!info) return FromError(info.error());
+    return HttpResponse{200, ToJson(*info), {}};
+  });
+  router.Add("GET", vm + "/balloon", [&controller](const HttpRequest&) {
+    auto info = controller.BalloonStatus();
     if (!info) return FromError(info.error());
     return HttpResponse{200, ToJson(*info), {}};
   });

@@ -48,6 +48,8 @@ class FakeController : public VmController {
     MigrationInfo info;
     info.state = "active";
     info.uri = request.uri;
+    info.block = request.block;
+    if (request.block) info.disk_bytes_total = 1 << 20;
     return info;
   }
   std::vector<MigrationRequest> migrations;
@@ -58,6 +60,19 @@ class FakeController : public VmController {
     snapshots.emplace_back(path, diff);
     return SnapshotInfo{path, diff ? "diff" : "full", 4096, 100, 7};
   }
+
+  // A 64 MiB VM with a balloon; the controller checks the target's range (kInvalid).
+  ControlResult<BalloonInfo> BalloonStatus() override {
+    return BalloonInfo{balloon_target, balloon_target / 2, 64ull << 20};
+  }
+  ControlResult<BalloonInfo> SetBalloonTarget(uint64_t target_bytes) override {
+    if (target_bytes > (64ull << 20)) {
+      return tl::unexpected(ControlError{ControlError::Kind::kInvalid, "above the VM's memory"});
+    }
+    balloon_target = target_bytes;
+    return BalloonStatus();
+  }
+  uint64_t balloon_target = 0;
 
   VmState state = VmState::kRunning;
   bool fail_next = false;
@@ -154,7 +169,7 @@ TEST_F(VmRoutesTest, EveryRouteIsUnderTheVersionedPrefix) {
   for (const auto& [method, path] : router_.routes()) {
     EXPECT_EQ(path.rfind("/api/v1/vm", 0), 0u) << method << " " << path;
   }
-  EXPECT_EQ(router_.routes().size(), 10u);
+  EXPECT_EQ(router_.routes().size(), 12u);  // docs/api.yaml's operations
 }
 
 // PUT /vm/snapshot: the body's path and type reach the controller; anything else is 400, and
@@ -179,8 +194,9 @@ TEST_F(VmRoutesTest, SnapshotTakesPathAndTypeAndRefusesBadBodies) {
   EXPECT_EQ(vm_.snapshots.size(), 2u);
 }
 
-// PUT /vm/migrate: uri, max_downtime_ms and bandwidth_mbps reach the controller and the
-// answer is 202; bad bodies are 400 and reach nothing; GET reports (none before any).
+// PUT /vm/migrate: uri, max_downtime_ms, bandwidth_mbps and block reach the controller and the
+// answer is 202 (with the block fields for a block migration); bad bodies are 400 and reach
+// nothing; GET reports (none before any).
 TEST_F(VmRoutesTest, MigrateTakesItsParametersAndRefusesBadBodies) {
   auto none = Call("GET", "/vm/migrate");
   ASSERT_EQ(none.status, 200);
@@ -195,14 +211,57 @@ TEST_F(VmRoutesTest, MigrateTakesItsParametersAndRefusesBadBodies) {
   EXPECT_EQ(vm_.migrations[0].bandwidth_mbps, 800u);
   ASSERT_EQ(Call("PUT", "/vm/migrate", R"({"uri": "tcp:h:1"})").status, 202);
   EXPECT_EQ(vm_.migrations[1].max_downtime_ms, 300u);  // the default
+  EXPECT_FALSE(vm_.migrations[1].block);
+  auto block = Call("PUT", "/vm/migrate", R"({"uri": "tcp:h:1", "block": true})");
+  ASSERT_EQ(block.status, 202) << block.body.dump();
+  ASSERT_EQ(vm_.migrations.size(), 3u);
+  EXPECT_TRUE(vm_.migrations[2].block);
+  EXPECT_EQ(block.body["block"], true);
+  EXPECT_EQ(block.body["disk_bytes_total"], 1u << 20);
   for (const char* body :
        {"", "[]", R"({"uri": 5})", R"({"uri": "unix:/x"})",
         R"({"uri": "tcp:h:1", "max_downtime_ms": -1})",
         R"({"uri": "tcp:h:1", "max_downtime_ms": 0})",
-        R"({"uri": "tcp:h:1", "bandwidth_mbps": "fast"})", R"({"uri": "tcp:h:1", "colour": 1})"}) {
+        R"({"uri": "tcp:h:1", "bandwidth_mbps": "fast"})", R"({"uri": "tcp:h:1", "colour": 1})",
+        R"({"uri": "tcp:h:1", "block": 1})", R"({"uri": "tcp:h:1", "block": "yes"})"}) {
     EXPECT_EQ(Call("PUT", "/vm/migrate", body).status, 400) << body;
   }
-  EXPECT_EQ(vm_.migrations.size(), 2u);
+  EXPECT_EQ(vm_.migrations.size(), 3u);
+}
+
+TEST_F(VmRoutesTest, BalloonSetsTheTargetAndRefusesBadBodies) {
+  auto set = Call("PUT", "/vm/balloon", R"({"target_bytes": 16777216})");
+  ASSERT_EQ(set.status, 200) << set.body.dump();
+  EXPECT_EQ(set.body["target_bytes"], 16ull << 20);
+  EXPECT_EQ(set.body["num_pages"], 4096u);
+  auto get = Call("GET", "/vm/balloon");
+  ASSERT_EQ(get.status, 200);
+  EXPECT_EQ(get.body["actual_bytes"], 8ull << 20);
+  EXPECT_EQ(get.body["actual_pages"], 2048u);
+  EXPECT_EQ(get.body["memory_bytes"], 64ull << 20);
+  auto above = Call("PUT", "/vm/balloon", R"({"target_bytes": 67112960})");
+  EXPECT_EQ(above.status, 400);
+  EXPECT_EQ(above.body["error"], "above the VM's memory");
+  for (const char* body : {"", "{}", R"({"target_bytes": -1})", R"({"target_bytes": "1G"})",
+                           R"({"target_bytes": 0, "colour": 1})"}) {
+    EXPECT_EQ(Call("PUT", "/vm/balloon", body).status, 400) << body;
+  }
+  EXPECT_EQ(vm_.balloon_target, 16ull << 20);
+}
+
+// A controller that keeps VmController's defaults: no balloon is a 409 with the reason.
+TEST(VmRoutesDefaults, NoBalloonIs409) {
+  struct Minimal : VmController {
+    ControlResult<VmInfo> Info() override { return VmInfo{}; }
+    ControlResult<VmCounters> Counters() override { return VmCounters{}; }
+    ControlResult<VmState> Apply(VmAction) override { return VmState::kRunning; }
+  } vm;
+  Router router;
+  AddVmRoutes(router, vm);
+  auto get = router.Dispatch({"GET", "/api/v1/vm/balloon", ""});
+  EXPECT_EQ(get.status, 409);
+  EXPECT_EQ(get.body["error"], "the VM has no balloon");
+  EXPECT_EQ(router.Dispatch({"PUT", "/api/v1/vm/balloon", R"({"target_bytes": 0})"}).status, 409);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 namespace vireo {
 namespace {
 
+constexpr uint64_t kBalloonPageSize = 4096;  // virtio 1.2, 5.5.6: PFNs are 4 KiB units
+
 tl::unexpected<ControlError> Conflict(std::string message) {
   return tl::unexpected(ControlError{ControlError::Kind::kConflict, std::move(message)});
 }
@@ -21,6 +23,7 @@ void MachineController::Attach(Machine& machine, bool paused) {
   machine_ = &machine;
   state_ = paused ? VmState::kPaused : VmState::kRunning;
   ++boots_;
+  if (balloon_target_pages_ != 0) (void)machine.SetBalloonTarget(balloon_target_pages_);
 }
 
 void MachineController::Detach() {
@@ -124,14 +127,60 @@ ControlResult<MigrationInfo> MachineController::Migrate(const MigrationRequest& 
   }
   migration_.reset();  // the previous, finished one
   migration_ = std::make_unique<migration::OutgoingMigration>(std::move(*source), request);
+  // The 202 answer says what started ("active"), even if the thread fails at once (a refused
+  // connect); GET /vm/migrate reports the outcome.
+  const MigrationInfo started = migration_->info();
   migration_->Start();
-  return migration_->info();
+  return started;
 }
 
 ControlResult<MigrationInfo> MachineController::MigrationStatus() {
   std::lock_guard lock(mu_);
   if (migration_) return migration_->info();
   return last_migration_.value_or(MigrationInfo{});
+}
+
+}  // namespace vireo
+
+namespace vireo {
+
+ControlResult<BalloonInfo> MachineController::BalloonStatus() {
+  std::lock_guard lock(mu_);
+  if (!config_.balloon) return Conflict("the VM has no balloon device (start it with --balloon)");
+  if (machine_ == nullptr) {
+    return Conflict("the VM is not running (starting, restarting or stopped)");
+  }
+  const auto [target, actual] = machine_->BalloonPages();
+  return BalloonInfo{target * kBalloonPageSize, actual * kBalloonPageSize, config_.memory};
+}
+
+ControlResult<BalloonInfo> MachineController::SetBalloonTarget(uint64_t target_bytes) {
+  {
+    std::lock_guard lock(mu_);
+    if (!config_.balloon) {
+      return Conflict("the VM has no balloon device (start it with --balloon)");
+    }
+    if (machine_ == nullptr) {
+      return Conflict("the VM is not running (starting, restarting or stopped)");
+    }
+    if (target_bytes % kBalloonPageSize != 0) {
+      return tl::unexpected(
+          ControlError{ControlError::Kind::kInvalid,
+                       fmt::format("target_bytes {} is not a multiple of 4096 (the balloon's page)",
+                                   target_bytes)});
+    }
+    if (target_bytes > config_.memory) {
+      return tl::unexpected(
+          ControlError{ControlError::Kind::kInvalid,
+                       fmt::format("target_bytes {} is above the VM's memory ({} bytes)",
+                                   target_bytes, config_.memory)});
+    }
+    if (auto set = machine_->SetBalloonTarget(target_bytes / kBalloonPageSize); !set) {
+      return tl::unexpected(ControlError{ControlError::Kind::kFailed, set.error().message});
+    }
+    balloon_target_pages_ = target_bytes / kBalloonPageSize;
+  }
+  return BalloonStatus();
 }
 
 }  // namespace vireo

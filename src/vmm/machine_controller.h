@@ -36,6 +36,8 @@ class MachineController final : public VmController {
   ControlResult<SnapshotInfo> Snapshot(const std::string& path, bool diff) override;
   ControlResult<MigrationInfo> Migrate(const MigrationRequest& request) override;
   ControlResult<MigrationInfo> MigrationStatus() override;
+  ControlResult<BalloonInfo> BalloonStatus() override;
+  ControlResult<BalloonInfo> SetBalloonTarget(uint64_t target_bytes) override;
 
  private:
   VmState StateLocked() const;
@@ -45,6 +47,9 @@ class MachineController final : public VmController {
   Machine* machine_ = nullptr;          // guarded by mu_
   VmState state_ = VmState::kStopping;  // guarded by mu_
   uint64_t boots_ = 0;                  // guarded by mu_
+  // The balloon target set through the API, applied again to the machine a reset builds
+  // (its new balloon device starts at 0).
+  uint64_t balloon_target_pages_ = 0;  // guarded by mu_
   // The migration in progress (or the last one); its thread never takes mu_, so Detach can
   // cancel and join it while holding mu_.
   std::unique_ptr<migration::OutgoingMigration> migration_;  // guarded by mu_

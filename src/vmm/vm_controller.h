@@ -19,6 +19,7 @@ struct ControlError {
   enum class Kind {
     kConflict,  // not allowed in the VM's current state (HTTP 409)
     kFailed,    // allowed, but it did not work (HTTP 500)
+    kInvalid,   // a value in the request is out of range for this VM (HTTP 400)
   };
   Kind kind = Kind::kFailed;
   std::string message;
@@ -65,6 +66,7 @@ struct MigrationRequest {
   std::string uri;                 // tcp:HOST:PORT, where `vireo run --incoming` listens
   uint64_t max_downtime_ms = 300;  // pre-copy until the rest fits in this (estimated)
   uint64_t bandwidth_mbps = 0;     // megabits per second; 0 = as fast as the link goes
+  bool block = false;              // copy the disks' contents too (disks not shared)
 };
 
 // GET /vm/migrate: the last migration's progress, or its final stats.
@@ -83,7 +85,20 @@ struct MigrationInfo {
   uint64_t expected_downtime_ms = 0;    // remaining pages at the measured rate
   uint64_t downtime_ms = 0;             // pause to the destination's acknowledgement
   uint64_t total_ms = 0;
+  // Block migration: the disks' total size, the disk bytes sent (zero chunks included, each
+  // re-send counted), and what is still to send (the first copy's rest, then dirty chunks).
+  bool block = false;
+  uint64_t disk_bytes_total = 0;
+  uint64_t disk_bytes_sent = 0;
+  uint64_t disk_bytes_remaining = 0;
   std::string error;  // why it failed; the VM runs on here
+};
+
+// GET/PUT /vm/balloon: the virtio-balloon's size (virtio 1.2, 5.5.4), in bytes of 4 KiB pages.
+struct BalloonInfo {
+  uint64_t target_bytes = 0;  // num_pages: the memory the guest is asked to give back
+  uint64_t actual_bytes = 0;  // actual: what the guest's driver reports it has given back
+  uint64_t memory_bytes = 0;  // the VM's RAM, the largest target
 };
 
 class VmController {
@@ -102,6 +117,15 @@ class VmController {
     return tl::unexpected(ControlError{ControlError::Kind::kFailed, "migration is not supported"});
   }
   virtual ControlResult<MigrationInfo> MigrationStatus() { return MigrationInfo{}; }
+  // The balloon's target and actual size; 409 (kConflict) when the VM has none.
+  virtual ControlResult<BalloonInfo> BalloonStatus() {
+    return tl::unexpected(ControlError{ControlError::Kind::kConflict, "the VM has no balloon"});
+  }
+  // Sets the balloon's target (a multiple of 4 KiB, at most the VM's RAM) and tells the
+  // driver; the guest inflates or deflates in its own time.
+  virtual ControlResult<BalloonInfo> SetBalloonTarget(uint64_t /*target_bytes*/) {
+    return tl::unexpected(ControlError{ControlError::Kind::kConflict, "the VM has no balloon"});
+  }
 };
 
 }  // namespace vireo
