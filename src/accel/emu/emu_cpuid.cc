@@ -23,7 +23,9 @@ constexpr uint32_t kEdxFxsr = 1u << 24;
 constexpr uint32_t kEdxSse = 1u << 25;
 constexpr uint32_t kEdxSse2 = 1u << 26;
 constexpr uint32_t kEcxCx16 = 1u << 13;
+constexpr uint32_t kEcxX2Apic = 1u << 21;  // the local APIC's MSR mode (11.12)
 constexpr uint32_t kEcxPopcnt = 1u << 23;
+constexpr uint32_t kEcxTscDeadline = 1u << 24;  // the local APIC's timer mode 2 (11.5.4.1)
 constexpr uint32_t kExtEdxSyscall = 1u << 11;
 constexpr uint32_t kExtEdxNx = 1u << 20;
 constexpr uint32_t kExtEdxPage1G = 1u << 26;
@@ -51,7 +53,7 @@ std::vector<accel::CpuidEntry> SupportedCpuid() {
   t.push_back({0, 0, 0, 7, vendor_b, vendor_c, vendor_d});
   // Family 6 model 0 stepping 0; EBX[15:8] is the CLFLUSH line size in 8-byte units. No
   // FPU bit: x87 arithmetic is not emulated (its control and FXSAVE state are).
-  t.push_back({1, 0, 0, 0x00000600, 8u << 8, kEcxCx16 | kEcxPopcnt,
+  t.push_back({1, 0, 0, 0x00000600, 8u << 8, kEcxCx16 | kEcxX2Apic | kEcxPopcnt | kEcxTscDeadline,
                kEdxPse | kEdxTsc | kEdxMsr | kEdxPae | kEdxCx8 | kEdxApic | kEdxPge | kEdxCmov |
                    kEdxPat | kEdxClflush | kEdxFxsr | kEdxSse | kEdxSse2});
   t.push_back({7, 0, 1, 0, kLeaf7EbxSmep, 0, 0});

@@ -7,15 +7,19 @@ namespace vireo::emu {
 namespace {
 
 constexpr uint64_t kApicBaseEnable = 1u << 11;
+constexpr uint64_t kApicBaseExtd = 1u << 10;
 constexpr uint64_t kApicBaseMask = 0x000ffffffffff000ULL;
+constexpr uint32_t kLowestPriority = 1;
 constexpr uint32_t kExtInt = 7;
 constexpr uint32_t kPitGsi = 2;  // the MADT's interrupt source override for ISA IRQ 0
 
 }  // namespace
 
-EmuPlatform::EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::function<void(int)> wake)
+EmuPlatform::EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::function<void(int)> wake,
+                         uint64_t tsc_hz)
     : clock_(clock),
       wake_(std::move(wake)),
+      tsc_hz_(tsc_hz),
       ioapic_([this](const irqchip::ApicMessage& m) { return Deliver(m); }),
       pit_(clock, irq0_) {
   for (int i = 0; i < vcpu_count; ++i) {
@@ -57,6 +61,7 @@ void EmuPlatform::Irq0::SetLevel(bool asserted) {
 }
 
 bool EmuPlatform::Deliver(const irqchip::ApicMessage& m, int exclude) {
+  if (m.delivery_mode == kLowestPriority) return DeliverLowestPriority(m, exclude);
   bool accepted = false;
   for (size_t i = 0; i < lapics_.size(); ++i) {
     if (static_cast<int>(i) == exclude) continue;
@@ -64,10 +69,31 @@ bool EmuPlatform::Deliver(const irqchip::ApicMessage& m, int exclude) {
     if (m.delivery_mode != kExtInt) lapics_[i]->Accept(m);
     wake_(static_cast<int>(i));
     accepted = true;
-    // Lowest priority goes to one APIC; with no arbitration the first match takes it.
-    if (m.delivery_mode == 1) break;
   }
   return accepted;
+}
+
+bool EmuPlatform::DeliverLowestPriority(const irqchip::ApicMessage& m, int exclude) {
+  const size_t n = lapics_.size();
+  int best = -1;
+  uint32_t best_priority = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = (lowest_priority_next_ + k) % n;
+    if (static_cast<int>(i) == exclude) continue;
+    const irqchip::LocalApic& a = *lapics_[i];
+    if (!a.MatchesDestination(m.logical, m.destination)) continue;
+    // The class (PPR[7:4]) decides; a software-disabled APIC only when no other matches.
+    const uint32_t priority = a.software_enabled() ? (a.ppr() & 0xf0) : 0x100;
+    if (best < 0 || priority < best_priority) {
+      best = static_cast<int>(i);
+      best_priority = priority;
+    }
+  }
+  if (best < 0) return false;
+  lowest_priority_next_ = static_cast<size_t>(best) + 1;
+  lapics_[best]->Accept(m);
+  wake_(best);
+  return true;
 }
 
 void EmuPlatform::SetIrqLocked(uint32_t gsi, bool level) {
@@ -136,8 +162,8 @@ bool EmuPlatform::HandlePio(bool is_write, uint16_t port, uint32_t /*size*/, uin
 bool EmuPlatform::HandleMmio(int vcpu, uint64_t apic_base, bool is_write, uint64_t address,
                              uint32_t size, uint64_t* data) {
   const uint64_t lapic_page = apic_base & kApicBaseMask;
-  const bool lapic = (apic_base & kApicBaseEnable) && address >= lapic_page &&
-                     address < lapic_page + irqchip::LocalApic::kSize;
+  const bool lapic = (apic_base & kApicBaseEnable) && !(apic_base & kApicBaseExtd) &&
+                     address >= lapic_page && address < lapic_page + irqchip::LocalApic::kSize;
   const bool ioapic = address >= irqchip::Ioapic::kDefaultBase &&
                       address < irqchip::Ioapic::kDefaultBase + irqchip::Ioapic::kSize;
   if (!lapic && !ioapic) return false;
@@ -190,17 +216,45 @@ std::optional<uint8_t> EmuPlatform::TakeInterrupt(int vcpu, uint64_t apic_base, 
   return std::nullopt;
 }
 
-void EmuPlatform::PollTimers(int vcpu) {
+void EmuPlatform::PollTimers(int vcpu, uint64_t tsc) {
   std::lock_guard lock(mu_);
-  lapics_[vcpu]->PollTimer();
+  lapics_[vcpu]->PollTimer(tsc);
   if (vcpu == 0) pit_.Poll();
 }
 
-uint64_t EmuPlatform::NextDeadlineNs(int vcpu) {
+uint64_t EmuPlatform::NextDeadlineNs(int vcpu, uint64_t tsc) {
   std::lock_guard lock(mu_);
-  uint64_t d = lapics_[vcpu]->NextTimerDeadlineNs();
+  uint64_t d = lapics_[vcpu]->NextTimerDeadlineNs(tsc, tsc_hz_);
   if (vcpu == 0) d = std::min(d, pit_.NextEventNs());
   return d;
+}
+
+bool EmuPlatform::ReadMsr(int vcpu, uint32_t index, uint64_t* value) {
+  if (index >= irqchip::LocalApic::kX2ApicMsrBase && index < irqchip::LocalApic::kX2ApicMsrEnd) {
+    std::lock_guard lock(mu_);
+    return lapics_[vcpu]->ReadMsr(index, value);
+  }
+  if (index != kMsrTscDeadline) return false;
+  std::lock_guard lock(mu_);
+  *value = lapics_[vcpu]->tsc_deadline();
+  return true;
+}
+
+bool EmuPlatform::WriteMsr(int vcpu, uint32_t index, uint64_t value, uint64_t tsc) {
+  if (index >= irqchip::LocalApic::kX2ApicMsrBase && index < irqchip::LocalApic::kX2ApicMsrEnd) {
+    std::lock_guard lock(mu_);
+    return lapics_[vcpu]->WriteMsr(index, value);
+  }
+  if (index != kMsrTscDeadline) return false;
+  std::lock_guard lock(mu_);
+  lapics_[vcpu]->set_tsc_deadline(value);
+  lapics_[vcpu]->PollTimer(tsc);  // a deadline already passed fires now, as on hardware
+  return true;
+}
+
+void EmuPlatform::SetApicBase(int vcpu, uint64_t apic_base) {
+  std::lock_guard lock(mu_);
+  lapics_[vcpu]->SetX2Apic((apic_base & kApicBaseEnable) && (apic_base & kApicBaseExtd));
 }
 
 bool EmuPlatform::TakeNmi(int vcpu) {

@@ -28,13 +28,17 @@ namespace vireo::emu {
 
 class EmuPlatform {
  public:
-  // `wake(vcpu)` makes a halted vCPU look for interrupts again (any thread).
-  EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::function<void(int)> wake);
+  // `wake(vcpu)` makes a halted vCPU look for interrupts again (any thread). `tsc_hz`, the
+  // rate of the TSC the vCPUs read, turns TSC deadlines into sleep times (0: unknown, a
+  // halted vCPU then waits for another event before it sees its TSC deadline pass).
+  EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::function<void(int)> wake,
+              uint64_t tsc_hz = 0);
 
   // Port I/O of the PIT (0x40-0x43), port B (0x61), the PICs (0x20/0x21, 0xa0/0xa1) and the
   // ELCR (0x4d0/0x4d1): true when claimed (`*data` holds an IN's result).
   bool HandlePio(bool is_write, uint16_t port, uint32_t size, uint64_t* data);
-  // MMIO of vCPU `vcpu`'s local APIC page (at its APIC_BASE, when enabled) and the IOAPIC.
+  // MMIO of vCPU `vcpu`'s local APIC page (at its APIC_BASE, when enabled in xAPIC mode)
+  // and the IOAPIC.
   bool HandleMmio(int vcpu, uint64_t apic_base, bool is_write, uint64_t address, uint32_t size,
                   uint64_t* data);
 
@@ -46,9 +50,19 @@ class EmuPlatform {
   // take (acknowledged when `acknowledge`), or nothing. `cr8` is kept in step with TPR.
   std::optional<uint8_t> TakeInterrupt(int vcpu, uint64_t apic_base, uint8_t* cr8,
                                        bool acknowledge);
-  void PollTimers(int vcpu);
+  // `tsc` is the vCPU's TSC now (RDTSC's value), for the TSC-deadline timer.
+  void PollTimers(int vcpu, uint64_t tsc = 0);
   // The earliest timer event that concerns `vcpu` (its APIC timer, the PIT), Clock time.
-  uint64_t NextDeadlineNs(int vcpu);
+  uint64_t NextDeadlineNs(int vcpu, uint64_t tsc = 0);
+  // The local APIC's MSRs for RDMSR/WRMSR: IA32_TSC_DEADLINE (0x6e0) and, in x2APIC mode,
+  // 0x800-0x8ff. False: not one of them, or refused (#GP). A deadline written already passed
+  // fires at once.
+  bool ReadMsr(int vcpu, uint32_t index, uint64_t* value);
+  bool WriteMsr(int vcpu, uint32_t index, uint64_t value, uint64_t tsc);
+  static constexpr uint32_t kMsrTscDeadline = 0x6e0;
+  // A new IA32_APIC_BASE for `vcpu` (the CPU checked the transition): EXTD switches its
+  // APIC's x2APIC mode, which also takes the MMIO page away (SDM 11.12.1).
+  void SetApicBase(int vcpu, uint64_t apic_base);
   // An NMI accepted by `vcpu`'s APIC (ICR, MSI or IOAPIC NMI mode); cleared by taking it.
   bool TakeNmi(int vcpu);
   // INIT and start-up IPIs accepted by `vcpu`'s APIC since the last look, in order: an INIT
@@ -76,10 +90,14 @@ class EmuPlatform {
   };
   // Puts `m` on the APIC bus; true when a local APIC took it. mu_ held.
   bool Deliver(const irqchip::ApicMessage& m, int exclude = -1);
+  // Lowest-priority delivery (SDM Vol. 3 11.6.2.4): the matching APIC with the lowest
+  // processor-priority class, software-enabled ones first; ties go round-robin.
+  bool DeliverLowestPriority(const irqchip::ApicMessage& m, int exclude);
   void SetIrqLocked(uint32_t gsi, bool level);
 
   const irqchip::Clock& clock_;
   std::function<void(int)> wake_;
+  uint64_t tsc_hz_;
   std::mutex mu_;
   Irq0 irq0_{*this};
   irqchip::Ioapic ioapic_;
@@ -88,6 +106,7 @@ class EmuPlatform {
   std::vector<std::unique_ptr<irqchip::LocalApic>> lapics_;
   std::vector<Startup> startup_;  // per vCPU, guarded by mu_
   std::vector<uint8_t> nmi_pending_;
+  size_t lowest_priority_next_ = 0;  // where the next tie-break search starts
 };
 
 }  // namespace vireo::emu

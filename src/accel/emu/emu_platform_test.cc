@@ -83,6 +83,115 @@ TEST_F(EmuPlatformTest, LapicTimerAndTprThroughCr8) {
   EXPECT_EQ(platform_.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x41});
 }
 
+// The RDMSR/WRMSR path of IA32_TSC_DEADLINE as Linux's lapic_next_deadline uses it, and the
+// sleep bound a halted vCPU gets from it with a known TSC rate.
+TEST(EmuPlatformTscDeadlineTest, MsrArmsTheTimerAndBoundsTheSleep) {
+  irqchip::ManualClock clock;
+  EmuPlatform platform(
+      1, clock, [](int) {}, 1'000'000'000);  // 1 GHz: a tick is 1 ns
+  uint64_t data = 0x1ff;
+  ASSERT_TRUE(platform.HandleMmio(0, kApicBase, true, 0xfee000f0, 4, &data));
+  data = 0x42 | (2u << 17);
+  ASSERT_TRUE(platform.HandleMmio(0, kApicBase, true, 0xfee00320, 4, &data));
+  uint64_t v = 1;
+  EXPECT_FALSE(platform.ReadMsr(0, 0x6e1, &v));  // not an APIC MSR: #GP
+  ASSERT_TRUE(platform.ReadMsr(0, EmuPlatform::kMsrTscDeadline, &v));
+  EXPECT_EQ(v, 0u);
+  ASSERT_TRUE(platform.WriteMsr(0, EmuPlatform::kMsrTscDeadline, 1'000'500, 1'000'000));
+  ASSERT_TRUE(platform.ReadMsr(0, EmuPlatform::kMsrTscDeadline, &v));
+  EXPECT_EQ(v, 1'000'500u);
+  EXPECT_EQ(platform.NextDeadlineNs(0, 1'000'000), clock.NowNs() + 500);
+  uint8_t cr8 = 0;
+  platform.PollTimers(0, 1'000'499);
+  EXPECT_EQ(platform.TakeInterrupt(0, kApicBase, &cr8, true), std::nullopt);
+  platform.PollTimers(0, 1'000'500);
+  EXPECT_EQ(platform.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x42});
+  data = 0;
+  ASSERT_TRUE(platform.HandleMmio(0, kApicBase, true, 0xfee000b0, 4, &data));  // EOI
+  // A deadline in the past fires during the WRMSR itself.
+  ASSERT_TRUE(platform.WriteMsr(0, EmuPlatform::kMsrTscDeadline, 5, 2'000'000));
+  EXPECT_EQ(platform.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x42});
+  ASSERT_TRUE(platform.ReadMsr(0, EmuPlatform::kMsrTscDeadline, &v));
+  EXPECT_EQ(v, 0u);
+}
+
+// Two vCPUs in x2APIC mode: the MMIO page is gone, an ICR MSR write reaches the other APIC
+// by its 32-bit ID, and logical cluster destinations select by LDR.
+TEST(EmuPlatformX2ApicTest, IcrMsrDeliversByX2ApicIdAndThePageIsGone) {
+  irqchip::ManualClock clock;
+  std::vector<int> wakes;
+  EmuPlatform platform(2, clock, [&](int id) { wakes.push_back(id); });
+  constexpr uint64_t kX2Base = 0xfee00c00;  // EN | EXTD
+  for (int i = 0; i < 2; ++i) {
+    platform.SetApicBase(i, kX2Base);
+    ASSERT_TRUE(platform.WriteMsr(i, 0x80f, 0x1ff, 0));
+  }
+  uint64_t data = 0;
+  EXPECT_FALSE(platform.HandleMmio(0, kX2Base, false, 0xfee00020, 4, &data));
+  ASSERT_TRUE(platform.ReadMsr(1, 0x802, &data));
+  EXPECT_EQ(data, 1u);
+  ASSERT_TRUE(platform.WriteMsr(0, 0x830, (uint64_t{1} << 32) | 0x52, 0));
+  uint8_t cr8 = 0;
+  EXPECT_EQ(platform.TakeInterrupt(0, kX2Base, &cr8, true), std::nullopt);
+  EXPECT_EQ(platform.TakeInterrupt(1, kX2Base, &cr8, true), uint8_t{0x52});
+  ASSERT_TRUE(platform.WriteMsr(1, 0x80b, 0, 0));
+  // Logical: cluster 0, members 0 and 1 (LDR bits 0 and 1).
+  ASSERT_TRUE(platform.WriteMsr(0, 0x830, (uint64_t{0x3} << 32) | (1u << 11) | 0x53, 0));
+  EXPECT_EQ(platform.TakeInterrupt(0, kX2Base, &cr8, true), uint8_t{0x53});
+  EXPECT_EQ(platform.TakeInterrupt(1, kX2Base, &cr8, true), uint8_t{0x53});
+  // Back to disabled: the MSRs #GP again.
+  platform.SetApicBase(1, 0xfee00000);
+  EXPECT_FALSE(platform.ReadMsr(1, 0x802, &data));
+}
+
+// Lowest-priority MSIs in logical flat mode, as Linux's flat APIC driver leaves the LDRs:
+// the APIC with the lower TPR class takes it; equal classes alternate.
+TEST(EmuPlatformLowestPriorityTest, LowestTprClassWinsAndTiesRoundRobin) {
+  irqchip::ManualClock clock;
+  EmuPlatform platform(2, clock, [](int) {});
+  auto mmio = [&](int vcpu, uint64_t address, uint32_t value) {
+    uint64_t data = value;
+    ASSERT_TRUE(platform.HandleMmio(vcpu, kApicBase, true, address, 4, &data));
+  };
+  for (int i = 0; i < 2; ++i) {
+    mmio(i, 0xfee000f0, 0x1ff);            // software enable
+    mmio(i, 0xfee000d0, (1u << i) << 24);  // LDR: one bit per CPU, flat model
+  }
+  auto take = [&](int vcpu) {
+    uint8_t cr8 = static_cast<uint8_t>(platform.Tpr(vcpu) >> 4);  // CR8 follows TPR
+    std::optional<uint8_t> v = platform.TakeInterrupt(vcpu, kApicBase, &cr8, true);
+    if (v) mmio(vcpu, 0xfee000b0, 0);  // EOI
+    return v;
+  };
+  // MSI: logical (address bit 2), destination 0x03 (both), lowest priority (data 10:8 = 1).
+  constexpr uint64_t kAddress = 0xfee03004;
+  constexpr uint32_t kData = (1u << 8) | 0x60;
+  mmio(0, 0xfee00080, 0x30);  // CPU 0 busier: TPR class 3
+  platform.SignalMsi(kAddress, kData);
+  EXPECT_EQ(take(0), std::nullopt);
+  EXPECT_EQ(take(1), uint8_t{0x60});
+  mmio(1, 0xfee00080, 0x40);  // now CPU 1 is busier
+  platform.SignalMsi(kAddress, kData);
+  EXPECT_EQ(take(1), std::nullopt);
+  EXPECT_EQ(take(0), uint8_t{0x60});
+  // Equal classes: one each, in turn.
+  mmio(0, 0xfee00080, 0);
+  mmio(1, 0xfee00080, 0);
+  int got[2] = {0, 0};
+  for (int k = 0; k < 4; ++k) {
+    platform.SignalMsi(kAddress, kData);
+    for (int i = 0; i < 2; ++i) {
+      if (take(i)) ++got[i];
+    }
+  }
+  EXPECT_EQ(got[0], 2);
+  EXPECT_EQ(got[1], 2);
+  // Only the matching APIC is a candidate, whatever its priority.
+  mmio(1, 0xfee00080, 0x50);
+  platform.SignalMsi(0xfee02004, kData);  // logical destination 0x02: CPU 1 only
+  EXPECT_EQ(take(1), uint8_t{0x60});
+}
+
 TEST_F(EmuPlatformTest, MsiAndLevelEoiBroadcast) {
   Mmio(0xfee000f0, 0x1ff);
   platform_.SignalMsi(0xfee00000, 0x45);

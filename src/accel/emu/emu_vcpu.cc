@@ -242,7 +242,7 @@ accel::VcpuExit EmuVcpu::Run() {
       continue;
     }
     interp_.SyncCode();
-    vm_.platform().PollTimers(id_);
+    vm_.platform().PollTimers(id_, GuestTsc());
     if (!DeliverPendingEvents()) {
       accel::VcpuExit exit;
       exit.reason = accel::ExitReason::kShutdown;
@@ -250,7 +250,7 @@ accel::VcpuExit EmuVcpu::Run() {
     }
     if (halted_) {
       // Sleep until a kick, an interrupt or the next timer event; a spurious wake loops.
-      WaitForEvent(vm_.platform().NextDeadlineNs(id_));
+      WaitForEvent(vm_.platform().NextDeadlineNs(id_, GuestTsc()));
       continue;
     }
     // Step singly while an event waits for its window (STI / MOV SS shadow), so it is taken
@@ -364,6 +364,7 @@ Status EmuVcpu::SetSpecialRegisters(const accel::SpecialRegisters& s) {
   state_.cr8 = s.cr8;
   state_.efer = s.efer;
   state_.msr.apic_base = s.apic_base;
+  vm_.platform().SetApicBase(id_, s.apic_base);
   // New paging state: nothing cached under the old one may be used (PAE paging also reads
   // its PDPTEs now, as a MOV CR3 would).
   interp_.FlushTlb(true);
@@ -390,6 +391,18 @@ void EmuVcpu::Cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
 }
 
 uint64_t EmuVcpu::ReadTsc() { return __rdtsc(); }
+
+bool EmuVcpu::ReadApicMsr(uint32_t index, uint64_t* value) {
+  return vm_.platform().ReadMsr(id_, index, value);
+}
+
+bool EmuVcpu::WriteApicMsr(uint32_t index, uint64_t value, uint64_t tsc) {
+  if (!vm_.platform().WriteMsr(id_, index, value, tsc)) return false;
+  state_.cr8 = vm_.platform().Tpr(id_) >> 4;  // an x2APIC TPR write shows in CR8 (11.8.6)
+  return true;
+}
+
+void EmuVcpu::ApicBaseChanged(uint64_t apic_base) { vm_.platform().SetApicBase(id_, apic_base); }
 
 Status EmuVcpu::SetMsrs(std::span<const accel::MsrEntry> msrs) {
   for (const accel::MsrEntry& m : msrs) {

@@ -60,6 +60,12 @@ class EmuVcpu final : public accel::Vcpu, private CpuEnvironment {
   // CpuEnvironment: CPUID from the table SetCpuid gave, RDTSC from the host's TSC.
   void Cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) override;
   uint64_t ReadTsc() override;
+  // The platform's local APIC MSRs (EmuPlatform::ReadMsr).
+  bool ReadApicMsr(uint32_t index, uint64_t* value) override;
+  bool WriteApicMsr(uint32_t index, uint64_t value, uint64_t tsc) override;
+  void ApicBaseChanged(uint64_t apic_base) override;
+  // RDTSC's value for the guest: the host TSC plus IA32_TSC's offset.
+  uint64_t GuestTsc() { return ReadTsc() + state_.msr.tsc_offset; }
 
   accel::VcpuExit DataExit(accel::ExitReason reason, bool is_write, uint64_t address, uint32_t size,
                            uint64_t data);

@@ -303,6 +303,36 @@ TEST_F(EmuVcpuTest, MsrsRoundTripAndUnknownOnesAreNamed) {
   EXPECT_NE(status.error().message.find("0x12345"), std::string::npos);
 }
 
+// IA32_APIC_BASE through the WRMSR path (SDM 11.12.5): xAPIC -> x2APIC, then the x2APIC
+// MSRs answer; x2APIC -> xAPIC, disabled -> x2APIC and EXTD without EN are refused (#GP).
+TEST_F(EmuVcpuTest, ApicBaseModeTransitionsGateTheX2ApicMsrs) {
+  const uint32_t id_msr = 0x802;
+  EXPECT_FALSE(vcpu_->GetMsrs({&id_msr, 1})) << "xAPIC mode: x2APIC MSRs #GP";
+  const accel::MsrEntry x2{0x1b, 0xfee00d00};  // BSP | EXTD | EN
+  ASSERT_TRUE(vcpu_->SetMsrs({&x2, 1}));
+  auto id = vcpu_->GetMsrs({&id_msr, 1});
+  ASSERT_TRUE(id);
+  EXPECT_EQ((*id)[0].value, 0u);
+  const accel::MsrEntry back_to_xapic{0x1b, 0xfee00900};
+  EXPECT_FALSE(vcpu_->SetMsrs({&back_to_xapic, 1}));
+  const accel::MsrEntry disabled{0x1b, 0xfee00100};
+  ASSERT_TRUE(vcpu_->SetMsrs({&disabled, 1}));
+  EXPECT_FALSE(vcpu_->GetMsrs({&id_msr, 1}));
+  EXPECT_FALSE(vcpu_->SetMsrs({&x2, 1})) << "disabled -> x2APIC skips xAPIC";
+  const accel::MsrEntry extd_only{0x1b, 0xfee00500};
+  EXPECT_FALSE(vcpu_->SetMsrs({&extd_only, 1}));
+  ASSERT_TRUE(vcpu_->SetMsrs({&back_to_xapic, 1}));
+  ASSERT_TRUE(vcpu_->SetMsrs({&x2, 1}));
+  // The TSC-deadline MSR exists; CPUID offers both features.
+  const uint32_t deadline = 0x6e0;
+  EXPECT_TRUE(vcpu_->GetMsrs({&deadline, 1}));
+  // mov eax, 1; cpuid; out 0x80, al
+  Code({0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0xa2, 0xe6, 0x80});
+  ASSERT_EQ(vcpu_->Run().reason, ExitReason::kIo);
+  EXPECT_NE(Regs().rcx & (1u << 21), 0u) << "x2APIC offered";
+  EXPECT_NE(Regs().rcx & (1u << 24), 0u) << "TSC-deadline offered";
+}
+
 TEST_F(EmuVcpuTest, CpuidAnswersFromTheTableTheVmBuilt) {
   // mov eax, 0x80000001; cpuid; out 0x80, al
   Code({0xb8, 0x01, 0x00, 0x00, 0x80, 0x0f, 0xa2, 0xe6, 0x80});

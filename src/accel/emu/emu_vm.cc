@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "accel/emu/emu_cpuid.h"
 #include "accel/emu/emu_vcpu.h"
@@ -23,6 +26,23 @@ bool SameEvent(const accel::Vm::IoEvent& a, const accel::Vm::IoEvent& b) {
 
 constexpr uint32_t kFirstMsiGsi = 24;  // after the IOAPIC's pins, as on KVM
 
+// The host TSC's rate (the vCPUs' RDTSC is the host's), measured once against the monotonic
+// clock over 10 ms: it only sizes the sleeps of a vCPU halted on a TSC deadline, which the
+// TSC itself decides exactly, so 0.01% error is plenty.
+uint64_t HostTscHz() {
+  static const uint64_t hz = [] {
+    using Steady = std::chrono::steady_clock;
+    const auto t0 = Steady::now();
+    const uint64_t c0 = __rdtsc();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const auto t1 = Steady::now();
+    const uint64_t c1 = __rdtsc();
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+    return ns > 0 ? static_cast<uint64_t>(static_cast<double>(c1 - c0) * 1e9 / ns) : 0;
+  }();
+  return hz;
+}
+
 }  // namespace
 
 EmuVm::EmuVm(int vcpu_count)
@@ -30,9 +50,12 @@ EmuVm::EmuVm(int vcpu_count)
       vcpus_(std::make_unique<std::atomic<EmuVcpu*>[]>(static_cast<size_t>(vcpu_count))) {
   for (int i = 0; i < vcpu_count; ++i) vcpus_[i].store(nullptr);
   if (vcpu_count > 1) code_tracker_ = std::make_unique<CodeTracker>();
-  platform_ = std::make_unique<EmuPlatform>(vcpu_count, clock_, [this](int id) {
-    if (EmuVcpu* v = vcpus_[id].load(std::memory_order_acquire)) v->WakeForInterrupt();
-  });
+  platform_ = std::make_unique<EmuPlatform>(
+      vcpu_count, clock_,
+      [this](int id) {
+        if (EmuVcpu* v = vcpus_[id].load(std::memory_order_acquire)) v->WakeForInterrupt();
+      },
+      HostTscHz());
 }
 
 EmuVm::~EmuVm() {

@@ -225,7 +225,7 @@ bool ReadMsrImpl(Interpreter& cpu, uint32_t index, uint64_t* value) {
       *value = m.sysenter_eip;
       return true;
     default:
-      return false;
+      return cpu.env().ReadApicMsr(index, value);
   }
 }
 
@@ -237,10 +237,20 @@ bool WriteMsrImpl(Interpreter& cpu, uint32_t index, uint64_t v) {
     case kMsrTsc:
       m.tsc_offset = v - cpu.env().ReadTsc();
       return true;
-    case kMsrApicBase:
+    case kMsrApicBase: {
       if (v & ~0xfffffffffd00ull) return false;  // reserved bits (SDM Vol. 3 10.4.4)
+      // EN (11) and EXTD (10): EXTD without EN is invalid, and x2APIC mode is entered only
+      // from xAPIC mode and left only by disabling the APIC (SDM Vol. 3 11.12.5, figure
+      // 11-27); the other transitions #GP.
+      constexpr uint64_t kEn = 1u << 11, kExtd = 1u << 10;
+      const uint64_t from = m.apic_base & (kEn | kExtd), to = v & (kEn | kExtd);
+      if (to == kExtd) return false;
+      if (from == (kEn | kExtd) && to == kEn) return false;
+      if (from == 0 && to == (kEn | kExtd)) return false;
       m.apic_base = v;
+      cpu.env().ApicBaseChanged(v);
       return true;
+    }
     case kMsrMiscEnable:
       m.misc_enable = v;
       return true;
@@ -295,7 +305,7 @@ bool WriteMsrImpl(Interpreter& cpu, uint32_t index, uint64_t v) {
       (index == kMsrSysenterEsp ? m.sysenter_esp : m.sysenter_eip) = v;
       return true;
     default:
-      return false;
+      return cpu.env().WriteApicMsr(index, v, cpu.env().ReadTsc() + m.tsc_offset);
   }
 }
 

@@ -81,6 +81,14 @@ struct CpuEnvironment {
   virtual ~CpuEnvironment() = default;
   virtual void Cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) = 0;
   virtual uint64_t ReadTsc() = 0;
+  // MSRs of the local APIC, which lives outside the CPU (IA32_TSC_DEADLINE, x2APIC): false when the
+  // environment has none (#GP). `tsc` is the guest's TSC now.
+  virtual bool ReadApicMsr(uint32_t /*index*/, uint64_t* /*value*/) { return false; }
+  virtual bool WriteApicMsr(uint32_t /*index*/, uint64_t /*value*/, uint64_t /*tsc*/) {
+    return false;
+  }
+  // IA32_APIC_BASE took a new value (a valid one: the CPU checks it).
+  virtual void ApicBaseChanged(uint64_t /*apic_base*/) {}
 };
 
 // Whether a data access of `len` bytes at `offset` through `seg` passes the legacy-mode

@@ -96,6 +96,14 @@ Result<std::vector<accel::CpuidEntry>> KvmAccelerator::SupportedCpuid() const {
     entries.push_back({raw[i].function, raw[i].index, raw[i].flags, raw[i].eax, raw[i].ebx,
                        raw[i].ecx, raw[i].edx});
   }
+  // KVM leaves the TSC-deadline timer out of KVM_GET_SUPPORTED_CPUID although its in-kernel
+  // LAPIC (ours in both irqchip modes) emulates it: offered when the capability says so, as
+  // QEMU does (CPUID.1:ECX bit 24, SDM Vol. 3 11.5.4.1).
+  if (::ioctl(fd_.get(), KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0) {
+    for (accel::CpuidEntry& e : entries) {
+      if (e.function == 1) e.ecx |= 1u << 24;
+    }
+  }
   return entries;
 }
 

@@ -7,11 +7,12 @@ namespace {
 
 constexpr uint32_t kLvtTimerPeriodic = 1u << 17;
 constexpr uint32_t kLvtTimerModeMask = 3u << 17;
+constexpr uint32_t kLvtTimerTscDeadline = 2u << 17;
 // Writable LVT bits (SDM figure 11-8): vector, delivery mode, polarity, trigger, mask, and
 // the timer's mode. Delivery status (12) and remote IRR (14) are read-only.
 constexpr uint32_t kLvtWritable[] = {
     0x000107ff,  // CMCI
-    0x000700ff,  // timer: vector, mask, mode (TSC-deadline mode is not offered)
+    0x000700ff,  // timer: vector, mask, mode (one-shot, periodic, TSC-deadline)
     0x000107ff,  // thermal
     0x000107ff,  // performance counter
     0x0001a7ff,  // LINT0
@@ -29,7 +30,7 @@ LocalApic::LocalApic(uint32_t id, const Clock& clock, Callbacks callbacks)
 
 void LocalApic::ResetForInit() {
   tpr_ = 0;
-  ldr_ = 0;
+  ldr_ = x2apic_ ? X2ApicLdr() : 0;  // INIT keeps x2APIC mode (IA32_APIC_BASE is unchanged)
   dfr_ = 0xffffffff;
   svr_ = 0xff;
   esr_ = esr_pending_ = 0;
@@ -41,6 +42,7 @@ void LocalApic::ResetForInit() {
   timer_initial_ = timer_divide_ = 0;
   timer_start_ns_ = timer_fired_ = 0;
   timer_armed_ = false;
+  tsc_deadline_ = 0;
 }
 
 int LocalApic::HighestBit(const std::array<uint32_t, 8>& bits) {
@@ -98,6 +100,14 @@ void LocalApic::SetIrr(uint8_t vector, bool level) {
 }
 
 bool LocalApic::MatchesDestination(bool logical, uint32_t destination) const {
+  if (x2apic_) {
+    if (destination == 0xff || destination == 0xffffffff) return true;
+    if (!logical) return destination == id_;
+    // Cluster ID in 31:16, member bits 15:0 (11.12.10.2).
+    const uint32_t ldr = X2ApicLdr();
+    return (destination >> 16) == (ldr >> 16) && (destination & ldr & 0xffff) != 0;
+  }
+  if (destination == 0xffffffff) return true;  // an x2APIC sender's broadcast
   destination &= 0xff;
   if (!logical) return destination == 0xff || destination == (id_ & 0xff);
   if (destination == 0xff) return true;  // broadcast in both logical models
@@ -110,7 +120,7 @@ bool LocalApic::MatchesDestination(bool logical, uint32_t destination) const {
 void LocalApic::Accept(const ApicMessage& m) {
   switch (m.delivery_mode) {
     case 0:  // fixed
-    case 1:  // lowest priority: with this bus's single match it is fixed delivery
+    case 1:  // lowest priority: the bus chose this APIC; from here it is fixed delivery
       SetIrr(m.vector, m.level);
       break;
     case 4:
@@ -133,7 +143,7 @@ void LocalApic::SendIcr() {
   m.delivery_mode = (icr_low_ >> 8) & 7;
   m.logical = (icr_low_ >> 11) & 1;
   m.level = (icr_low_ >> 15) & 1;
-  m.destination = icr_high_ >> 24;
+  m.destination = x2apic_ ? icr_high_ : icr_high_ >> 24;
   const auto shorthand = static_cast<Shorthand>((icr_low_ >> 18) & 3);
   // 11.6.1: INIT level de-assert (level 0, trigger level) is only a synchronisation message.
   if (m.delivery_mode == 5 && !((icr_low_ >> 14) & 1) && m.level) return;
@@ -155,7 +165,7 @@ uint32_t LocalApic::TimerDivisor() const {
 }
 
 uint32_t LocalApic::TimerCurrent() const {
-  if (!timer_armed_ || timer_initial_ == 0) return 0;
+  if (TscDeadlineMode() || !timer_armed_ || timer_initial_ == 0) return 0;
   const uint64_t ticks = (clock_.NowNs() - timer_start_ns_) / TimerDivisor();
   if (lvt_[kTimer] & kLvtTimerPeriodic) {
     return static_cast<uint32_t>(timer_initial_ - ticks % timer_initial_);
@@ -163,13 +173,41 @@ uint32_t LocalApic::TimerCurrent() const {
   return ticks >= timer_initial_ ? 0 : static_cast<uint32_t>(timer_initial_ - ticks);
 }
 
-uint64_t LocalApic::NextTimerDeadlineNs() const {
+bool LocalApic::TscDeadlineMode() const {
+  return (lvt_[kTimer] & kLvtTimerModeMask) == kLvtTimerTscDeadline;
+}
+
+uint64_t LocalApic::tsc_deadline() const { return TscDeadlineMode() ? tsc_deadline_ : 0; }
+
+void LocalApic::set_tsc_deadline(uint64_t deadline) {
+  if (TscDeadlineMode()) tsc_deadline_ = deadline;
+}
+
+uint64_t LocalApic::NextTimerDeadlineNs(uint64_t tsc, uint64_t tsc_hz) const {
+  if (TscDeadlineMode()) {
+    if (tsc_deadline_ == 0) return std::numeric_limits<uint64_t>::max();
+    if (tsc >= tsc_deadline_) return clock_.NowNs();
+    if (tsc_hz == 0) return std::numeric_limits<uint64_t>::max();
+    // Rounded up, so a sleep ends at or after the deadline by this estimate.
+    const unsigned __int128 ns =
+        (static_cast<unsigned __int128>(tsc_deadline_ - tsc) * 1'000'000'000 + tsc_hz - 1) / tsc_hz;
+    const uint64_t now = clock_.NowNs();
+    const uint64_t left = std::numeric_limits<uint64_t>::max() - now;
+    return ns >= left ? std::numeric_limits<uint64_t>::max() : now + static_cast<uint64_t>(ns);
+  }
   if (!timer_armed_ || timer_initial_ == 0) return std::numeric_limits<uint64_t>::max();
   const uint64_t period = uint64_t{timer_initial_} * TimerDivisor();
   return timer_start_ns_ + period * (timer_fired_ + 1);
 }
 
-void LocalApic::PollTimer() {
+void LocalApic::PollTimer(uint64_t tsc) {
+  if (TscDeadlineMode()) {
+    if (tsc_deadline_ == 0 || tsc < tsc_deadline_) return;
+    tsc_deadline_ = 0;  // fired: the MSR reads 0 and the timer is disarmed (11.5.4.1)
+    const uint32_t lvt = lvt_[kTimer];
+    if (!(lvt & kLvtMasked)) SetIrr(static_cast<uint8_t>(lvt), false);
+    return;
+  }
   const uint64_t deadline = NextTimerDeadlineNs();
   const uint64_t now = clock_.NowNs();
   if (now < deadline) return;
@@ -188,10 +226,99 @@ void LocalApic::WriteLvt(Lvt lvt, uint32_t value) {
   uint32_t v = (lvt_[lvt] & ~kLvtWritable[lvt]) | (value & kLvtWritable[lvt]);
   if (!software_enabled()) v |= kLvtMasked;  // 11.4.7.2: masks stay set while disabled
   if (lvt == kTimer && ((v ^ lvt_[lvt]) & kLvtTimerModeMask)) {
-    // A mode change stops the timer; the next initial-count write starts it.
+    // A mode change stops the timer in every mode (11.5.4.1): the next initial-count or
+    // IA32_TSC_DEADLINE write starts it again.
     timer_armed_ = false;
+    timer_initial_ = 0;
+    tsc_deadline_ = 0;
   }
   lvt_[lvt] = v;
+}
+
+void LocalApic::SetX2Apic(bool on) {
+  if (on == x2apic_) return;
+  x2apic_ = on;
+  ldr_ = on ? X2ApicLdr() : 0;
+  icr_high_ = 0;
+}
+
+bool LocalApic::ReadMsr(uint32_t index, uint64_t* value) {
+  if (!x2apic_ || index < kX2ApicMsrBase || index >= kX2ApicMsrEnd) return false;
+  const uint32_t offset = (index - kX2ApicMsrBase) << 4;
+  switch (offset) {
+    case kId:
+      *value = id_;  // all 32 bits (11.12.5.1)
+      return true;
+    case kIcrLow:
+      *value = (uint64_t{icr_high_} << 32) | icr_low_;
+      return true;
+    case kVersion:
+    case kTpr:
+    case kPpr:
+    case kLdr:
+    case kSvr:
+    case kEsr:
+    case kLvtCmci:
+    case kLvtTimer:
+    case kLvtThermal:
+    case kLvtPerf:
+    case kLvtLint0:
+    case kLvtLint1:
+    case kLvtError:
+    case kTimerInitial:
+    case kTimerCurrent:
+    case kTimerDivide:
+      *value = Read(offset);
+      return true;
+    default:
+      if (offset >= kIsr && offset < kIrr + 0x80) {  // ISR, TMR, IRR
+        *value = Read(offset);
+        return true;
+      }
+      return false;  // EOI and SELF IPI are write-only; DFR, ICR high, APR, RRD are gone
+  }
+}
+
+bool LocalApic::WriteMsr(uint32_t index, uint64_t value) {
+  if (!x2apic_ || index < kX2ApicMsrBase || index >= kX2ApicMsrEnd) return false;
+  const uint32_t offset = (index - kX2ApicMsrBase) << 4;
+  if (offset == kIcrLow) {
+    // One 64-bit write: destination in 63:32, then the message goes (11.12.9).
+    icr_high_ = static_cast<uint32_t>(value >> 32);
+    icr_low_ = static_cast<uint32_t>(value) & kIcrWritable;
+    SendIcr();
+    return true;
+  }
+  if (value >> 32) return false;
+  const auto v = static_cast<uint32_t>(value);
+  switch (offset) {
+    case kEoi:
+    case kEsr:
+      if (v != 0) return false;
+      Write(offset, v);
+      return true;
+    case 0x3f0: {  // SELF IPI: a fixed, edge-triggered IPI to this APIC (11.12.11)
+      ApicMessage m;
+      m.vector = static_cast<uint8_t>(v);
+      Accept(m);
+      return true;
+    }
+    case kTpr:
+    case kSvr:
+    case kLvtCmci:
+    case kLvtTimer:
+    case kLvtThermal:
+    case kLvtPerf:
+    case kLvtLint0:
+    case kLvtLint1:
+    case kLvtError:
+    case kTimerInitial:
+    case kTimerDivide:
+      Write(offset, v);
+      return true;
+    default:
+      return false;  // read-only (ID, version, PPR, LDR, ISR/TMR/IRR, current count) or absent
+  }
 }
 
 void LocalApic::SetLint(uint32_t lint0, uint32_t lint1) {
@@ -309,7 +436,9 @@ void LocalApic::Write(uint32_t offset, uint32_t value) {
       WriteLvt(kError, value);
       return;
     case kTimerInitial:
-      // 11.5.4: writing the initial count (re)starts the count-down; 0 stops it.
+      // 11.5.4: writing the initial count (re)starts the count-down; 0 stops it. TSC-deadline
+      // mode ignores it (11.5.4.1).
+      if (TscDeadlineMode()) return;
       timer_initial_ = value;
       timer_start_ns_ = clock_.NowNs();
       timer_fired_ = 0;

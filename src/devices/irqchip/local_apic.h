@@ -2,9 +2,11 @@
 // "Advanced Programmable Interrupt Controller": the register page (table 11-1), IRR/ISR/TMR
 // with priority (11.8), TPR/PPR (11.8.3.1), EOI (11.8.5), the spurious-vector register and
 // software enable (11.4.7, 11.9), the LVT (11.5.1), the timer in one-shot and periodic mode
-// with its divide configuration (11.5.4), the ICR with fixed/lowest-priority/NMI/INIT/SIPI
-// messages, physical and logical (flat, cluster) destinations and shorthands (11.6), and the
-// error status register (11.5.3).
+// with its divide configuration (11.5.4) and in TSC-deadline mode (11.5.4.1), the ICR with
+// fixed/lowest-priority/NMI/INIT/SIPI messages, physical and logical (flat, cluster) destinations
+// and shorthands (11.6), and the error status register (11.5.3). x2APIC mode (11.12) adds
+// the MSR interface (0x800-0x8ff), 32-bit IDs and destinations, the cluster LDR derived from
+// the ID and the SELF IPI register; the VMM switches it with IA32_APIC_BASE.EXTD.
 //
 // The APIC bus clock is 1 GHz, as KVM's (the timer counts nanoseconds before division), so
 // guests calibrated for KVM see the same rates. Time comes from an injected Clock.
@@ -58,8 +60,20 @@ class LocalApic {
   uint32_t Read(uint32_t offset);
   void Write(uint32_t offset, uint32_t value);
 
-  // The APIC bus: whether a message with this destination selects this APIC (11.6.2).
+  // The APIC bus: whether a message with this destination selects this APIC (11.6.2; in
+  // x2APIC mode 11.12.9: 0xffffffff broadcasts, and 0xff too, the 8-bit broadcast of an IOAPIC
+  // or MSI, as KVM's kvm_apic_mda; IDs stay below 255 here so no x2APIC ID is 0xff).
   bool MatchesDestination(bool logical, uint32_t destination) const;
+  // x2APIC mode on or off (IA32_APIC_BASE.EXTD, the VMM checks the transition, 11.12.5).
+  // Entering it derives the LDR from the ID (11.12.10.2); leaving it (to disabled) clears it.
+  void SetX2Apic(bool on);
+  bool x2apic() const { return x2apic_; }
+  // RDMSR/WRMSR of 0x800-0x8ff in x2APIC mode (11.12.1.2, table 11-6): false for #GP (not
+  // in x2APIC mode, no such register, a read of a write-only one or the reverse, reserved
+  // bits: the upper half of all but the ICR, a non-zero EOI or ESR write).
+  bool ReadMsr(uint32_t index, uint64_t* value);
+  bool WriteMsr(uint32_t index, uint64_t value);
+  static constexpr uint32_t kX2ApicMsrBase = 0x800, kX2ApicMsrEnd = 0x900;
   // Accepts a message addressed to this APIC (fixed/lowest priority into IRR, NMI/INIT/SIPI
   // to the callbacks). ExtINT is the PIC's, handled by the platform.
   void Accept(const ApicMessage& message);
@@ -71,15 +85,26 @@ class LocalApic {
   // INTA: moves PendingVector() from IRR to ISR and returns it.
   uint8_t Acknowledge();
 
-  // Fires the timer if its time has come (sets the LVT timer vector in IRR).
-  void PollTimer();
-  // When the timer next fires, on the Clock's time line; UINT64_MAX when not armed.
-  uint64_t NextTimerDeadlineNs() const;
+  // Fires the timer if its time has come (sets the LVT timer vector in IRR). The count-down
+  // modes compare against the Clock, TSC-deadline mode against `tsc`, the vCPU's TSC now.
+  void PollTimer(uint64_t tsc = 0);
+  // When the timer next fires, on the Clock's time line; UINT64_MAX when not armed. In
+  // TSC-deadline mode the deadline stays in TSC units (what the guest wrote, compared exactly
+  // against its TSC by PollTimer) and is converted here with `tsc_hz` only to know how long a
+  // halted vCPU may sleep: a conversion error costs an extra wake-up, never an early interrupt.
+  uint64_t NextTimerDeadlineNs(uint64_t tsc = 0, uint64_t tsc_hz = 0) const;
+  // IA32_TSC_DEADLINE (MSR 0x6e0, 11.5.4.1): reads 0 and ignores writes unless the LVT timer
+  // is in TSC-deadline mode; 0 disarms, and firing clears it. A deadline already passed fires
+  // at the next PollTimer.
+  uint64_t tsc_deadline() const;
+  void set_tsc_deadline(uint64_t deadline);
 
   // TPR as CR8 sees it (CR8 = TPR[7:4], SDM 11.8.6).
   uint8_t tpr() const { return static_cast<uint8_t>(tpr_); }
   void set_tpr(uint8_t tpr) { tpr_ = tpr; }
   uint32_t id() const { return id_; }
+  // The processor priority (11.8.3.1), which the bus compares for lowest-priority delivery.
+  uint32_t ppr() const { return Ppr(); }
   bool software_enabled() const { return svr_ & kSvrEnable; }
   uint32_t lvt_lint0() const { return lvt_[kLint0]; }
   uint32_t lvt_lint1() const { return lvt_[kLint1]; }
@@ -102,12 +127,14 @@ class LocalApic {
     }
   }
   uint32_t Ppr() const;
+  uint32_t X2ApicLdr() const { return ((id_ >> 4) << 16) | (1u << (id_ & 0xf)); }
   void Eoi();
   void SendIcr();
   void Error(uint32_t bit);
   uint32_t TimerDivisor() const;
   uint32_t TimerCurrent() const;
   void WriteLvt(Lvt lvt, uint32_t value);
+  bool TscDeadlineMode() const;
 
   uint32_t id_;
   const Clock& clock_;
@@ -127,6 +154,8 @@ class LocalApic {
   uint64_t timer_start_ns_ = 0;
   uint64_t timer_fired_ = 0;  // periods already fired since timer_start_ns_
   bool timer_armed_ = false;
+  uint64_t tsc_deadline_ = 0;  // TSC-deadline mode: armed while not 0
+  bool x2apic_ = false;
 };
 
 }  // namespace vireo::irqchip

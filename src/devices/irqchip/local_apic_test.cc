@@ -161,6 +161,159 @@ TEST_F(LocalApicTest, PeriodicTimerReloadsAndMaskedTimerCountsSilently) {
   EXPECT_EQ(apic_.PendingVector(), -1);
 }
 
+// Linux's lapic_next_deadline / clockevents usage: LVT timer = vector | TSC-deadline mode,
+// then WRMSR IA32_TSC_DEADLINE = rdtsc() + delta (SDM 11.5.4.1).
+TEST_F(LocalApicTest, TscDeadlineTimerFiresAtTheDeadlineOnceAndClearsTheMsr) {
+  Enable();
+  apic_.set_tsc_deadline(5000);  // not in TSC-deadline mode: ignored, reads 0
+  EXPECT_EQ(apic_.tsc_deadline(), 0u);
+  apic_.Write(L::kLvtTimer, 0x33 | (2u << 17));
+  EXPECT_EQ(apic_.Read(L::kLvtTimer), 0x33u | (2u << 17));
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(1000, 2'000'000'000), UINT64_MAX);  // not armed
+  apic_.set_tsc_deadline(5000);
+  EXPECT_EQ(apic_.tsc_deadline(), 5000u);
+  // 4000 ticks at 2 GHz: 2 us to sleep.
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(1000, 2'000'000'000), clock_.NowNs() + 2000);
+  // 3 ticks at 2 GHz is 1.5 ns: rounded up, never early.
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(4997, 2'000'000'000), clock_.NowNs() + 2);
+  // Unknown TSC rate: no sleep bound from this timer.
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(1000, 0), UINT64_MAX);
+  // Wall time does not matter in this mode, only the TSC.
+  clock_.Advance(1'000'000'000);
+  apic_.PollTimer(4999);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  apic_.PollTimer(5000);
+  EXPECT_EQ(apic_.PendingVector(), 0x33);
+  EXPECT_EQ(apic_.tsc_deadline(), 0u);  // fired: cleared and disarmed
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(6000, 2'000'000'000), UINT64_MAX);
+  EXPECT_EQ(apic_.Acknowledge(), 0x33);
+  apic_.Write(L::kEoi, 0);
+  apic_.PollTimer(100000);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  // A deadline already passed fires at the next poll; its sleep bound is now.
+  apic_.set_tsc_deadline(10);
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(100000, 2'000'000'000), clock_.NowNs());
+  apic_.PollTimer(100000);
+  EXPECT_EQ(apic_.Acknowledge(), 0x33);
+  apic_.Write(L::kEoi, 0);
+  // Writing 0 disarms.
+  apic_.set_tsc_deadline(200000);
+  apic_.set_tsc_deadline(0);
+  apic_.PollTimer(300000);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  // Masked: the deadline passes and clears without an interrupt.
+  apic_.Write(L::kLvtTimer, 0x33 | (2u << 17) | L::kLvtMasked);
+  apic_.set_tsc_deadline(400000);
+  apic_.PollTimer(400000);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  EXPECT_EQ(apic_.tsc_deadline(), 0u);
+}
+
+TEST_F(LocalApicTest, TscDeadlineModeIgnoresTheCountAndModeSwitchesDisarm) {
+  Enable();
+  apic_.Write(L::kTimerDivide, 0xb);
+  apic_.Write(L::kLvtTimer, 0x34 | (2u << 17));
+  // 11.5.4.1: the initial-count register is ignored and the current count reads 0.
+  apic_.Write(L::kTimerInitial, 100);
+  EXPECT_EQ(apic_.Read(L::kTimerInitial), 0u);
+  EXPECT_EQ(apic_.Read(L::kTimerCurrent), 0u);
+  clock_.Advance(1000);
+  apic_.PollTimer(0);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  // An armed deadline is dropped by a switch to one-shot mode...
+  apic_.set_tsc_deadline(50);
+  apic_.Write(L::kLvtTimer, 0x34);
+  EXPECT_EQ(apic_.tsc_deadline(), 0u);
+  apic_.PollTimer(100);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  // ...and a running count-down by a switch to TSC-deadline mode, and stays off after
+  // switching back until a new initial count.
+  apic_.Write(L::kTimerInitial, 100);
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(), clock_.NowNs() + 100);
+  apic_.Write(L::kLvtTimer, 0x34 | (2u << 17));
+  EXPECT_EQ(apic_.NextTimerDeadlineNs(), UINT64_MAX);
+  EXPECT_EQ(apic_.tsc_deadline(), 0u);  // not armed by the switch itself
+  apic_.Write(L::kLvtTimer, 0x34);
+  clock_.Advance(1000);
+  apic_.PollTimer(0);
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  EXPECT_EQ(apic_.Read(L::kTimerCurrent), 0u);
+  // Changing only the vector or the mask keeps the deadline.
+  apic_.Write(L::kLvtTimer, 0x34 | (2u << 17));
+  apic_.set_tsc_deadline(500);
+  apic_.Write(L::kLvtTimer, 0x35 | (2u << 17));
+  EXPECT_EQ(apic_.tsc_deadline(), 500u);
+  apic_.PollTimer(500);
+  EXPECT_EQ(apic_.PendingVector(), 0x35);
+  // INIT resets the mode and the deadline.
+  apic_.Acknowledge();
+  apic_.set_tsc_deadline(900);
+  apic_.ResetForInit();
+  EXPECT_EQ(apic_.tsc_deadline(), 0u);
+  EXPECT_EQ(apic_.Read(L::kLvtTimer), L::kLvtMasked);
+}
+
+// x2APIC mode as Linux's x2apic_enable and the x2apic_cluster driver use it (SDM 11.12): ID
+// through MSR 0x802, the cluster LDR derived from it, ICR as one 64-bit MSR, SELF IPI.
+TEST_F(LocalApicTest, X2ApicMsrsIdLdrIcrAndSelfIpi) {
+  uint64_t v = 0;
+  EXPECT_FALSE(apic_.ReadMsr(0x802, &v)) << "xAPIC mode: the MSRs #GP";
+  EXPECT_FALSE(apic_.WriteMsr(0x808, 0));
+  apic_.SetX2Apic(true);
+  ASSERT_TRUE(apic_.ReadMsr(0x802, &v));
+  EXPECT_EQ(v, 3u);  // the whole 32-bit ID, not ID << 24
+  ASSERT_TRUE(apic_.ReadMsr(0x80d, &v));
+  EXPECT_EQ(v, 1u << 3);  // cluster 0, member bit 3 (11.12.10.2)
+  ASSERT_TRUE(apic_.ReadMsr(0x803, &v));
+  EXPECT_EQ(v, 0x00060014u);
+  // Read-only, write-only and absent registers #GP.
+  EXPECT_FALSE(apic_.WriteMsr(0x802, 7));           // ID
+  EXPECT_FALSE(apic_.WriteMsr(0x80d, 0));           // LDR
+  EXPECT_FALSE(apic_.ReadMsr(0x80b, &v));           // EOI
+  EXPECT_FALSE(apic_.ReadMsr(0x83f, &v));           // SELF IPI
+  EXPECT_FALSE(apic_.ReadMsr(0x80e, &v));           // no DFR
+  EXPECT_FALSE(apic_.ReadMsr(0x831, &v));           // no ICR high half
+  EXPECT_FALSE(apic_.WriteMsr(0x80b, 1));           // EOI takes only 0
+  EXPECT_FALSE(apic_.WriteMsr(0x808, 1ull << 32));  // reserved upper half
+  // Linux's bring-up: SVR enable, TPR, LVT timer, then work.
+  ASSERT_TRUE(apic_.WriteMsr(0x80f, 0x1ff));
+  EXPECT_TRUE(apic_.software_enabled());
+  ASSERT_TRUE(apic_.WriteMsr(0x808, 0x20));
+  EXPECT_EQ(apic_.tpr(), 0x20);
+  ASSERT_TRUE(apic_.WriteMsr(0x808, 0));
+  // SELF IPI: fixed, edge, to this APIC.
+  ASSERT_TRUE(apic_.WriteMsr(0x83f, 0x51));
+  EXPECT_EQ(apic_.PendingVector(), 0x51);
+  ASSERT_TRUE(apic_.ReadMsr(0x820 + 0x51 / 32, &v));
+  EXPECT_EQ(v, 1u << (0x51 % 32));
+  EXPECT_EQ(apic_.Acknowledge(), 0x51);
+  ASSERT_TRUE(apic_.WriteMsr(0x80b, 0));
+  EXPECT_EQ(apic_.PendingVector(), -1);
+  // ICR: destination in bits 63:32, sent by the one write, read back whole.
+  ASSERT_TRUE(apic_.WriteMsr(0x830, (uint64_t{5} << 32) | 0x4061));
+  ASSERT_EQ(ipis_.size(), 1u);
+  EXPECT_EQ(ipis_[0].destination, 5u);
+  EXPECT_EQ(ipis_[0].vector, 0x61);
+  ASSERT_TRUE(apic_.ReadMsr(0x830, &v));
+  EXPECT_EQ(v, (uint64_t{5} << 32) | 0x4061);
+  // Destinations: physical 32-bit IDs; 0xffffffff and the 8-bit 0xff broadcast; logical in
+  // cluster form (cluster 0, member bit 3).
+  EXPECT_TRUE(apic_.MatchesDestination(false, 3));
+  EXPECT_FALSE(apic_.MatchesDestination(false, 0x103));
+  EXPECT_TRUE(apic_.MatchesDestination(false, 0xffffffff));
+  EXPECT_TRUE(apic_.MatchesDestination(false, 0xff));
+  EXPECT_TRUE(apic_.MatchesDestination(true, 0x0000000c));
+  EXPECT_FALSE(apic_.MatchesDestination(true, 0x00010008));  // cluster 1
+  EXPECT_FALSE(apic_.MatchesDestination(true, 0x00000004));
+  // INIT keeps x2APIC mode and its LDR; leaving the mode (disable) drops the MSRs.
+  apic_.ResetForInit();
+  ASSERT_TRUE(apic_.ReadMsr(0x80d, &v));
+  EXPECT_EQ(v, 1u << 3);
+  apic_.SetX2Apic(false);
+  EXPECT_FALSE(apic_.ReadMsr(0x802, &v));
+  EXPECT_EQ(apic_.Read(L::kLdr), 0u);
+}
+
 TEST_F(LocalApicTest, IcrShorthandsModesAndDestinations) {
   Enable();
   apic_.Write(L::kIcrHigh, 0x07000000);

@@ -25,11 +25,33 @@ bool SendIpi(uint32_t apic_id, uint32_t low) {
 }
 }  // namespace
 
-uint32_t LapicRead(uint32_t reg) { return MmioRead<uint32_t>(kLapicDefaultBase + reg); }
-void LapicWrite(uint32_t reg, uint32_t v) { MmioWrite<uint32_t>(kLapicDefaultBase + reg, v); }
+namespace {
+// Set once by LapicEnableX2Apic on the CPU that switched (the guests that use it are UP).
+volatile bool x2apic_mode;
+constexpr uint32_t kMsrApicBase = 0x1b;
+constexpr uint32_t kX2ApicMsrBase = 0x800;
+}  // namespace
+
+uint32_t LapicRead(uint32_t reg) {
+  if (x2apic_mode) return static_cast<uint32_t>(Rdmsr(kX2ApicMsrBase + (reg >> 4)));
+  return MmioRead<uint32_t>(kLapicDefaultBase + reg);
+}
+void LapicWrite(uint32_t reg, uint32_t v) {
+  if (x2apic_mode) {
+    Wrmsr(kX2ApicMsrBase + (reg >> 4), v);
+    return;
+  }
+  MmioWrite<uint32_t>(kLapicDefaultBase + reg, v);
+}
+
+void LapicEnableX2Apic() {
+  Wrmsr(kMsrApicBase, Rdmsr(kMsrApicBase) | (1u << 10));
+  x2apic_mode = true;
+}
+bool LapicX2Apic() { return x2apic_mode; }
 
 void LapicEnable() { LapicWrite(kLapicSvr, 0x100 | 0xff); }
-uint32_t LapicId() { return LapicRead(kLapicId) >> 24; }
+uint32_t LapicId() { return x2apic_mode ? LapicRead(kLapicId) : LapicRead(kLapicId) >> 24; }
 void LapicEoi() { LapicWrite(kLapicEoi, 0); }
 
 bool LapicStartAp(uint32_t apic_id, uint8_t page) {

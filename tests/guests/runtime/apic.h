@@ -21,8 +21,14 @@ inline constexpr uint32_t kLapicTimerInitial = 0x380;
 inline constexpr uint32_t kLapicTimerCurrent = 0x390;
 inline constexpr uint32_t kLapicTimerDivide = 0x3e0;
 
+// In x2APIC mode (after LapicEnableX2Apic) these go through MSR 0x800 + (reg >> 4).
 uint32_t LapicRead(uint32_t reg);
 void LapicWrite(uint32_t reg, uint32_t v);
+
+// Switches an enabled xAPIC to x2APIC mode (IA32_APIC_BASE.EXTD, SDM 10.12.5); the register
+// accessors and LapicEoi follow. The caller checks CPUID.1:ECX bit 21 first.
+void LapicEnableX2Apic();
+bool LapicX2Apic();
 
 // Software-enables the LAPIC (SVR bit 8) with the spurious vector 0xff.
 void LapicEnable();
