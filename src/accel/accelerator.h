@@ -103,6 +103,12 @@ class Vm {
   // Routes a new GSI to the MSI message (address, data), for use with AddIrqFd; returns it.
   virtual Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) = 0;
 
+  // Connects or disconnects the PIT's counter 0 from IRQ 0: an HPET in legacy-replacement
+  // mode owns IRQ 0 meanwhile (IA-PC HPET 1.0a, 2.3.9.2.2), as QEMU silences its PIT.
+  virtual Status SetPitIrqEnabled(bool /*enabled*/) {
+    return Fail("the {} accelerator cannot silence its PIT for the HPET", accelerator_name());
+  }
+
   // Snapshots: the interrupt controllers, PIT and clock the accelerator emulates.
   virtual Result<VmSavedState> SaveState() {
     return Fail("VM snapshots are not supported by the {} accelerator", accelerator_name());

@@ -171,6 +171,9 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   run->add_option("--accel", o.accel_text,
                   "CPU accelerator: kvm, or emu (Vireo's software x86-64 CPU, no /dev/kvm)")
       ->default_val("kvm");
+  run->add_option("--hpet", o.hpet_text,
+                  "HPET at 0xfed00000 with its ACPI table: on or off (default: on with --accel "
+                  "emu, off with kvm)");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
   // Snapshots (docs/snapshot-migration.md): the snapshot decides what the VM is, so options
   // that describe the guest conflict with --restore; host-side ones (serial, API socket,
@@ -180,17 +183,19 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   CLI::Option* paused =
       run->add_flag("--paused", o.restore_paused, "With --restore: start paused (resume via API)");
   paused->needs(restore);
-  // Live migration: the source's state decides the guest, as a snapshot's does.
-  CLI::Option* incoming =
-      run->add_option("--incoming", o.incoming_uri,
-                      "Wait for a live migration on tcp:HOST:PORT and run the VM it brings");
+  // Live migration: the source's state decides the guest, as a snapshot's does. With block
+  // migration, --disk path=FILE[,format=F] names where each of the source's disks goes.
+  CLI::Option* incoming = run->add_option(
+      "--incoming", o.incoming_uri,
+      "Wait for a live migration on tcp:HOST:PORT and run the VM it brings (with block "
+      "migration: --disk path=FILE[,format=raw|qcow2] per source disk, in order)");
   incoming->excludes(restore);
   for (const char* name :
        {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--memory-backing", "--boot",
-        "--disk", "--net", "--vsock", "--rng", "--console", "--balloon", "--transport"}) {
+        "--disk", "--net", "--vsock", "--rng", "--console", "--balloon", "--transport", "--hpet"}) {
     if (CLI::Option* other = run->get_option_no_throw(name)) {
       restore->excludes(other);
-      incoming->excludes(other);
+      if (std::string_view(name) != "--disk") incoming->excludes(other);
     }
   }
   return run;
@@ -254,6 +259,15 @@ Status ValidateRunOptions(RunOptions& o) {
   }
 
   for (const std::string& text : o.disk_texts) c.disks.push_back(VIREO_TRY(ParseDiskOption(text)));
+  for (const DiskConfig& disk : c.disks) {
+    if (!o.incoming_uri.empty() &&
+        (disk.read_only || !disk.serial.empty() || disk.cache_none || disk.discard)) {
+      return Fail(
+          "--disk {} with --incoming: only path= and format= (where a block migration puts the "
+          "source's disk); its other options come from the source",
+          disk.path);
+    }
+  }
   for (const std::string& text : o.net_texts) c.nets.push_back(VIREO_TRY(ParseNetOption(text)));
   if (!o.vsock_text.empty()) {
     auto vsock = virtio::vsock::ParseVsockSpec(o.vsock_text);
@@ -261,6 +275,16 @@ Status ValidateRunOptions(RunOptions& o) {
     c.vsock = VmConfig::Vsock{vsock->guest_cid, vsock->uds_path};
   }
   c.transport = VIREO_TRY(ParseTransport(o.transport_text));
+  // Linux on the software CPU expects an HPET (its clockevent and TSC calibration); on KVM
+  // the kvm-clock and the in-kernel LAPIC timer serve better, and every HPET access would
+  // be a VMM exit, so it is opt-in there (docs/devices.md).
+  if (o.hpet_text == "auto") {
+    c.hpet = o.accel_text == "emu";
+  } else if (o.hpet_text == "on" || o.hpet_text == "off") {
+    c.hpet = o.hpet_text == "on";
+  } else {
+    return Fail("--hpet {}: expected on or off", o.hpet_text);
+  }
   if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
   if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";
   return {};
@@ -277,7 +301,7 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
   // snapshot is; the source keeps the guest until this side acknowledges.
   std::optional<migration::IncomingMigration> incoming;
   if (!o.incoming_uri.empty()) {
-    auto received = migration::ReceiveMigration(o.incoming_uri);
+    auto received = migration::ReceiveMigration(o.incoming_uri, o.config.disks);
     if (!received) return fail(Error{"--incoming: " + received.error().message});
     Log(LogLevel::kInfo, "incoming migration: {}", received->summary());
     incoming.emplace(std::move(*received));
@@ -297,6 +321,12 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     merged.memory_options.mlock = o.config.memory_options.mlock;
     merged.stats = o.config.stats;
     merged.no_reboot = o.config.no_reboot;
+    // Block migration filled the images --disk named (the receiver checked there is one per
+    // source disk); the VM opens those instead of the source's paths.
+    for (size_t i = 0; incoming && i < o.config.disks.size() && i < merged.disks.size(); ++i) {
+      merged.disks[i].path = o.config.disks[i].path;
+      merged.disks[i].format = o.config.disks[i].format;
+    }
     for (const auto& [vcpu, host] : merged.cpu_affinity) {
       if (vcpu >= merged.cpus) {
         if (incoming) incoming->Refuse("the destination's --cpu-affinity names a missing vCPU");

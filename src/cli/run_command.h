@@ -30,6 +30,7 @@ struct RunOptions {
   bool restore_paused = false;     // --paused: ... and leave it paused (for the API to resume)
   std::string incoming_uri;        // --incoming: receive a live migration (tcp:HOST:PORT)
   std::string accel_text = "kvm";  // --accel: kvm or emu (the software CPU)
+  std::string hpet_text = "auto";  // --hpet: on, off, or auto (on with emu, off with kvm)
   bool cmdline_given = false;
   bool verbose = false;
 };

@@ -113,6 +113,7 @@ Result<std::unique_ptr<Machine>> Machine::Build(const VmConfig& config,
   acpi.pm_base = kAcpiPmBase;
   const bool mmio = config.transport == VirtioTransport::kMmio;
   acpi.pci = !mmio;
+  acpi.hpet = config.hpet;
   for (size_t i = 0; mmio && i < m->virtio_devices_.size(); ++i) {
     acpi.virtio_mmio.push_back({x86::kVirtioMmioBase + i * x86::kVirtioMmioSlotSize,
                                 static_cast<uint32_t>(x86::kVirtioMmioSlotSize),
@@ -256,9 +257,31 @@ Status Machine::BuildDevices() {
   sci_irq_->Attach(vm_.get());
   pm_ = std::make_shared<AcpiPmDevice>(control("acpi"), sci_irq_);
   VIREO_TRY_STATUS(pio_.Insert(pm_, kAcpiPmBase, AcpiPmDevice::kSize));
+  if (config_.hpet) VIREO_TRY_STATUS(BuildHpet());
   auto reset_control = std::make_shared<ResetControlDevice>(control("acpi"));
   if (config_.transport == VirtioTransport::kPci) return BuildPci(reset_control);
   return pio_.Insert(reset_control, ResetControlDevice::kPort, ResetControlDevice::kSize);
+}
+
+Status Machine::BuildHpet() {
+  static_assert(irqchip::Hpet::kBase == x86::kHpetBase && irqchip::Hpet::kSize == x86::kHpetSize);
+  // Legacy replacement drives ISA IRQ 0 and 8 = GSI 0 and 8, where the PIT's output goes
+  // (GSI 0 is PIC IRQ 0 and IOAPIC pin 2 under both accelerators, as the MADT's override
+  // says). Routed timers use IOAPIC pins 20-23 = GSIs 20-23.
+  accel::Vm* vm = vm_.get();
+  irqchip::Hpet::Callbacks callbacks;
+  callbacks.set_irq = [vm](uint32_t line, bool /*legacy*/, bool level) {
+    (void)vm->SetIrqLine(line, level);
+  };
+  // While the HPET owns IRQ 0 the PIT's counter 0 must not also raise it (QEMU disables
+  // its PIT's output the same way).
+  callbacks.legacy_changed = [vm](bool on) {
+    if (auto ok = vm->SetPitIrqEnabled(!on); !ok) {
+      Log(LogLevel::kWarn, "HPET legacy replacement {}: {}", on ? "on" : "off", ok.error().message);
+    }
+  };
+  hpet_ = VIREO_TRY(irqchip::HpetDevice::Create(hpet_clock_, *io_loop_, std::move(callbacks)));
+  return mmio_.Insert(hpet_, x86::kHpetBase, x86::kHpetSize);
 }
 
 Status Machine::BuildPci(std::shared_ptr<BusDevice> reset_control) {
@@ -494,6 +517,33 @@ std::vector<DeviceCounters> Machine::LiveDeviceCounters() const {
 
 std::vector<std::string> Machine::DeviceNames() const {
   return vireo::DeviceNames(virtio_devices_);
+}
+
+}  // namespace vireo
+
+namespace vireo {
+namespace {
+
+virtio::balloon::Balloon* FindBalloon(
+    const std::vector<std::shared_ptr<virtio::VirtioDevice>>& devices) {
+  for (const auto& device : devices) {
+    if (auto* balloon = dynamic_cast<virtio::balloon::Balloon*>(device.get())) return balloon;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::pair<uint64_t, uint64_t> Machine::BalloonPages() const {
+  const virtio::balloon::Balloon* balloon = FindBalloon(virtio_devices_);
+  if (balloon == nullptr) return {0, 0};
+  return {balloon->target(), balloon->actual()};
+}
+
+Status Machine::SetBalloonTarget(uint64_t pages) {
+  virtio::balloon::Balloon* balloon = FindBalloon(virtio_devices_);
+  if (balloon == nullptr) return Fail("the VM has no balloon device (start it with --balloon)");
+  return balloon->SetTarget(pages);
 }
 
 }  // namespace vireo

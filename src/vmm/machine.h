@@ -16,6 +16,8 @@
 #include "base/event_loop.h"
 #include "boot/kernel_loader.h"
 #include "devices/bus.h"
+#include "devices/irqchip/clock.h"
+#include "devices/irqchip/hpet_device.h"
 #include "devices/pci/msix.h"
 #include "devices/pci/pci_bus.h"
 #include "memory/guest_memory.h"
@@ -112,12 +114,18 @@ class Machine {
   std::vector<VcpuCounters> LiveCounters() const;
   std::vector<DeviceCounters> LiveDeviceCounters() const;
   std::vector<std::string> DeviceNames() const;
+  // The virtio-balloon's num_pages and actual (4 KiB pages); {0, 0} without --balloon.
+  std::pair<uint64_t, uint64_t> BalloonPages() const;
+  // Sets num_pages and signals the driver; fails without --balloon.
+  Status SetBalloonTarget(uint64_t pages);
 
  private:
   friend class MachineMigrationSource;
   explicit Machine(const VmConfig& config, PersistentDevices& persistent)
       : config_(config), persistent_(persistent) {}
   Status BuildDevices();
+  // The HPET (--hpet on) on the MMIO bus, its interrupts into the VM's GSIs.
+  Status BuildHpet();
   // virtio devices on the virtio-mmio transport, one 4 KiB slot and GSI each.
   Result<std::vector<std::shared_ptr<virtio::VirtioDevice>>> CreateVirtioDevices();
   Status AttachVirtioMmio(std::span<const std::shared_ptr<virtio::VirtioDevice>> devices);
@@ -162,6 +170,10 @@ class Machine {
   std::shared_ptr<VmIrqLine> sci_irq_;
   std::shared_ptr<AcpiPmDevice> pm_;
   std::shared_ptr<I8042> i8042_;
+  // With --hpet on; declared after io_loop_ so it leaves the loop before the loop goes. Its
+  // clock must be CLOCK_MONOTONIC, the timerfd's.
+  irqchip::MonotonicClock hpet_clock_;
+  std::shared_ptr<irqchip::HpetDevice> hpet_;
   PauseGate pause_;
   bool start_paused_ = false;
   // Snapshots: the directory of the last snapshot taken (or restored from), which a diff

@@ -34,6 +34,7 @@ Status CheckSnapshottable(const VmConfig& config) {
   std::vector<std::string> refused;
   if (!config.nets.empty()) refused.push_back("--net");
   if (config.balloon) refused.push_back("--balloon");
+  if (config.hpet) refused.push_back("--hpet on");
   if (config.vsock) refused.push_back("--vsock (host connections cannot be carried)");
   if (!refused.empty()) {
     return Fail(

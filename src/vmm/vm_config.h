@@ -56,6 +56,7 @@ struct VmConfig {
   bool rng = false;
   bool console = false;  // virtio-console on stdio; stdin then goes to it, not the UART
   bool balloon = false;
+  bool hpet = false;  // the HPET at 0xfed00000 and its ACPI table (--hpet)
 };
 
 }  // namespace vireo

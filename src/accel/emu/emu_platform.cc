@@ -97,12 +97,19 @@ bool EmuPlatform::DeliverLowestPriority(const irqchip::ApicMessage& m, int exclu
 }
 
 void EmuPlatform::SetIrqLocked(uint32_t gsi, bool level) {
-  // ISA IRQs reach both controllers, as on a PC (the PIC's IRQ 2 is the cascade).
+  // ISA IRQs reach both controllers, as on a PC (the PIC's IRQ 2 is the cascade), and ISA
+  // IRQ 0 is IOAPIC pin 2 (the MADT's override; KVM's PcGsiRoutes does the same).
   if (gsi < 16 && gsi != 2) pic_.SetIrq(static_cast<int>(gsi), level);
-  if (gsi < irqchip::Ioapic::kPins) ioapic_.SetLevel(static_cast<int>(gsi), level);
+  const uint32_t pin = gsi == 0 ? kPitGsi : gsi;
+  if (pin < irqchip::Ioapic::kPins) ioapic_.SetLevel(static_cast<int>(pin), level);
   if (pic_.Output()) {
     for (size_t i = 0; i < lapics_.size(); ++i) wake_(static_cast<int>(i));
   }
+}
+
+void EmuPlatform::SetPitIrqEnabled(bool enabled) {
+  std::lock_guard lock(mu_);
+  pit_.SetIrqEnabled(enabled);
 }
 
 void EmuPlatform::SetIrqLine(uint32_t gsi, bool level) {

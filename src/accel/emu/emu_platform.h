@@ -43,6 +43,8 @@ class EmuPlatform {
                   uint64_t* data);
 
   void SetIrqLine(uint32_t gsi, bool level);
+  // The PIT's counter 0 drives IRQ 0 or not (an HPET in legacy-replacement mode owns it).
+  void SetPitIrqEnabled(bool enabled);
   // An MSI write (SDM Vol. 3 11.11: address 0xfeeXXXXX, data with vector and mode).
   void SignalMsi(uint64_t address, uint32_t data);
 

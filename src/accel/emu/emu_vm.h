@@ -38,6 +38,10 @@ class EmuVm final : public accel::Vm {
   Status RemoveIrqFd(uint32_t gsi, int event_fd) override;
   Status SignalMsi(uint64_t address, uint32_t data) override;
   Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) override;
+  Status SetPitIrqEnabled(bool enabled) override {
+    platform_->SetPitIrqEnabled(enabled);
+    return {};
+  }
   // The userspace PIC, IOAPIC and PIT are not in snapshots yet: a save holds them in their
   // reset state (every line masked) so a KVM restore starts them cleanly; a restore here
   // skips them (logged).

@@ -93,6 +93,24 @@ Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
   return vm;
 }
 
+Status KvmVm::SetPitIrqEnabled(bool enabled) {
+  // KVM_PIT_FLAGS_HPET_LEGACY stops the in-kernel PIT from creating counter 0's timer (and
+  // setting it cancels the running one); clearing it reloads counter 0 with its count, as
+  // QEMU's kvm_pit_put does for an HPET entering or leaving legacy replacement.
+  kvm_pit_state2 pit{};
+  if (::ioctl(fd_.get(), KVM_GET_PIT2, &pit) < 0) {
+    return Fail("KVM_GET_PIT2 failed: {}", std::strerror(errno));
+  }
+  uint32_t flags = pit.flags | KVM_PIT_FLAGS_HPET_LEGACY;
+  if (enabled) flags = pit.flags & ~KVM_PIT_FLAGS_HPET_LEGACY;
+  if (flags == pit.flags) return {};
+  pit.flags = flags;
+  if (::ioctl(fd_.get(), KVM_SET_PIT2, &pit) < 0) {
+    return Fail("KVM_SET_PIT2 failed: {}", std::strerror(errno));
+  }
+  return {};
+}
+
 Result<uint32_t> KvmVm::AddMsiRoute(uint64_t address, uint32_t data) {
   std::lock_guard lock(routes_mutex_);
   if (next_msi_gsi_ >= kMaxGsi) {

@@ -28,6 +28,7 @@ class KvmVm : public accel::Vm {
   Status RemoveIrqFd(uint32_t gsi, int event_fd) override;
   Status SignalMsi(uint64_t address, uint32_t data) override;
   Result<uint32_t> AddMsiRoute(uint64_t address, uint32_t data) override;
+  Status SetPitIrqEnabled(bool enabled) override;
   // kvm_state.cc
   Result<accel::VmSavedState> SaveState() override;
   Status RestoreState(const accel::VmSavedState& state) override;

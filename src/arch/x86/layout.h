@@ -51,6 +51,9 @@ inline constexpr GuestAddress kVirtioMmioBase = 0xfe000000;
 inline constexpr uint64_t kVirtioMmioSlotSize = 0x1000;
 inline constexpr uint32_t kVirtioMmioGsis[] = {5, 6, 7, 10, 11, 12, 14, 15};
 inline constexpr GuestAddress kIoapicBase = 0xfec00000;
+// The HPET's register block (IA-PC HPET 1.0a; where PCs and QEMU put it).
+inline constexpr GuestAddress kHpetBase = 0xfed00000;
+inline constexpr uint64_t kHpetSize = 0x400;
 inline constexpr GuestAddress kLapicBase = 0xfee00000;
 inline constexpr GuestAddress kRamAbove4g = 0x100000000;
 // KVM needs three pages for the TSS and one for the identity map, inside the hole.

@@ -242,7 +242,14 @@ void Pit::WritePortB(uint8_t value) {
   SetGate(counters_[2], value & 1);
 }
 
+void Pit::SetIrqEnabled(bool enabled) {
+  Counter& c = counters_[0];
+  if (enabled && !irq_enabled_) c.edges_seen = RisingEdges(c, Ticks(c));
+  irq_enabled_ = enabled;
+}
+
 void Pit::Poll() {
+  if (!irq_enabled_) return;
   Counter& c = counters_[0];
   if (!c.loaded || ((c.mode == 1 || c.mode == 5) && !c.triggered)) return;
   if (!c.gate && c.mode != 0 && c.mode != 4) return;
@@ -255,7 +262,7 @@ void Pit::Poll() {
 
 uint64_t Pit::NextEventNs() const {
   const Counter& c = counters_[0];
-  if (!c.loaded || !c.gate || ((c.mode == 1 || c.mode == 5) && !c.triggered)) {
+  if (!irq_enabled_ || !c.loaded || !c.gate || ((c.mode == 1 || c.mode == 5) && !c.triggered)) {
     return std::numeric_limits<uint64_t>::max();
   }
   const uint64_t n = c.initial;

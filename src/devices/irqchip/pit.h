@@ -36,6 +36,10 @@ class Pit {
   void Poll();
   // The Clock time of counter 0's next OUT rising edge; UINT64_MAX when none is due.
   uint64_t NextEventNs() const;
+  // Connects counter 0's OUT to IRQ 0 (the default) or not: an HPET in legacy replacement
+  // takes IRQ 0 (IA-PC HPET 1.0a 2.3.9.2.2), as QEMU disables its PIT's output. The counter
+  // keeps counting; reconnecting raises no interrupt for edges while disconnected.
+  void SetIrqEnabled(bool enabled);
 
   // For tests and diagnostics: the counter's current value and OUT.
   uint16_t count(int counter) const;
@@ -77,6 +81,7 @@ class Pit {
   InterruptLine& irq0_;
   std::array<Counter, 3> counters_{};
   uint8_t port_b_ = 0;  // bits 0-3 as written
+  bool irq_enabled_ = true;
 };
 
 }  // namespace vireo::irqchip

@@ -160,5 +160,24 @@ TEST_F(PitTest, PortBGatesCounter2AndShowsOut2) {
   EXPECT_EQ(Pulses(), 0);
 }
 
+// An HPET in legacy replacement disconnects OUT0 from IRQ 0: no pulses and no wake-ups while
+// off, the count goes on, and reconnecting raises nothing for the periods in between.
+TEST_F(PitTest, DisconnectedIrq0StaysQuietAndResumesOnTheGrid) {
+  Program(0, 2, 1000);
+  pit_.SetIrqEnabled(false);
+  EXPECT_EQ(pit_.NextEventNs(), UINT64_MAX);
+  clock_.Advance(Ns(2500));
+  pit_.Poll();
+  EXPECT_EQ(Pulses(), 0);
+  EXPECT_EQ(pit_.count(0), 500);  // still counting
+  pit_.SetIrqEnabled(true);
+  pit_.Poll();
+  EXPECT_EQ(Pulses(), 0);
+  EXPECT_EQ(pit_.NextEventNs(), clock_.NowNs() - Ns(2500) + Ns(3000));
+  clock_.Advance(Ns(3000) - Ns(2500));
+  pit_.Poll();
+  EXPECT_EQ(Pulses(), 1);
+}
+
 }  // namespace
 }  // namespace vireo::irqchip

@@ -14,6 +14,9 @@ namespace {
 constexpr uint64_t kRsdpAlignment = 16;
 constexpr uint64_t kBiosAreaEnd = 0x100000;
 constexpr uint64_t kTableAlignment = 16;
+// What the HPET's capabilities register reads in its low half (devices/irqchip/hpet.h):
+// vendor 0x8086, legacy replacement capable, 64-bit counter, 3 timers, revision 1.
+constexpr uint32_t kHpetEventTimerBlockId = 0x8086a201;
 
 constexpr uint64_t AlignUp(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) & ~(alignment - 1);
@@ -89,7 +92,10 @@ Result<GuestAddress> WriteAcpiTables(const GuestMemory& memory, const AcpiConfig
   const std::vector<uint8_t> facs = BuildFacs();
   const std::vector<uint8_t> mcfg =
       config.pci ? BuildMcfg(config.pci_ecam_base, 0, 0) : std::vector<uint8_t>{};
-  const size_t xsdt_entries = config.pci ? 3 : 2;  // FADT, MADT, and MCFG with PCI
+  const std::vector<uint8_t> hpet =
+      config.hpet ? BuildHpet(kHpetBase, kHpetEventTimerBlockId) : std::vector<uint8_t>{};
+  // FADT, MADT, then MCFG with PCI and HPET with the HPET.
+  const size_t xsdt_entries = 2 + (config.pci ? 1 : 0) + (config.hpet ? 1 : 0);
   const size_t xsdt_size = kHeaderSize + 8 * xsdt_entries;
 
   Placer placer;
@@ -101,11 +107,14 @@ Result<GuestAddress> WriteAcpiTables(const GuestMemory& memory, const AcpiConfig
   const GuestAddress dsdt_at = VIREO_TRY(placer.Place(dsdt.size(), kTableAlignment, "DSDT"));
   GuestAddress mcfg_at = 0;
   if (config.pci) mcfg_at = VIREO_TRY(placer.Place(mcfg.size(), kTableAlignment, "MCFG"));
+  GuestAddress hpet_at = 0;
+  if (config.hpet) hpet_at = VIREO_TRY(placer.Place(hpet.size(), kTableAlignment, "HPET"));
 
   const std::vector<uint8_t> fadt = BuildFadt(config, dsdt_at, facs_at);
-  const GuestAddress xsdt_table_list[] = {fadt_at, madt_at, mcfg_at};
-  const std::vector<uint8_t> xsdt =
-      BuildXsdt(std::span<const GuestAddress>(xsdt_table_list, xsdt_entries));
+  std::vector<GuestAddress> xsdt_table_list = {fadt_at, madt_at};
+  if (config.pci) xsdt_table_list.push_back(mcfg_at);
+  if (config.hpet) xsdt_table_list.push_back(hpet_at);
+  const std::vector<uint8_t> xsdt = BuildXsdt(xsdt_table_list);
   const std::vector<uint8_t> rsdp = BuildRsdp(xsdt_at);
 
   struct Placed {
@@ -116,10 +125,10 @@ Result<GuestAddress> WriteAcpiTables(const GuestMemory& memory, const AcpiConfig
   const Placed placed[] = {
       {rsdp_at, rsdp, "ACPI RSDP"}, {facs_at, facs, "ACPI FACS"}, {xsdt_at, xsdt, "ACPI XSDT"},
       {fadt_at, fadt, "ACPI FADT"}, {madt_at, madt, "ACPI MADT"}, {dsdt_at, dsdt, "ACPI DSDT"},
-      {mcfg_at, mcfg, "ACPI MCFG"},
+      {mcfg_at, mcfg, "ACPI MCFG"}, {hpet_at, hpet, "ACPI HPET"},
   };
   for (const Placed& p : placed) {
-    if (p.bytes.empty()) continue;  // MCFG without PCI
+    if (p.bytes.empty()) continue;  // MCFG without PCI, HPET without the HPET
     VIREO_TRY_STATUS(memory.WriteOrFail(p.at, p.bytes, p.what));
   }
   return rsdp_at;

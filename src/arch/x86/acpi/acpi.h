@@ -3,6 +3,7 @@
 //   RSDP (rev 2) -> XSDT -> FADT (rev 6, not hardware-reduced) -> DSDT, FACS
 //                        -> MADT (LAPICs, IOAPIC, ISA overrides, LAPIC NMI)
 //                        -> MCFG (only with `pci`: ECAM for bus 0)
+//                        -> HPET (only with `hpet`: the event timer block at kHpetBase)
 //
 // The FADT describes the fixed PM1 registers that devices/acpi/AcpiPmDevice emulates
 // and the reset register that devices/acpi/ResetControlDevice emulates; the DSDT
@@ -40,6 +41,9 @@ struct AcpiConfig {
   // it uses ECAM. No _PRT: devices interrupt through MSI-X, never INTx.
   bool pci = false;
   std::vector<VirtioMmioDevice> virtio_mmio;  // \_SB.VRnn, one per device
+  // An HPET at kHpetBase: the XSDT gains an HPET table and the DSDT \_SB.HPET (PNP0103)
+  // reserving its registers, as QEMU's pc machine describes it.
+  bool hpet = false;
   GuestAddress pci_ecam_base = kPciEcamBase;  // 1 MiB: bus 0 only
   GuestAddress pci_mmio_base = kPciBarWindowStart;
   uint64_t pci_mmio_size = kPciBarWindowEnd - kPciBarWindowStart;

@@ -63,6 +63,17 @@ aml::Bytes FwCfg() {
                               aml::Name("_CRS", aml::ResourceTemplate().Io(0x510, 2).Build())});
 }
 
+aml::Bytes Hpet() {
+  // PNP0103 (HPET System Timer) reserving the register block, as QEMU's pc machine emits
+  // it; Linux's timer code reads the HPET table, the hpet char driver this device.
+  return aml::Device("HPET",
+                     {aml::Name("_HID", aml::EisaId("PNP0103")), aml::Name("_UID", aml::Integer(0)),
+                      aml::Name("_CRS", aml::ResourceTemplate()
+                                            .Memory32Fixed(false, static_cast<uint32_t>(kHpetBase),
+                                                           static_cast<uint32_t>(kHpetSize))
+                                            .Build())});
+}
+
 aml::Bytes PciHostBridge(const AcpiConfig& config) {
   // PNP0A08: PCI Express root bridge, PNP0A03 (PCI bus) for OSes that only know that.
   // _CRS lists what the bridge decodes: bus 0, its configuration ports, and the windows
@@ -119,6 +130,7 @@ std::vector<uint8_t> BuildDsdt(const AcpiConfig& config) {
   for (size_t i = 0; i < config.virtio_mmio.size(); ++i) {
     devices.push_back(VirtioMmio(i, config.virtio_mmio[i]));
   }
+  if (config.hpet) devices.push_back(Hpet());
   const aml::Bytes system_bus = aml::Scope("\\_SB", devices);
 
   std::vector<uint8_t> dsdt = NewTable("DSDT", kDsdtRevision, "VIREODSD", kHeaderSize);

@@ -201,6 +201,30 @@ TEST_F(IaslTest, McfgDecodesCleanly) {
   }
 }
 
+TEST_F(IaslTest, HpetTableDecodesAndHpetDeviceRecompiles) {
+  const Disassembly hpet = Disassemble("hpet", BuildHpet(0xfed00000, 0x8086a201));
+  ASSERT_EQ(hpet.exit_code, 0) << hpet.output;
+  EXPECT_TRUE(Clean(hpet.output)) << hpet.output;
+  for (const char* line :
+       {"Signature : \"HPET\"", "Hardware Block ID : 8086A201", "Space ID : 00 [SystemMemory]",
+        "Address : 00000000FED00000", "Sequence Number : 00", "Minimum Clock Ticks : 0080"}) {
+    EXPECT_TRUE(HasField(hpet.dsl, line)) << line << "\n" << hpet.dsl;
+  }
+
+  AcpiConfig config;
+  config.hpet = true;
+  const Disassembly dsdt = Disassemble("dsdt", BuildDsdt(config));
+  ASSERT_EQ(dsdt.exit_code, 0) << dsdt.output;
+  EXPECT_TRUE(Clean(dsdt.output)) << dsdt.output;
+  for (const char* text : {"Device (HPET)", "EisaId (\"PNP0103\")", "Memory32Fixed (ReadOnly,",
+                           "0xFED00000,", "0x00000400,"}) {
+    EXPECT_TRUE(HasField(dsdt.dsl, text)) << text << "\n" << dsdt.dsl;
+  }
+  const RunResult compile =
+      RunShell("cd '" + dir_.string() + "' && '" + *iasl_ + "' -p recompiled dsdt.dsl");
+  EXPECT_EQ(compile.exit_code, 0) << compile.output;
+}
+
 // ACPICA's table parser checks lengths and checksums of data tables and decodes every
 // field by name, an independent reading of the offsets the builders use.
 TEST_F(IaslTest, FadtAndMadtDecodeCleanly) {

@@ -42,4 +42,9 @@ inline constexpr size_t kMcfgAllocationOffset = 44;  // header, then 8 reserved 
 inline constexpr size_t kMcfgAllocationSize = 16;
 std::vector<uint8_t> BuildMcfg(GuestAddress ecam_base, uint8_t start_bus, uint8_t end_bus);
 
+// IA-PC HPET Specification 1.0a §3.2.4 HPET description table: the event timer block's
+// ID (a copy of the low half of its capabilities register) and base address, HPET number 0.
+inline constexpr size_t kHpetTableSize = 56;
+std::vector<uint8_t> BuildHpet(GuestAddress base, uint32_t event_timer_block_id);
+
 }  // namespace vireo::x86::acpi

@@ -372,5 +372,34 @@ TEST(AcpiTables, FailsCleanlyWhenGuestMemoryLacksTheWindow) {
   EXPECT_NE(result.error().message.find("ACPI"), std::string::npos) << result.error().message;
 }
 
+// With the HPET on: the XSDT lists an HPET table (IA-PC HPET 1.0a §3.2.4) naming the
+// block at 0xfed00000, and the DSDT a PNP0103 device; off (the default) neither exists.
+TEST(AcpiTables, HpetAddsItsTableAndDevice) {
+  auto has = [](const std::vector<uint8_t>& table, std::string_view text) {
+    return std::search(table.begin(), table.end(), text.begin(), text.end()) != table.end();
+  };
+  GuestMemory memory = LowMemory();
+  AcpiConfig config;
+  config.pci = true;
+  config.hpet = true;
+  const Tables t = WriteAndWalk(memory, config);
+  ASSERT_EQ(t.xsdt.size(), 36u + 4 * 8);
+  const std::vector<uint8_t> hpet = ReadTable(memory, LoadLe<uint64_t>(t.xsdt, 36 + 3 * 8));
+  ASSERT_EQ(Signature(hpet), "HPET");
+  ASSERT_EQ(hpet.size(), 56u);
+  EXPECT_EQ(hpet[8], 1) << "revision";
+  EXPECT_EQ(Sum(hpet), 0);
+  EXPECT_EQ(LoadLe<uint32_t>(hpet, 36), 0x8086a201u) << "event timer block id";
+  EXPECT_EQ(hpet[40], 0) << "system memory";
+  EXPECT_EQ(LoadLe<uint64_t>(hpet, 44), 0xfed00000u) << "base address";
+  EXPECT_EQ(hpet[52], 0) << "HPET number";
+  EXPECT_TRUE(has(t.dsdt, "HPET"));
+
+  GuestMemory plain_memory = LowMemory();
+  const Tables plain = WriteAndWalk(plain_memory, AcpiConfig{});
+  EXPECT_EQ(plain.xsdt.size(), 36u + 2 * 8);
+  EXPECT_FALSE(has(plain.dsdt, "HPET"));
+}
+
 }  // namespace
 }  // namespace vireo::x86::acpi
