@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snapshot_test import Failure, Vm, check, serial_text, wait_for  # noqa: E402
+from snapshot_test import Failure, Vm, check, print_log_tails, serial_text, wait_for  # noqa: E402
 from migration_test import Incoming, Proxy, migrate, wait_migration_end  # noqa: E402
 
 DISK = 16 << 20
@@ -225,12 +225,8 @@ def main():
         return 0
     except Failure as e:
         print(f"FAIL block_migration_test: {e}")
-        for name in ("src", "nodisk", "small", "noblock", "cut", "src-raw", "dst-raw", "src-qcow2", "dst-qcow2"):
-            for ext in ("stderr", "serial"):
-                p = os.path.join(work, f"{name}.{ext}")
-                if os.path.exists(p):
-                    with open(p, errors="replace") as f:
-                        print(f"--- {name}.{ext} (tail):\n" + "".join(f.readlines()[-6:]))
+        print_log_tails(work, ("src", "nodisk", "small", "noblock", "cut", "src-raw", "dst-raw",
+                               "src-qcow2", "dst-qcow2"))
         return 1
     finally:
         for p in procs:

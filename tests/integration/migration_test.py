@@ -32,7 +32,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snapshot_test import Failure, Vm, call, check, rounds, serial_text, wait_for  # noqa: E402
+from snapshot_test import (  # noqa: E402
+    Failure, Vm, call, check, print_log_tails, rounds, serial_text, wait_for)
 
 
 class Incoming:
@@ -326,12 +327,7 @@ def main():
         return 0
     except Failure as e:
         print(f"FAIL migration_test: {e}")
-        for name in ("src", "corrupt", "cut", "killed", "dst", "dst2", "idle", "idle_dst"):
-            for ext in ("stderr", "serial"):
-                p = os.path.join(work, f"{name}.{ext}")
-                if os.path.exists(p):
-                    with open(p, errors="replace") as f:
-                        print(f"--- {name}.{ext} (tail):\n" + "".join(f.readlines()[-6:]))
+        print_log_tails(work, ("src", "corrupt", "cut", "killed", "dst", "dst2", "idle", "idle_dst"))
         return 1
     finally:
         for p in procs:

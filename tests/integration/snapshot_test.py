@@ -64,6 +64,16 @@ def serial_text(serial_path):
         return f.read().decode(errors="replace").replace("\r", "")
 
 
+def print_log_tails(work, names):
+    """After a failure: the last lines of each named VM's stderr and serial files in `work`."""
+    for name in names:
+        for ext in ("stderr", "serial"):
+            p = os.path.join(work, f"{name}.{ext}")
+            if os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    print(f"--- {name}.{ext} (tail):\n" + "".join(f.readlines()[-6:]))
+
+
 def rounds(serial_path, prefix=""):
     """[(count, verified, sum)] of the whole lines, in order. A pause can land in the middle of
     a line: `prefix` is the start of it that the VM snapshotted there had already printed."""
@@ -331,13 +341,9 @@ def main():
         return 0
     except Failure as e:
         print(f"FAIL snapshot_test: {e}")
-        for name in ("vm1", "restore_full", "restore_diff", "restore_diff2", "virtio_pci",
-                     "virtio_pci_restored", "virtio_mmio", "virtio_mmio_restored", "console", "console_restored", "balloon"):
-            for ext in ("stderr", "serial"):
-                p = os.path.join(work, f"{name}.{ext}")
-                if os.path.exists(p):
-                    with open(p, errors="replace") as f:
-                        print(f"--- {name}.{ext} (tail):\n" + "".join(f.readlines()[-6:]))
+        print_log_tails(work, ("vm1", "restore_full", "restore_diff", "restore_diff2", "virtio_pci",
+                               "virtio_pci_restored", "virtio_mmio", "virtio_mmio_restored",
+                               "console", "console_restored", "balloon"))
         return 1
     finally:
         for v in vms:
