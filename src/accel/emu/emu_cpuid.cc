@@ -9,6 +9,7 @@ namespace {
 
 // Leaf 1 EDX / ECX and leaf 0x80000001 EDX / ECX bits (SDM Vol. 2A "CPUID", AMD APM Vol. 3
 // E.3). Each one listed here is emulated; the rest stay clear.
+constexpr uint32_t kEdxFpu = 1u << 0;
 constexpr uint32_t kEdxPse = 1u << 3;
 constexpr uint32_t kEdxTsc = 1u << 4;
 constexpr uint32_t kEdxMsr = 1u << 5;
@@ -51,11 +52,10 @@ std::vector<accel::CpuidEntry> SupportedCpuid() {
   __cpuid(0, a, vendor_b, vendor_c, vendor_d);
   std::vector<accel::CpuidEntry> t;
   t.push_back({0, 0, 0, 7, vendor_b, vendor_c, vendor_d});
-  // Family 6 model 0 stepping 0; EBX[15:8] is the CLFLUSH line size in 8-byte units. No
-  // FPU bit: x87 arithmetic is not emulated (its control and FXSAVE state are).
+  // Family 6 model 0 stepping 0; EBX[15:8] is the CLFLUSH line size in 8-byte units.
   t.push_back({1, 0, 0, 0x00000600, 8u << 8, kEcxCx16 | kEcxX2Apic | kEcxPopcnt | kEcxTscDeadline,
-               kEdxPse | kEdxTsc | kEdxMsr | kEdxPae | kEdxCx8 | kEdxApic | kEdxPge | kEdxCmov |
-                   kEdxPat | kEdxClflush | kEdxFxsr | kEdxSse | kEdxSse2});
+               kEdxFpu | kEdxPse | kEdxTsc | kEdxMsr | kEdxPae | kEdxCx8 | kEdxApic | kEdxPge |
+                   kEdxCmov | kEdxPat | kEdxClflush | kEdxFxsr | kEdxSse | kEdxSse2});
   t.push_back({7, 0, 1, 0, kLeaf7EbxSmep, 0, 0});
   // A hypervisor leaf of our own, so guests do not look for KVM's paravirtual interfaces.
   t.push_back({0x40000000, 0, 0, 0x40000000, Chars("Vire"), Chars("oEmu"), Chars("Cpu\0")});

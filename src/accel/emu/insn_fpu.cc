@@ -1,8 +1,8 @@
 // x87 control and SSE state instructions (SDM Vol. 1 ch. 8, 10.5; Vol. 2): FNINIT, FNCLEX,
 // FLDCW/FNSTCW, FNSTSW (m16, AX), FWAIT (#NM, #MF on a pending unmasked exception), EMMS,
 // FXSAVE/FXRSTOR (legacy and REX.W forms), LDMXCSR/STMXCSR, CLFLUSH and the fences (0F AE).
-// x87 arithmetic is not emulated: the other D8-DF forms report kUnimplemented. State lives in
-// CpuState::fx, the FXSAVE image itself.
+// The other D8-DF forms (arithmetic, loads and stores, environments) are insn_x87.cc's. State
+// lives in CpuState::fx, the FXSAVE image itself.
 #include "accel/emu/sse.h"
 
 namespace vireo::emu {
@@ -31,6 +31,15 @@ void UpdateX87Summary(FxState& fx) {
 
 namespace {
 
+// TOP becomes 0 (FNINIT, EMMS): the image keeps ST(i) relative to TOP, so the slots rotate:
+// new ST(i) = physical R(i) = old ST((i - TOP) mod 8).
+void RotateToTopZero(FxState& fx) {
+  const int top = (fx.fsw() >> 11) & 7;
+  std::array<uint8_t, 128> st;
+  for (int i = 0; i < 8; ++i) std::memcpy(&st[16 * i], fx.st((i - top + 8) & 7), 16);
+  std::memcpy(fx.st(0), st.data(), st.size());
+}
+
 StepStatus X87Control(Interpreter& cpu, const DecodedInsn& insn) {
   CpuState& s = cpu.state();
   const uint8_t op = insn.opcode() & 0xff;
@@ -43,7 +52,7 @@ StepStatus X87Control(Interpreter& cpu, const DecodedInsn& insn) {
   if (op == 0xdf && insn.modrm() == 0xe0) which = kFnstswAx;
   if (op == 0xdb && insn.modrm() == 0xe2) which = kFnclex;
   if (op == 0xdb && insn.modrm() == 0xe3) which = kFninit;
-  if (which == kNone) return cpu.Unimplemented();
+  if (which == kNone) return X87Arithmetic(cpu, insn);
   if (X87Unavailable(s)) return cpu.Raise(kDeviceNotAvailable);
   // FLDCW is a waiting instruction: a pending unmasked exception is taken first (#MF).
   if (which == kFldcw && X87Pending(s)) return cpu.Raise(kMathFault);
@@ -71,6 +80,7 @@ StepStatus X87Control(Interpreter& cpu, const DecodedInsn& insn) {
       break;
     default:  // FNINIT (SDM Vol. 1 Table 8-5): FCW 0x37f, FSW 0, all tags empty, pointers 0
       fx.set_fcw(0x37f);
+      RotateToTopZero(fx);
       fx.set_fsw(0);
       fx.set_ftw(0);
       fx.Put<uint16_t>(FxState::kFop, 0);
@@ -101,10 +111,7 @@ StepStatus Emms(Interpreter& cpu, const DecodedInsn& insn) {
   if (s.cr0 & kCr0Ts) return cpu.Raise(kDeviceNotAvailable);
   if (X87Pending(s)) return cpu.Raise(kMathFault);
   FxState& fx = s.fx;
-  const int top = (fx.fsw() >> 11) & 7;
-  std::array<uint8_t, 128> st;  // new ST(i) = physical R(i) = old ST((i - TOP) mod 8)
-  for (int i = 0; i < 8; ++i) std::memcpy(&st[16 * i], fx.st((i - top + 8) & 7), 16);
-  std::memcpy(fx.st(0), st.data(), st.size());
+  RotateToTopZero(fx);
   fx.set_fsw(fx.fsw() & ~(7u << 11));
   fx.set_ftw(0);
   return StepStatus::kOk;
@@ -212,7 +219,7 @@ StepStatus Group15(Interpreter& cpu, const DecodedInsn& insn) {
 }  // namespace
 
 void RegisterFpu(HandlerTable& t) {
-  for (int op : {0xd9, 0xdb, 0xdd, 0xdf}) t[op] = X87Control;
+  for (int op = 0xd8; op <= 0xdf; ++op) t[op] = X87Control;
   t[0x9b] = Fwait;
   t[kMap0F | 0x77] = Emms;
   t[kMap0F | 0xae] = Group15;

@@ -37,6 +37,8 @@ StepStatus Arpl(Interpreter& cpu, const DecodedInsn& insn);
 // Recomputes FSW.ES and FSW.B from the exception flags FCW leaves unmasked, as this CPU does
 // whenever x87 state is loaded (FLDCW, FXRSTOR; the harness for state it sets directly).
 void UpdateX87Summary(FxState& fx);
+// D8-DF apart from the control forms: run on the host's x87 unit (insn_x87.cc).
+StepStatus X87Arithmetic(Interpreter& cpu, const DecodedInsn& insn);
 
 // The effective operand size of `insn` for handlers (byte ops included).
 inline int OpSize(const DecodedInsn& insn) { return insn.operand_size(); }

@@ -274,5 +274,34 @@ TEST_F(SseTest, ComisdSetsZfPfCfAndConversionsSaturateToIndefinite) {
   EXPECT_EQ(GetSd(fx, 2), -7.0);
 }
 
+// x87 arithmetic runs on the host's x87 unit (insn_x87.cc): state that did not come from
+// the guest's own instructions (a restored snapshot) must not make the host fault.
+TEST_F(SseTest, X87OnTheHostSurvivesForeignStateAndReportsTheGuestsPointers) {
+  // MXCSR bits no CPU implements: the host's FXRSTOR would #GP; the guest's value is kept.
+  state_.fx.set_mxcsr(0xffffffff);
+  ASSERT_EQ(Run({0xd9, 0xe8}), StepStatus::kOk);  // fld1
+  EXPECT_EQ(state_.fx.mxcsr(), 0xffffffffu);
+  EXPECT_EQ(state_.fx.ftw(), 0x80) << "FLD1 pushed into R7";
+  EXPECT_EQ(state_.fx.Get<uint64_t>(FxState::kFip), kCode);
+  EXPECT_EQ(state_.fx.Get<uint16_t>(FxState::kFop), 0x1e8);
+  // An unmasked flag with ES clear: #MF for the guest, never a waiting instruction on the host.
+  state_.fx.set_mxcsr(0x1f80);
+  state_.fx.set_fcw(0x37e);  // IE unmasked
+  state_.fx.set_fsw(0x0001);
+  ExpectFault(kMathFault, {0xd9, 0xe8});
+  // A store the CPU suppresses (unmasked invalid operation: FST of an empty register) leaves
+  // memory as it was; FNSTENV (no wait) still stores the environment.
+  state_.fx.set_fsw(0);
+  state_.fx.set_ftw(0);
+  ASSERT_TRUE(memory_->WriteObj<uint64_t>(kData, 0x1122334455667788));
+  ASSERT_EQ(Run({0xdd, 0x16}), StepStatus::kOk);  // fst qword [rsi]
+  EXPECT_EQ(memory_->ReadObj<uint64_t>(kData), 0x1122334455667788u);
+  EXPECT_EQ(state_.fx.Get<uint64_t>(FxState::kFdp), kData);
+  EXPECT_NE(state_.fx.fsw() & 0x80, 0) << "ES: the unmasked #IA is pending";
+  ASSERT_EQ(Run({0xd9, 0x36}), StepStatus::kOk);  // fnstenv [rsi]
+  EXPECT_EQ(memory_->ReadObj<uint16_t>(kData), 0x37eu) << "the environment's FCW";
+  EXPECT_EQ(state_.fx.fcw() & 0x3f, 0x3f) << "FNSTENV masks every exception afterwards";
+}
+
 }  // namespace
 }  // namespace vireo::emu
