@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-asan bench clean
+.PHONY: all deps build run test test-asan test-linux-emu bench clean
 
 all: build
 
@@ -27,6 +27,11 @@ test-asan: deps
 	cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVIREO_SANITIZE=ON -DVIREO_BENCH=OFF
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
+
+# Debian's kernel and a busybox initramfs booted by Vireo's software CPU (--accel emu, 2 vCPUs):
+# minutes of CPU, so not part of `make test` (tests/e2e/README.md).
+test-linux-emu: build
+	tests/e2e/linux_boot_test.sh --accel emu $(BUILD)/vireo $(BUILD)/e2e
 
 bench:
 	@scripts/install-deps.sh --bench
