@@ -90,7 +90,9 @@ struct PitChannelState {
   uint16_t latched_count = 0;
   uint8_t count_latched = 0, status_latched = 0, status = 0, read_state = 0, write_state = 0;
   uint8_t write_latch = 0, rw_mode = 0, mode = 0, bcd = 0, gate = 0;
-  int64_t count_load_time = 0;  // host-relative; rebased on restore by the accelerator
+  // When the count was loaded, on the host's CLOCK_MONOTONIC in ns (KVM's ktime); a restore
+  // rebases it by VmSavedState::saved_at_ns, so the count continues where it stopped.
+  int64_t count_load_time = 0;
 };
 
 struct PitState {
@@ -103,6 +105,9 @@ struct VmSavedState {
   IoApicState ioapic;
   PitState pit;
   uint64_t clock_ns = 0;  // the guest's kvm-clock (paravirtual clock) at the save
+  // The host's CLOCK_MONOTONIC (ns) at the save: the time line of the PIT's count_load_time,
+  // so a restore knows how far each count had run. 0: unknown (format version 1).
+  uint64_t saved_at_ns = 0;
 };
 
 }  // namespace vireo::accel

@@ -76,6 +76,15 @@ json ToJson(const MigrationInfo& info) {
     out["disk_bytes_sent"] = info.disk_bytes_sent;
     out["disk_bytes_remaining"] = info.disk_bytes_remaining;
   }
+  if (info.postcopy_after_rounds != 0) {
+    out["postcopy"] = true;
+    out["postcopy_after_rounds"] = info.postcopy_after_rounds;
+    out["postcopy_switched"] = info.postcopy_switched;
+    out["postcopy_pages"] = info.postcopy_pages;
+    out["postcopy_pages_sent"] = info.postcopy_pages_sent;
+    out["postcopy_requests"] = info.postcopy_requests;
+    out["postcopy_ms"] = info.postcopy_ms;
+  }
   if (!info.phase.empty()) out["phase"] = info.phase;
   if (!info.error.empty()) out["error"] = info.error;
   return out;

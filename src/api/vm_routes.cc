@@ -1,5 +1,6 @@
 #include "api/vm_routes.h"
 
+#include <optional>
 #include <string>
 
 #include "api/json_mapping.h"
@@ -77,33 +78,49 @@ void AddVmRoutes(Router& router, VmController& controller) {
     if (!info) return FromError(info.error());
     return HttpResponse{200, ToJson(*info), {}};
   });
-  // {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N, "block": B}: starts a
-  // live migration and answers 202 at once; GET follows it to its end.
+  // {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N, "block": B,
+  // "postcopy": B, "postcopy_after_rounds": N}: starts a live migration and answers 202 at
+  // once; GET follows it to its end.
   router.Add("PUT", vm + "/migrate", [&controller](const HttpRequest& request) {
     const nlohmann::json body =
         nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
     constexpr const char* kShape =
-        R"(the body must be {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N, "block": true|false})";
+        R"(the body must be {"uri": "tcp:HOST:PORT", "max_downtime_ms": N, "bandwidth_mbps": N, "block": true|false, "postcopy": true|false, "postcopy_after_rounds": N})";
     if (!body.is_object() || !body.contains("uri") || !body["uri"].is_string()) {
       return ErrorResponse(400, kShape);
     }
     MigrationRequest migration;
     migration.uri = body["uri"].get<std::string>();
+    bool postcopy = false;
+    std::optional<uint64_t> postcopy_after;
     for (const auto& [key, value] : body.items()) {
       if (key == "uri") continue;
-      if (key == "block") {
-        if (!value.is_boolean()) return ErrorResponse(400, R"("block" must be true or false)");
-        migration.block = value.get<bool>();
+      if (key == "block" || key == "postcopy") {
+        if (!value.is_boolean()) return ErrorResponse(400, "'" + key + "' must be true or false");
+        (key == "block" ? migration.block : postcopy) = value.get<bool>();
         continue;
       }
-      if (key != "max_downtime_ms" && key != "bandwidth_mbps") {
+      if (key != "max_downtime_ms" && key != "bandwidth_mbps" && key != "postcopy_after_rounds") {
         return ErrorResponse(400, "unknown field '" + key + "'");
       }
       if (!value.is_number_unsigned()) {
         return ErrorResponse(400, "'" + key + "' must be a non-negative integer");
       }
+      if (key == "postcopy_after_rounds") {
+        postcopy_after = value.get<uint64_t>();
+        continue;
+      }
       (key == "max_downtime_ms" ? migration.max_downtime_ms : migration.bandwidth_mbps) =
           value.get<uint64_t>();
+    }
+    if (postcopy_after && !postcopy) {
+      return ErrorResponse(400, R"("postcopy_after_rounds" needs "postcopy": true)");
+    }
+    if (postcopy) {
+      migration.postcopy_after_rounds = postcopy_after.value_or(kDefaultPostcopyAfterRounds);
+      if (migration.postcopy_after_rounds < 1 || migration.postcopy_after_rounds > 30) {
+        return ErrorResponse(400, R"("postcopy_after_rounds" must be from 1 to 30)");
+      }
     }
     if (migration.uri.rfind("tcp:", 0) != 0) {
       return ErrorResponse(400, R"("uri" must be tcp:HOST:PORT)");

@@ -50,6 +50,7 @@ class FakeController : public VmController {
     info.uri = request.uri;
     info.block = request.block;
     if (request.block) info.disk_bytes_total = 1 << 20;
+    info.postcopy_after_rounds = request.postcopy_after_rounds;
     return info;
   }
   std::vector<MigrationRequest> migrations;
@@ -227,6 +228,37 @@ TEST_F(VmRoutesTest, MigrateTakesItsParametersAndRefusesBadBodies) {
     EXPECT_EQ(Call("PUT", "/vm/migrate", body).status, 400) << body;
   }
   EXPECT_EQ(vm_.migrations.size(), 3u);
+}
+
+// Post-copy: "postcopy": true switches after 3 rounds unless "postcopy_after_rounds" says
+// otherwise (1 to 30); the answer carries the post-copy fields; without postcopy, or with a
+// non-boolean or a round count out of range, it is 400 and reaches nothing.
+TEST_F(VmRoutesTest, MigrateTakesThePostcopyFields) {
+  auto plain = Call("PUT", "/vm/migrate", R"({"uri": "tcp:h:1"})");
+  ASSERT_EQ(plain.status, 202);
+  EXPECT_FALSE(plain.body.contains("postcopy"));
+  EXPECT_EQ(vm_.migrations[0].postcopy_after_rounds, 0u);  // never switches
+  auto by_default = Call("PUT", "/vm/migrate", R"({"uri": "tcp:h:1", "postcopy": true})");
+  ASSERT_EQ(by_default.status, 202) << by_default.body.dump();
+  EXPECT_EQ(vm_.migrations[1].postcopy_after_rounds, 3u);
+  EXPECT_EQ(by_default.body["postcopy"], true);
+  EXPECT_EQ(by_default.body["postcopy_after_rounds"], 3u);
+  EXPECT_EQ(by_default.body["postcopy_switched"], false);
+  EXPECT_EQ(by_default.body["postcopy_requests"], 0u);
+  auto after_one = Call("PUT", "/vm/migrate",
+                        R"({"uri": "tcp:h:1", "postcopy": true, "postcopy_after_rounds": 1})");
+  ASSERT_EQ(after_one.status, 202) << after_one.body.dump();
+  EXPECT_EQ(vm_.migrations[2].postcopy_after_rounds, 1u);
+  ASSERT_EQ(Call("PUT", "/vm/migrate", R"({"uri": "tcp:h:1", "postcopy": false})").status, 202);
+  EXPECT_EQ(vm_.migrations[3].postcopy_after_rounds, 0u);
+  for (const char* body :
+       {R"({"uri": "tcp:h:1", "postcopy": 1})", R"({"uri": "tcp:h:1", "postcopy_after_rounds": 2})",
+        R"({"uri": "tcp:h:1", "postcopy": true, "postcopy_after_rounds": 0})",
+        R"({"uri": "tcp:h:1", "postcopy": true, "postcopy_after_rounds": 31})",
+        R"({"uri": "tcp:h:1", "postcopy": true, "postcopy_after_rounds": -1})"}) {
+    EXPECT_EQ(Call("PUT", "/vm/migrate", body).status, 400) << body;
+  }
+  EXPECT_EQ(vm_.migrations.size(), 4u);
 }
 
 TEST_F(VmRoutesTest, BalloonSetsTheTargetAndRefusesBadBodies) {

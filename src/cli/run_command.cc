@@ -174,6 +174,10 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   run->add_option("--hpet", o.hpet_text,
                   "HPET at 0xfed00000 with its ACPI table: on or off (default: on with --accel "
                   "emu, off with kvm)");
+  run->add_option("--irqchip", o.irqchip_text,
+                  "KVM's interrupt controllers: kernel (all in KVM, the default) or split "
+                  "(LAPICs in KVM; IOAPIC, PIC and PIT in Vireo). Not with --accel emu, whose "
+                  "controllers are always Vireo's");
   run->add_flag("-v,--verbose", o.verbose, "Log what the VMM does");
   // Snapshots (docs/snapshot-migration.md): the snapshot decides what the VM is, so options
   // that describe the guest conflict with --restore; host-side ones (serial, API socket,
@@ -190,9 +194,11 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
       "Wait for a live migration on tcp:HOST:PORT and run the VM it brings (with block "
       "migration: --disk path=FILE[,format=raw|qcow2] per source disk, in order)");
   incoming->excludes(restore);
-  for (const char* name :
-       {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--memory-backing", "--boot",
-        "--disk", "--net", "--vsock", "--rng", "--console", "--balloon", "--transport", "--hpet"}) {
+  // Not --net: tap=NAME is the host side of a network device, and may re-attach a restored
+  // or migrated VM's device to another tap (the guest-visible rest stays the snapshot's).
+  for (const char* name : {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory",
+                           "--memory-backing", "--boot", "--disk", "--vsock", "--rng", "--console",
+                           "--balloon", "--transport", "--hpet", "--irqchip"}) {
     if (CLI::Option* other = run->get_option_no_throw(name)) {
       restore->excludes(other);
       if (std::string_view(name) != "--disk") incoming->excludes(other);
@@ -285,6 +291,19 @@ Status ValidateRunOptions(RunOptions& o) {
   } else {
     return Fail("--hpet {}: expected on or off", o.hpet_text);
   }
+  if (o.irqchip_text == "split") {
+    c.irqchip = IrqchipMode::kSplit;
+  } else if (o.irqchip_text.empty() || o.irqchip_text == "kernel") {
+    c.irqchip = IrqchipMode::kKernel;
+  } else {
+    return Fail("--irqchip {}: expected kernel or split", o.irqchip_text);
+  }
+  if (!o.irqchip_text.empty() && o.accel_text == "emu") {
+    return Fail(
+        "--irqchip {}: --accel emu always uses Vireo's own LAPICs, IOAPIC, PIC and PIT; drop "
+        "--irqchip, or use it with --accel kvm",
+        o.irqchip_text);
+  }
   if (!o.affinity_text.empty()) c.cpu_affinity = VIREO_TRY(ParseAffinity(o.affinity_text, c.cpus));
   if (c.kernel_path && !o.cmdline_given) c.cmdline = "console=ttyS0";
   return {};
@@ -300,8 +319,25 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
   // --incoming: the whole VM arrives first (memory and state), then it is restored as a
   // snapshot is; the source keeps the guest until this side acknowledges.
   std::optional<migration::IncomingMigration> incoming;
+  // With KVM, the VM (KVM_CREATE_VM, the in-kernel irqchip and PIT, the memory slots) is
+  // created while pages arrive, not inside the downtime (docs/performance.md, "Live
+  // migration"). It has the kernel irqchip: a source VM with --irqchip split gets a new one.
+  std::unique_ptr<kvm::KvmAccelerator> early_kvm;
+  if (!o.incoming_uri.empty() && o.accel_text != "emu") {
+    auto kvm = kvm::KvmAccelerator::Open();
+    if (!kvm) return fail(kvm.error());
+    early_kvm = std::move(*kvm);
+  }
   if (!o.incoming_uri.empty()) {
-    auto received = migration::ReceiveMigration(o.incoming_uri, o.config.disks);
+    migration::PrepareVm prepare;
+    if (early_kvm) {
+      prepare = [&early_kvm](const GuestMemory& memory) -> Result<std::unique_ptr<accel::Vm>> {
+        auto vm = VIREO_TRY(early_kvm->CreateVm(1));  // the kernel irqchip ignores the count
+        VIREO_TRY_STATUS(vm->MapMemory(memory));
+        return vm;
+      };
+    }
+    auto received = migration::ReceiveMigration(o.incoming_uri, o.config.disks, prepare);
     if (!received) return fail(Error{"--incoming: " + received.error().message});
     Log(LogLevel::kInfo, "incoming migration: {}", received->summary());
     incoming.emplace(std::move(*received));
@@ -326,6 +362,30 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
     for (size_t i = 0; incoming && i < o.config.disks.size() && i < merged.disks.size(); ++i) {
       merged.disks[i].path = o.config.disks[i].path;
       merged.disks[i].format = o.config.disks[i].format;
+    }
+    // --net tap=NAME per network device: the taps to re-attach instead of the snapshot's
+    // (each device keeps the snapshot's MAC, which the guest knows).
+    if (!o.config.nets.empty()) {
+      std::string refused;
+      if (o.config.nets.size() != merged.nets.size()) {
+        refused = fmt::format(
+            "--net: the VM has {} network devices; give one --net tap=NAME per device, in "
+            "order, or none to re-attach the snapshot's taps",
+            merged.nets.size());
+      }
+      for (size_t i = 0; refused.empty() && i < o.config.nets.size(); ++i) {
+        if (!o.config.nets[i].mac.empty()) {
+          refused = fmt::format(
+              "--net tap={},mac={}: a restored network device keeps the snapshot's MAC ({}); "
+              "drop mac=",
+              o.config.nets[i].tap, o.config.nets[i].mac, merged.nets[i].mac);
+        }
+        merged.nets[i].tap = o.config.nets[i].tap;
+      }
+      if (!refused.empty()) {
+        if (incoming) incoming->Refuse(refused);
+        return fail(Error{refused});
+      }
     }
     for (const auto& [vcpu, host] : merged.cpu_affinity) {
       if (vcpu >= merged.cpus) {
@@ -353,8 +413,13 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
   if (o.accel_text == "emu") {
     accelerator = std::make_unique<emu::EmuAccelerator>();
   } else {
-    auto kvm = kvm::KvmAccelerator::Open();
+    auto kvm = early_kvm ? Result<std::unique_ptr<kvm::KvmAccelerator>>(std::move(early_kvm))
+                         : kvm::KvmAccelerator::Open();
     if (!kvm) return fail(kvm.error());
+    if (config.irqchip == IrqchipMode::kSplit) {
+      if (auto split = (*kvm)->EnableSplitIrqchip(); !split) return fail(split.error());
+      if (restoring) restoring->vm.reset();  // made ahead with the kernel irqchip
+    }
     accelerator = std::move(*kvm);
   }
   if (config.cpus > accelerator->max_vcpus()) {
@@ -397,8 +462,10 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
         }
         image = std::move(*reboot_image);
       }
+      const auto build_start = std::chrono::steady_clock::now();
       auto machine = restore_now ? Machine::Restore(config, *accelerator, *persistent, *restoring)
                                  : Machine::Build(config, *accelerator, *persistent, image);
+      const auto build_done = std::chrono::steady_clock::now();
       if (!machine) {
         outcome = {
             StopReason::kError, kExitError,
@@ -413,7 +480,17 @@ int Run(RunOptions& o, std::chrono::steady_clock::time_point process_start) {
           outcome = {StopReason::kError, kExitError, "--incoming: " + acked.error().message};
           break;
         }
-        fmt::print(stderr, "vireo: incoming migration complete ({}); running the VM\n",
+        // The destination's share of the downtime (-v): the stream's end to the VM rebuilt
+        // (Machine::Restore) to the acknowledgement.
+        const auto now = std::chrono::steady_clock::now();
+        auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+        Log(LogLevel::kInfo,
+            "incoming migration phases: stream end to rebuild {:.1f} ms, rebuild {:.1f} ms, "
+            "acknowledgement {:.1f} ms; {:.1f} ms from the stream's end to the ACK",
+            ms(build_start - incoming->stream_end()), ms(build_done - build_start),
+            ms(now - build_done), ms(now - incoming->stream_end()));
+        fmt::print(stderr, "vireo: incoming migration {} ({}); running the VM\n",
+                   incoming->postcopy() ? "switched to post-copy" : "complete",
                    incoming->summary());
       }
       if (restore_now && o.restore_paused) (*machine)->StartPaused();

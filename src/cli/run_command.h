@@ -31,6 +31,7 @@ struct RunOptions {
   std::string incoming_uri;        // --incoming: receive a live migration (tcp:HOST:PORT)
   std::string accel_text = "kvm";  // --accel: kvm or emu (the software CPU)
   std::string hpet_text = "auto";  // --hpet: on, off, or auto (on with emu, off with kvm)
+  std::string irqchip_text;        // --irqchip: kernel or split (KVM only; empty: kernel)
   bool cmdline_given = false;
   bool verbose = false;
 };

@@ -328,10 +328,6 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
     return api::ErrorResponse(400, s.error().message);
   }
   const bool incoming = !incoming_uri.empty();
-  if (incoming && !d.def.interfaces.empty()) {
-    return api::ErrorResponse(
-        409, fmt::format("{}: domains with network interfaces cannot be migrated yet", kNotValid));
-  }
   // Interfaces on a managed network or a host bridge get a tap of the daemon's.
   std::vector<std::string> bridges;
   for (const InterfaceDef& net : d.def.interfaces) {
@@ -406,25 +402,6 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
       spec.argv.push_back(fmt::format("path={},format={}{}", disk.path, disk.format,
                                       disk.readonly ? ",readonly=on" : ""));
     }
-    for (const std::string& tap : d.taps) NetworkHost::DeleteTap(tap);  // left by a crash
-    d.taps.clear();
-    for (size_t i = 0; i < def.interfaces.size(); ++i) {
-      const InterfaceDef& net = def.interfaces[i];
-      std::string tap = net.tap;
-      if (!bridges[i].empty()) {
-        if (tap.empty()) tap = fmt::format("vt{}-{}", id, i);
-        if (auto s = NetworkHost::CreateTap(tap, bridges[i], net.mac); !s) {
-          for (const std::string& t : d.taps) NetworkHost::DeleteTap(t);
-          d.taps.clear();
-          return api::ErrorResponse(
-              500, fmt::format("Failed to start domain '{}': interface {}: {}", name, i,
-                               s.error().message));
-        }
-        d.taps.push_back(tap);
-      }
-      spec.argv.push_back("--net");
-      spec.argv.push_back(fmt::format("tap={}{}", tap, net.mac.empty() ? "" : ",mac=" + net.mac));
-    }
     if (def.rng) spec.argv.push_back("--rng");
     if (def.virtio_console) spec.argv.push_back("--console");
     if (def.balloon) spec.argv.push_back("--balloon");
@@ -433,6 +410,29 @@ HttpResponse Daemon::StartLocked(std::unique_lock<std::mutex>& lock, Domain& d,
       spec.argv.push_back(
           fmt::format("cid={},uds={}", *def.vsock_cid, Path("run", name, ".vsock")));
     }
+  }
+  // Each interface's tap, made afresh on its bridge for every start: a restored or migrated
+  // VM gets `--net tap=NAME` only (its MAC is the snapshot's), which re-attaches its device
+  // to this start's tap whatever the snapshot's was called.
+  for (const std::string& tap : d.taps) NetworkHost::DeleteTap(tap);  // left by a crash
+  d.taps.clear();
+  for (size_t i = 0; i < def.interfaces.size(); ++i) {
+    const InterfaceDef& net = def.interfaces[i];
+    std::string tap = net.tap;
+    if (!bridges[i].empty()) {
+      if (tap.empty()) tap = fmt::format("vt{}-{}", id, i);
+      if (auto s = NetworkHost::CreateTap(tap, bridges[i], net.mac); !s) {
+        for (const std::string& t : d.taps) NetworkHost::DeleteTap(t);
+        d.taps.clear();
+        return api::ErrorResponse(500, fmt::format("Failed to start domain '{}': interface {}: {}",
+                                                   name, i, s.error().message));
+      }
+      d.taps.push_back(tap);
+    }
+    const bool boot = !incoming && restore_dir.empty();
+    spec.argv.push_back("--net");
+    spec.argv.push_back(
+        fmt::format("tap={}{}", tap, !boot || net.mac.empty() ? "" : ",mac=" + net.mac));
   }
   spec.log_path = Path("log", name, ".log");
   spec.console_path = Path("log", name, ".console");

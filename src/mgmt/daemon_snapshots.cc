@@ -108,11 +108,6 @@ HttpResponse Daemon::SnapshotRevert(const std::string& name, const std::string& 
         404,
         fmt::format("Domain snapshot not found: no snapshot '{}' of domain '{}'", snapshot, name));
   }
-  if (!d->def.interfaces.empty()) {
-    return api::ErrorResponse(400, fmt::format("domain '{}': reverting a domain with network "
-                                               "interfaces is not supported yet",
-                                               name));
-  }
   if ((d->state == "running" || d->state == "paused") && !KillLocked(lock, name)) {
     return api::ErrorResponse(500, fmt::format("domain '{}' did not end after SIGKILL", name));
   }

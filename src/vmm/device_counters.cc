@@ -48,7 +48,8 @@ std::vector<DeviceCounters> CollectDeviceCounters(
                       {"tx_packets", c.tx_packets},
                       {"tx_bytes", c.tx_bytes},
                       {"tx_dropped", c.tx_dropped},
-                      {"tx_bad_chains", c.tx_bad_chains}}});
+                      {"tx_bad_chains", c.tx_bad_chains},
+                      {"announcements", c.announcements}}});
     }
   }
   return out;

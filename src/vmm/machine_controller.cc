@@ -38,7 +38,10 @@ void MachineController::Detach() {
   state_ = VmState::kStopping;
 }
 
-VmState MachineController::StateLocked() const {
+VmState MachineController::StateLocked() {
+  // A post-copy migration that failed after its switch leaves the machine paused (it holds the
+  // only whole copy of the memory): from then on the API sees it paused, for resume or stop.
+  if (migration_ && migration_->TakeLeftPaused()) state_ = VmState::kPaused;
   // The guest (S5, reset) or a signal may have stopped the machine behind the API's back.
   if (machine_ == nullptr || machine_->stopping()) return VmState::kStopping;
   return state_;

@@ -40,7 +40,7 @@ class MachineController final : public VmController {
   ControlResult<BalloonInfo> SetBalloonTarget(uint64_t target_bytes) override;
 
  private:
-  VmState StateLocked() const;
+  VmState StateLocked();
 
   const VmConfig config_;
   std::mutex mu_;

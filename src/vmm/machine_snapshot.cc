@@ -1,5 +1,7 @@
 // Machine snapshot and restore: what a snapshot holds and the order it is put back in
 // (docs/snapshot-migration.md). The state file's encoding lives in vmm/snapshot/.
+#include <net/if.h>
+
 #include <chrono>
 
 #include "base/log.h"
@@ -8,9 +10,12 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial_8250.h"
 #include "devices/pci/config_access.h"
+#include "virtio/balloon/balloon.h"
 #include "virtio/device.h"
 #include "virtio/mmio_transport.h"
+#include "virtio/net/net.h"
 #include "virtio/pci_transport.h"
+#include "virtio/vsock/vsock.h"
 #include "vmm/device_counters.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot/snapshot_files.h"
@@ -22,26 +27,27 @@ tl::unexpected<ControlError> Failed(const std::string& message) {
   return tl::unexpected(ControlError{ControlError::Kind::kFailed, message});
 }
 
+// The virtio devices' own state beyond their transports (device records), in the order
+// CreateVirtioDevices makes them.
+template <typename T>
+std::vector<T*> DevicesOf(const std::vector<std::shared_ptr<virtio::VirtioDevice>>& devices) {
+  std::vector<T*> out;
+  for (const auto& device : devices) {
+    if (auto* d = dynamic_cast<T*>(device.get())) out.push_back(d);
+  }
+  return out;
+}
+
 // virtio-blk, virtio-rng and virtio-console keep their guest-visible state in the transport
 // and the rings (blk's requests are drained by Pause; console input still queued on the host
-// side is dropped). The others hold state that is not saved yet (net: the tap's and rx
-// path's; balloon: stats and the inflated pages; vsock: host connections, which cannot be
-// carried at all): refuse them by name rather than write a snapshot that would not restore
-// faithfully.
+// side is dropped); net, balloon and vsock add device records (vsock's host connections are
+// not carried: the guest gets a transport reset).
 }  // namespace
 
-Status CheckSnapshottable(const VmConfig& config) {
-  std::vector<std::string> refused;
-  if (!config.nets.empty()) refused.push_back("--net");
-  if (config.balloon) refused.push_back("--balloon");
-  if (config.hpet) refused.push_back("--hpet on");
-  if (config.vsock) refused.push_back("--vsock (host connections cannot be carried)");
-  if (!refused.empty()) {
-    return Fail(
-        "VMs with {} cannot be snapshotted yet (virtio-blk, -rng and -console can); see "
-        "docs/snapshot-migration.md",
-        fmt::join(refused, ", "));
-  }
+Status CheckSnapshottable(const VmConfig& /*config*/) {
+  // Every device a VmConfig can ask for has its state in a snapshot now
+  // (docs/snapshot-migration.md lists what is re-created or dropped instead). A device added
+  // without saved state must be refused here, by its option's name.
   return {};
 }
 
@@ -101,13 +107,29 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
   std::unique_ptr<Machine> m(new Machine(config, persistent));
   m->memory_.emplace(std::move(*snap.memory));
   snap.memory.reset();
-  m->vm_ = VIREO_TRY(accelerator.CreateVm(config.cpus));
+  if (snap.vm) {  // created ahead, with this memory (a migration's destination)
+    m->vm_ = std::move(snap.vm);
+  } else {
+    m->vm_ = VIREO_TRY(accelerator.CreateVm(config.cpus));
+    VIREO_TRY_STATUS(m->vm_->MapMemory(*m->memory_));
+  }
   m->accelerator_name_ = accelerator.name();
-  VIREO_TRY_STATUS(m->vm_->MapMemory(*m->memory_));
   m->io_loop_ = VIREO_TRY(EventLoop::Create("vireo-io"));
   VIREO_TRY_STATUS(m->io_loop_->Start());
   VIREO_TRY_STATUS(m->BuildDevices());
-  // The same devices as at boot, re-attached by path (disks) from the saved configuration.
+  // Taps are re-attached, never created: a new tap would not be on the guest's network.
+  for (const NetConfig& net : config.nets) {
+    if (::if_nametoindex(net.tap.c_str()) == 0) {
+      return Fail(
+          "the snapshot's network device uses tap '{}', which does not exist here: a restore "
+          "re-attaches taps by name and does not create them. Create it on the guest's network "
+          "as before (e.g. ip tuntap add dev {} mode tap vnet_hdr; ip link set {} master BRIDGE "
+          "up) and restore again, or name a tap that is there with --net tap=NAME",
+          net.tap, net.tap, net.tap);
+    }
+  }
+  // The same devices as at boot, re-attached by path (disks) and name (taps) from the saved
+  // configuration.
   auto devices = m->CreateVirtioDevices();
   if (!devices) return Wrap("re-creating the snapshot's virtio devices", devices.error());
   m->virtio_devices_ = std::move(*devices);
@@ -135,12 +157,21 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
   VIREO_TRY_STATUS(persistent.rtc->RestoreState(state.devices.rtc));
   VIREO_TRY_STATUS(m->i8042_->RestoreState(state.devices.i8042));
   VIREO_TRY_STATUS(m->pm_->RestoreState(state.devices.pm));
+  // After the VM's interrupt controllers: a level interrupt the HPET held is asserted again.
+  if (m->hpet_ != nullptr) {
+    if (!state.devices.hpet) return Fail("the snapshot's VM has an HPET but no HPET state");
+    if (auto restored = m->hpet_->RestoreState(*state.devices.hpet); !restored) {
+      return Wrap("restoring the HPET", restored.error());
+    }
+  }
   if (auto restored = m->RestoreVirtioState(state.devices.virtio); !restored) {
     return Wrap("restoring the virtio devices", restored.error());
   }
 
-  // A diff snapshot of this machine applies on top of the one it was restored from.
-  if (m->vm_->StartDirtyLog() && m->vm_->FetchDirtyPages()) {
+  // A diff snapshot of this machine applies on top of the one it was restored from. A VM that
+  // arrived by migration (no directory) has none to diff against, and starting the log costs
+  // milliseconds per GiB inside the migration's downtime, so it is left off.
+  if (!snap.dir.empty() && m->vm_->StartDirtyLog() && m->vm_->FetchDirtyPages()) {
     char resolved[PATH_MAX];
     m->last_snapshot_dir_ = ::realpath(snap.dir.c_str(), resolved) != nullptr ? resolved : snap.dir;
   }
@@ -170,9 +201,17 @@ Result<snapshot::SnapshotState> Machine::CaptureState() const {
   state.devices.rtc = persistent_.rtc->state();
   state.devices.i8042 = i8042_->state();
   state.devices.pm = pm_->state();
+  if (hpet_ != nullptr) state.devices.hpet = hpet_->SaveState();
   auto virtio_state = SaveVirtioState();
   if (!virtio_state) return Wrap("saving the virtio devices", virtio_state.error());
   state.devices.virtio = std::move(*virtio_state);
+  // A random MAC and a kernel-picked tap name are fixed now: the restored device must keep
+  // the MAC the guest knows, and re-attaches the tap by name.
+  const auto nets = DevicesOf<virtio::Net>(virtio_devices_);
+  for (size_t i = 0; i < nets.size() && i < state.config.nets.size(); ++i) {
+    state.config.nets[i].mac = virtio::FormatMac(nets[i]->mac());
+    state.config.nets[i].tap = nets[i]->tap_name();
+  }
   return state;
 }
 
@@ -180,6 +219,19 @@ Result<snapshot::VirtioStates> Machine::SaveVirtioState() const {
   snapshot::VirtioStates state;
   for (const auto& transport : mmio_transports_) state.transports.push_back(transport->SaveState());
   for (const auto& transport : pci_transports_) state.transports.push_back(transport->SaveState());
+  // The devices' own records. Net may rewind its saved rx/tx queues (chains it held).
+  for (size_t i = 0; i < virtio_devices_.size() && i < state.transports.size(); ++i) {
+    virtio::VirtioDevice* device = virtio_devices_[i].get();
+    std::vector<virtio::QueueState>& queues = state.transports[i].queues;
+    if (auto* net = dynamic_cast<virtio::Net*>(device); net != nullptr && queues.size() == 2) {
+      state.nets.push_back(
+          net->SaveState(queues[virtio::Net::kRxQueue], queues[virtio::Net::kTxQueue]));
+    } else if (auto* balloon = dynamic_cast<virtio::balloon::Balloon*>(device)) {
+      state.balloon = balloon->SaveState();
+    } else if (auto* vsock = dynamic_cast<virtio::Vsock*>(device)) {
+      state.vsock = vsock->SaveState();
+    }
+  }
   if (pci_bus_) {
     // The host bridge as the guest reads it (slot 0, function 0).
     state.host_bridge.resize(pci::kConfigSpaceSize);
@@ -198,6 +250,21 @@ Status Machine::RestoreVirtioState(const snapshot::VirtioStates& state) {
     return Fail("the snapshot has state for {} virtio devices; its configuration makes {}",
                 state.transports.size(), transports);
   }
+  // The devices' own state goes in before their transports activate them.
+  const auto nets = DevicesOf<virtio::Net>(virtio_devices_);
+  const auto balloons = DevicesOf<virtio::balloon::Balloon>(virtio_devices_);
+  const auto vsocks = DevicesOf<virtio::Vsock>(virtio_devices_);
+  if (state.nets.size() != nets.size() || state.balloon.has_value() != !balloons.empty() ||
+      state.vsock.has_value() != !vsocks.empty()) {
+    return Fail(
+        "the snapshot has device records for {} network devices, {} balloon and {} vsock; "
+        "its configuration makes {}, {} and {}",
+        state.nets.size(), state.balloon ? 1 : 0, state.vsock ? 1 : 0, nets.size(), balloons.size(),
+        vsocks.size());
+  }
+  for (size_t i = 0; i < nets.size(); ++i) VIREO_TRY_STATUS(nets[i]->RestoreState(state.nets[i]));
+  if (state.balloon) VIREO_TRY_STATUS(balloons[0]->RestoreState(*state.balloon));
+  if (state.vsock) VIREO_TRY_STATUS(vsocks[0]->RestoreState(*state.vsock));
   if (pci_bus_ == nullptr) {
     if (!state.host_bridge.empty() || state.pci_config_address != 0) {
       return Fail("the snapshot has PCI bus state, but its virtio transport is mmio");

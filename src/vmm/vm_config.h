@@ -17,6 +17,11 @@ enum class SerialMode { kStdio, kFile, kNone };
 
 enum class VirtioTransport { kMmio, kPci };
 
+// Where a KVM VM's interrupt controllers live (docs/interrupts.md): all in KVM, or the LAPICs
+// in KVM and the IOAPIC, PIC and PIT in Vireo (KVM_CAP_SPLIT_IRQCHIP). The software CPU
+// always uses Vireo's.
+enum class IrqchipMode { kKernel, kSplit };
+
 struct NetConfig {
   std::string tap;  // tap device name (created if missing; needs CAP_NET_ADMIN)
   std::string mac;  // "52:54:00:12:34:56"; empty: random, locally administered
@@ -57,6 +62,8 @@ struct VmConfig {
   bool console = false;  // virtio-console on stdio; stdin then goes to it, not the UART
   bool balloon = false;
   bool hpet = false;  // the HPET at 0xfed00000 and its ACPI table (--hpet)
+  // --irqchip (KVM only)
+  IrqchipMode irqchip = IrqchipMode::kKernel;
 };
 
 }  // namespace vireo

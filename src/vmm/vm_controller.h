@@ -61,18 +61,25 @@ struct SnapshotInfo {
   uint64_t microseconds = 0;  // time the VM spent taking it
 };
 
+// {"postcopy": true} without "postcopy_after_rounds": the rounds pre-copy gets to converge.
+inline constexpr uint64_t kDefaultPostcopyAfterRounds = 3;
+
 // PUT /vm/migrate: where to and how (docs/snapshot-migration.md, "Live migration").
 struct MigrationRequest {
   std::string uri;                 // tcp:HOST:PORT, where `vireo run --incoming` listens
   uint64_t max_downtime_ms = 300;  // pre-copy until the rest fits in this (estimated)
   uint64_t bandwidth_mbps = 0;     // megabits per second; 0 = as fast as the link goes
   bool block = false;              // copy the disks' contents too (disks not shared)
+  // Switch to post-copy when pre-copy has not converged after this many rounds (the
+  // destination runs the guest and fetches the rest on demand); 0 = never.
+  uint64_t postcopy_after_rounds = 0;
 };
 
 // GET /vm/migrate: the last migration's progress, or its final stats.
 struct MigrationInfo {
   std::string state = "none";  // none, active, completed, failed
-  std::string phase;           // connecting, pre-copy, stop-and-copy, waiting for the destination
+  std::string phase;           // connecting, block copy, pre-copy, stop-and-copy, waiting for the
+                               // destination, post-copy
   std::string uri;
   uint64_t max_downtime_ms = 0;
   uint64_t bandwidth_limit_mbps = 0;
@@ -91,7 +98,17 @@ struct MigrationInfo {
   uint64_t disk_bytes_total = 0;
   uint64_t disk_bytes_sent = 0;
   uint64_t disk_bytes_remaining = 0;
-  std::string error;  // why it failed; the VM runs on here
+  // Post-copy: the rounds after which it switches (0 = not asked for); after the switch, the
+  // pages the destination lacked, those sent since, those it asked for on a fault, the time
+  // from the switch to the last page (so far, while it runs).
+  uint64_t postcopy_after_rounds = 0;
+  bool postcopy_switched = false;
+  uint64_t postcopy_pages = 0;
+  uint64_t postcopy_pages_sent = 0;
+  uint64_t postcopy_requests = 0;
+  uint64_t postcopy_ms = 0;
+  std::string error;  // why it failed; the VM runs on here (or, after a post-copy switch, is
+                      // paused here: see docs/snapshot-migration.md)
 };
 
 // GET/PUT /vm/balloon: the virtio-balloon's size (virtio 1.2, 5.5.4), in bytes of 4 KiB pages.

@@ -40,8 +40,8 @@ inline constexpr uint64_t kEdges[] = {0,
                                       0x123456789abcdef0ull};
 
 // The x87/SSE registers both machines report: FCW, FSW, abridged FTW, MXCSR, ST0-7 (80
-// bits each), XMM0-15. FOP/FIP/FDP are not compared (no x87 arithmetic is emulated; FXSAVE
-// cases compare them through memory).
+// bits each), XMM0-15. FOP/FIP/FDP are compared through memory by the cases that end with
+// FXSAVE (the x87 groups' PointersAfterAnException among them).
 inline std::string FxDiff(const emu::FxState& hw, const emu::FxState& sw) {
   std::string why;
   if (hw.fcw() != sw.fcw()) why += fmt::format("fcw hw {:#x} sw {:#x}; ", hw.fcw(), sw.fcw());

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The control API end to end: `vireo run --api-socket` with the api_counter guest.
 
-    api_test.py VIREO GUESTS_DIR API_YAML
+    api_test.py VIREO GUESTS_DIR API_YAML [--accel emu]
+
+(With --accel emu every VM runs on the software CPU: the same checks.)
 
 Every operation in docs/api.yaml is called and each answer (status, JSON body) is checked
 against the document: the status must be one the operation lists, and the body must match
@@ -141,12 +143,15 @@ def check_sequence(seq, what):
           + str(next((i for i, v in enumerate(seq) if v != i), None)))
 
 
+ACCEL = []  # extra `vireo run` options for every VM: the optional trailing ["--accel", "emu"]
+
+
 def start_vm(vireo, guests, work, name, extra=()):
     serial = os.path.join(work, f"{name}.serial")
     sock = os.path.join(work, f"{name}.sock")
     log = open(os.path.join(work, f"{name}.stderr"), "w+")
     proc = subprocess.Popen([vireo, "run", "--kernel", os.path.join(guests, "api_counter.elf"),
-                             "--serial", f"file:{serial}", "--api-socket", sock, *extra],
+                             "--serial", f"file:{serial}", "--api-socket", sock, *ACCEL, *extra],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, 20, "the API socket")
     check(proc.poll() is None, f"vireo exited early with {proc.returncode}")
@@ -156,6 +161,7 @@ def start_vm(vireo, guests, work, name, extra=()):
 
 def main():
     vireo, guests, api_yaml = sys.argv[1:4]
+    ACCEL[:] = sys.argv[4:]
     with open(api_yaml) as f:
         spec = yaml.safe_load(f)
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
@@ -213,11 +219,22 @@ def main():
         check(st == 409 and "paused" in err["error"], f"migrate while paused: {st} {err}")
         st, err, _ = api.call("PUT", "/vm/migrate", body="{}")
         check(st == 400, f"migrate without a uri: {st} {err}")
+        for body in ({"uri": "tcp:127.0.0.1:1", "postcopy": 1},
+                     {"uri": "tcp:127.0.0.1:1", "postcopy_after_rounds": 2},
+                     {"uri": "tcp:127.0.0.1:1", "postcopy": True, "postcopy_after_rounds": 0}):
+            st, err, _ = api.call("PUT", "/vm/migrate", body=json.dumps(body))
+            check(st == 400, f"migrate {body}: {st} {err}")
         st, ans, _ = api.call("GET", "/vm/migrate")
         check(st == 200 and ans["state"] == "none", f"migration status: {st} {ans}")
         st, ans, _ = api.call("PUT", "/vm/resume", body="{}")
         check(st == 200 and ans["state"] == "running", f"resume: {st} {ans}")
-        # A migration to a port nobody listens on: 202, then it fails and the VM runs on.
+        # A migration to a port nobody listens on: 202 (with the post-copy fields when asked
+        # for), then it fails and the VM runs on.
+        st, ans, _ = api.call("PUT", "/vm/migrate", body=json.dumps(
+            {"uri": "tcp:127.0.0.1:1", "postcopy": True}))
+        check(st == 202 and ans["state"] == "active" and ans.get("postcopy_after_rounds") == 3
+              and ans.get("postcopy_switched") is False, f"migrate with postcopy: {st} {ans}")
+        wait_for(lambda: api.call("GET", "/vm/migrate")[1]["state"] != "active", 10, "the migration to fail")
         st, ans, _ = api.call("PUT", "/vm/migrate", body=json.dumps({"uri": "tcp:127.0.0.1:1"}))
         check(st == 202 and ans["state"] == "active", f"migrate: {st} {ans}")
         wait_for(lambda: api.call("GET", "/vm/migrate")[1]["state"] != "active", 10, "the migration to fail")

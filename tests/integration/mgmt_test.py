@@ -732,8 +732,9 @@ def network(d, root):
     a DHCP address in its range; a VM on it gets a tap joined to the bridge, through which the virtio_net
     guest (static 10.0.2.15) ARPs for and pings the bridge's address; bridged mode joins a
     VM to an existing host bridge the same way; the taps go when the VMs end; starting a VM
-    on an inactive network is refused; net-destroy removes bridge, table and dnsmasq;
-    net-autostart brings the network back when the daemon restarts."""
+    on an inactive network is refused; a VM with an interface snapshots and reverts onto a new
+    tap and carries on; net-destroy removes bridge, table and dnsmasq; net-autostart brings the
+    network back when the daemon restarts."""
     if not os.path.exists("/dev/net/tun") or not shutil.which("nft") or not shutil.which("dnsmasq"):
         print("  SKIP network: needs /dev/net/tun, nft (nftables) and dnsmasq (dnsmasq-base)")
         return
@@ -817,13 +818,30 @@ def network(d, root):
         wait_for(lambda: d.domains()["brvm"]["state"] != "running", "the bridged guest to finish", timeout=30)
         out = d.console("brvm")
         check("mac: 52:54:00:00:00:42" in out and "icmp echo reply from 10.0.3.1" in out, f"bridged guest: {out}")
+        # A domain with an interface snapshots and reverts: the reverted VM is restored onto a
+        # new tap on the bridge (--restore ... --net tap=) and its guest (snapshot_devices, which
+        # ARPs for 10.0.2.1 every round) goes on from the snapshot without re-initialising.
+        d.cli("define", write(root, "netsnap.xml", xml_def(
+            "netsnap", guest="snapshot_devices",
+            extra="<interface type='network'><source network='testnat'/><model type='virtio'/></interface>")))
+        d.cli("start", "netsnap")
+        net_rounds = lambda: [int(n) for n in re.findall(r"^round (\d+) net ok", d.console("netsnap"), re.M)]
+        wait_for(lambda: len(net_rounds()) >= 3, "netsnap's rounds", timeout=30)
+        d.cli("snapshot-create", "netsnap", "--name", "s1")
+        d.cli("snapshot-revert", "netsnap", "s1")
+        wait_for(lambda: len(net_rounds()) >= 3, "netsnap's rounds after the revert", timeout=30)
+        seq, out = net_rounds(), d.console("netsnap")
+        check(seq[0] >= 4 and seq == list(range(seq[0], seq[0] + len(seq))) and "ready:" not in out,
+              f"netsnap after the revert: {out[-300:]}")
+        d.cli("destroy", "netsnap")
+        d.cli("snapshot-delete", "netsnap", "s1")
         d.cli("net-destroy", "testnat")
         check("vbr0" not in in_ns("ip", "-o", "link"), "net-destroy left the bridge")
         check(in_ns("nft", "list", "tables").find("vireo-testnat") < 0, "net-destroy left the nft table")
         wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
                  "dnsmasq to end")
         d.cli("net-undefine", "testnat")
-        for name in ("netvm", "brvm"):
+        for name in ("netvm", "brvm", "netsnap"):
             d.cli("undefine", name)
     finally:
         d.cli("net-destroy", "testnat", expect=None)  # dnsmasq would keep the namespace alive

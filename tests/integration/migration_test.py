@@ -3,7 +3,9 @@
 snapshot_counter guest (it hashes 16 MiB at CPL3 every round, checks the hash the round before
 left, dirties 64 pages and prints "count N verified V sum S" every ~20 ms: a dirtying load).
 
-    migration_test.py VIREO GUESTS_DIR
+    migration_test.py VIREO GUESTS_DIR [--accel emu]
+
+(--accel emu: emu_main(), migration between software-CPU processes and on to KVM.)
 
 It proves:
   - PUT /vm/migrate checks its body (400), refuses a paused VM (409), and a destination nobody
@@ -37,26 +39,26 @@ from snapshot_test import (  # noqa: E402
 
 
 class Incoming:
-    """`vireo run --incoming tcp:127.0.0.1:0`; the port it printed."""
+    """`vireo run --incoming tcp:LISTEN:0` (127.0.0.1 unless told); the port it printed."""
 
-    def __init__(self, vireo, work, name):
+    def __init__(self, vireo, work, name, extra=(), listen="127.0.0.1"):
         self.serial = os.path.join(work, f"{name}.serial")
         self.sock = os.path.join(work, f"{name}.sock")
         self.log = open(os.path.join(work, f"{name}.stderr"), "w+")
-        self.proc = subprocess.Popen([vireo, "run", "--incoming", "tcp:127.0.0.1:0", "--serial",
+        self.proc = subprocess.Popen([vireo, "run", "--incoming", f"tcp:{listen}:0", *extra, "--serial",
                                       f"file:{self.serial}", "--api-socket", self.sock, "--no-reboot"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         found = []
 
         def listening():
-            m = re.search(r"waiting for an incoming migration on 127\.0\.0\.1:(\d+)", self.stderr())
+            m = re.search(rf"waiting for an incoming migration on {re.escape(listen)}:(\d+)", self.stderr())
             if m:
                 found.append(int(m.group(1)))
             return bool(m) or self.proc.poll() is not None
         wait_for(listening, 20, "the destination to listen")
         check(found, f"destination exited early: {self.stderr()}")
         self.port = found[0]
-        self.uri = f"tcp:127.0.0.1:{self.port}"
+        self.uri = f"tcp:{listen}:{self.port}"
 
     def stderr(self):
         self.log.seek(0)
@@ -204,8 +206,65 @@ def raw_stream_refused(vireo, work, name, payload, phrase):
     return dst.stderr().strip().splitlines()[-1]
 
 
+STATS = (r"(\d+) rounds, (\d+) pages \((\d+) MiB\) sent, last dirty rate (\d+) pages/s, "
+         r"downtime (\d+) ms, total (\d+) ms")
+
+
+def emu_main(vireo, guests):
+    """`--accel emu` on both sides: the dirtying snapshot_counter guest with the HPET on moves
+    live between two software-CPU processes (pre-copy driven by the emu's dirty log), and on
+    from there to a KVM process when /dev/kvm is usable (the state is accelerator-neutral).
+    Each move continues the counter contiguously with every round's memory hash verified."""
+    kernel = os.path.join(guests, "snapshot_counter.elf")
+    work = tempfile.mkdtemp(prefix="vireo-mig-emu-")
+    t0 = time.monotonic()
+    procs = []
+    done = []
+    try:
+        src = Vm(vireo, work, "src", ["--kernel", kernel, "--accel", "emu", "--hpet", "on"])
+        procs.append(src)
+        src.wait_rounds(3)
+        dst = Incoming(vireo, work, "dst", ("--accel", "emu"))
+        procs.append(dst)
+        migrate(src, dst.uri, max_downtime_ms=300)
+        try:
+            rc = src.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"the source did not exit: {src.api('GET', '/vm/migrate')}")
+        m = re.search(STATS, src.stderr())
+        check(rc == 0 and m, f"emu source status {rc}: {src.stderr()}")
+        stats = [int(x) for x in m.groups()]
+        last = check_continues(src.serial, dst, "emu -> emu migration")
+        done.append(f"emu -> emu at count {last} ({stats[0]} rounds, {stats[2]} MiB, downtime "
+                    f"{stats[4]} ms)")
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            dst2 = Incoming(vireo, work, "dst_kvm")
+            procs.append(dst2)
+            migrate(dst, dst2.uri, max_downtime_ms=300)
+            rc = dst.wait_exit(90)
+            check(rc == 0 and re.search(STATS, dst.stderr()), f"emu -> KVM: status {rc}: {dst.stderr()}")
+            last = check_continues(dst.serial, dst2, "emu -> KVM migration")
+            done.append(f"emu -> KVM at count {last}")
+            st, _ = call(dst2.sock, "PUT", "/vm/stop")
+            check(st == 200 and dst2.wait_exit() == 0, "stop the KVM destination")
+        else:
+            st, _ = call(dst.sock, "PUT", "/vm/stop")
+            check(st == 200 and dst.wait_exit() == 0, "stop the emu destination")
+        print(f"PASS migration_test --accel emu (HPET on): {'; '.join(done)} in {time.monotonic() - t0:.1f} s")
+        return 0
+    except Failure as e:
+        print(f"FAIL migration_test --accel emu: {e}")
+        print_log_tails(work, ("src", "dst", "dst_kvm"))
+        return 1
+    finally:
+        for p in procs:
+            p.kill()
+
+
 def main():
     vireo, guests = sys.argv[1:3]
+    if sys.argv[3:] == ["--accel", "emu"]:
+        return emu_main(vireo, guests)
     kernel = os.path.join(guests, "snapshot_counter.elf")
     work = tempfile.mkdtemp(prefix="vireo-mig-")
     t0 = time.monotonic()
@@ -215,7 +274,7 @@ def main():
         messages.append(raw_stream_refused(vireo, work, "foreign", b"GET / HTTP/1.1\r\n\r\n",
                                            "not a Vireo migration stream"))
         messages.append(raw_stream_refused(vireo, work, "version", b"VIREOMIG" + struct.pack("<I", 1),
-                                           "migration stream version 1; this vireo speaks version 2"))
+                                           "migration stream version 1; this vireo speaks version 3"))
 
         src = Vm(vireo, work, "src", ["--kernel", kernel])
         procs.append(src)

@@ -2,9 +2,10 @@
 # The virtio_balloon guest (tests/guests/virtio_balloon.cc) against `vireo run --balloon`, with
 # the VMM's resident memory measured between the guest's steps.
 #
-#   virtio_balloon_test.sh VIREO GUESTS_DIR [TRANSPORT [MIB]]
+#   virtio_balloon_test.sh VIREO GUESTS_DIR [TRANSPORT [MIB [VIREO_ARGS...]]]
 #
-# TRANSPORT is pci (the default) or mmio; MIB the region the guest touches (default 64).
+# TRANSPORT is pci (the default) or mmio; MIB the region the guest touches (default 64);
+# VIREO_ARGS go to `vireo run` as they are (e.g. --accel emu).
 # The guest touches MIB MiB at CPL3 and prints "touched ..."; we read VmRSS from
 # /proc/PID/status and send a byte on its COM1 (stdin: a FIFO, as vm_options_test.sh does; no
 # --console, so stdin goes to the UART). It inflates the balloon with those pages and prints
@@ -16,6 +17,8 @@ vireo=$1
 guests=$2
 transport=${3:-pci}
 mib=${4:-64}
+shift $(($# < 4 ? $# : 4))
+extra=("$@")
 want_drop_kib=$((mib * 1024 * 3 / 4))
 tmp=$(mktemp -d)
 pid=""
@@ -53,7 +56,7 @@ rss_kib() {
 mkfifo "$tmp/in"
 exec 3<>"$tmp/in"
 "$vireo" run --kernel "$guests/virtio_balloon.elf" --balloon --transport "$transport" \
-  --memory 256M --cmdline "vballoon.mib=$mib" <&3 >"$tmp/out" 2>"$tmp/err" &
+  --memory 256M --cmdline "vballoon.mib=$mib" "${extra[@]}" <&3 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 
 wait_for "^touched [0-9]+ pages at "

@@ -1,10 +1,10 @@
 #!/bin/bash
 # The virtio_blk guest against a disk image file, then the file's bytes checked on the host.
 #
-#   virtio_blk_test.sh CASE VIREO GUESTS_DIR WORK_DIR [TRANSPORT]
+#   virtio_blk_test.sh CASE VIREO GUESTS_DIR WORK_DIR [TRANSPORT [VIREO_ARGS...]]
 #
 # TRANSPORT is mmio (the default) or pci; with pci the guest must also report that it found the
-# disk over virtio-pci.
+# disk over virtio-pci. VIREO_ARGS go to `vireo run` as they are (e.g. --accel emu).
 # The image is 1 MiB (2048 sectors) of zeros with "VIREO-BLK-SIG-01" at offset 0. The guest fills
 # sector k of the range it is given with the byte (k & 0xff) ^ 0xa5 (tests/guests/virtio_blk.cc).
 # Cases:
@@ -24,11 +24,15 @@ vireo=$2
 guests=$3
 work=$4
 transport=${5:-mmio}
+shift $(($# < 5 ? $# : 5))
+extra=("$@")
 run_guest="$(dirname "$0")/run_guest.sh"
 
 mkdir -p "$work"
 suffix=""
 [[ "$transport" != mmio ]] && suffix="_$transport"
+# Distinct files per argument set, so variants of one case can run at the same time.
+[[ ${#extra[@]} -gt 0 ]] && suffix="${suffix}_$(printf '%s' "${extra[*]}" | tr -cs 'a-zA-Z0-9' '_')"
 img="$work/virtio_blk_${case}${suffix}.img"
 orig="$work/virtio_blk_${case}${suffix}.orig"
 want="$work/virtio_blk_${case}${suffix}.want"
@@ -96,6 +100,7 @@ esac
 [[ "$transport" == pci ]] && checks+=(--stdout "^virtio: transport pci$")
 args=(run --kernel "$guests/virtio_blk.elf" --transport "$transport" --disk "$disk")
 [[ -n "$cmdline" ]] && args+=(--cmdline "$cmdline")
+args+=("${extra[@]}")
 "$run_guest" "${checks[@]}" -- "$vireo" "${args[@]}" || exit 1
 
 if [[ "$case" == qcow2 ]]; then

@@ -2,9 +2,10 @@
 # The virtio_net guest (tests/guests/virtio_net.cc) against a tap in a private network namespace:
 # the guest ARPs for the host's address and pings it, and the namespace's kernel answers.
 #
-#   virtio_net_test.sh VIREO GUESTS_DIR [TRANSPORT]
+#   virtio_net_test.sh VIREO GUESTS_DIR [TRANSPORT [VIREO_ARGS...]]
 #
-# TRANSPORT is mmio (the default) or pci. vireo runs inside a new namespace (vireo-test-PID), where
+# TRANSPORT is mmio (the default) or pci; VIREO_ARGS go to `vireo run` as they are (e.g.
+# --accel emu). vireo runs inside a new namespace (vireo-test-PID), where
 # it creates the tap vtap0; once the tap exists this script gives it 10.0.2.1/24 and brings it up
 # (the guest, 10.0.2.15, repeats its ARP request until then). The namespace is deleted on exit.
 # Exits 77 (skipped) when no namespace can be made (no CAP_NET_ADMIN) or there is no /dev/net/tun.
@@ -13,6 +14,8 @@ set -u
 vireo=$1
 guests=$2
 transport=${3:-mmio}
+shift $(($# < 3 ? $# : 3))
+extra=("$@")
 run_guest="$(dirname "$0")/run_guest.sh"
 
 ns="vireo-test-$$"
@@ -55,7 +58,7 @@ checks=(--status 1 --stdout "^mac: ([0-9a-f]{2}:){5}[0-9a-f]{2}$"
         --stdout "^icmp echo reply from $host_ip seq [1-5]$" --stdout "^PASS virtio_net$")
 [[ "$transport" == pci ]] && checks+=(--stdout "^virtio: transport pci$")
 "$run_guest" "${checks[@]}" -- ip netns exec "$ns" "$vireo" run --kernel "$guests/virtio_net.elf" \
-  --transport "$transport" --net "tap=$tap" --cmdline "vnet.ip=$guest_ip vnet.host=$host_ip"
+  --transport "$transport" --net "tap=$tap" --cmdline "vnet.ip=$guest_ip vnet.host=$host_ip" "${extra[@]}"
 status=$?
 if wait "$configurer"; then
   configurer=""

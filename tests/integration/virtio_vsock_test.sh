@@ -2,9 +2,10 @@
 # The virtio_vsock guest (tests/guests/virtio_vsock.cc) against a host side in Python
 # (virtio_vsock_host.py) over Vireo's Unix-socket vsock backend.
 #
-#   virtio_vsock_test.sh VIREO GUESTS_DIR [TRANSPORT]
+#   virtio_vsock_test.sh VIREO GUESTS_DIR [TRANSPORT [VIREO_ARGS...]]
 #
-# TRANSPORT is mmio (the default) or pci. vireo runs with --vsock cid=3,uds=TMP/v.sock; the host
+# TRANSPORT is mmio (the default) or pci; VIREO_ARGS go to `vireo run` as they are (e.g.
+# --accel emu). vireo runs with --vsock cid=3,uds=TMP/v.sock; the host
 # side listens on TMP/v.sock_5000, then (a) connects to TMP/v.sock with "CONNECT 1234", sends
 # "ping" and expects "pong", and (b) accepts the guest's connection to host port 5000, expects
 # "hello host" and answers "hello guest". Both vireo and the host side must succeed.
@@ -14,6 +15,8 @@ set -u
 vireo=$1
 guests=$2
 transport=${3:-mmio}
+shift $(($# < 3 ? $# : 3))
+extra=("$@")
 here="$(dirname "$0")"
 run_guest="$here/run_guest.sh"
 
@@ -44,7 +47,7 @@ checks=(--status 1 --stdout "^guest cid: 3$" --stdout "^accepted host port [0-9]
 [[ "$transport" == pci ]] && checks+=(--stdout "^virtio: transport pci$")
 "$run_guest" "${checks[@]}" -- "$vireo" run --kernel "$guests/virtio_vsock.elf" \
   --transport "$transport" --vsock "cid=3,uds=$tmp/v.sock" \
-  --cmdline "vsock.port=1234 vsock.host_port=5000"
+  --cmdline "vsock.port=1234 vsock.host_port=5000" "${extra[@]}"
 status=$?
 wait "$host"
 host_status=$?

@@ -11,7 +11,6 @@ constexpr uint64_t kApicBaseExtd = 1u << 10;
 constexpr uint64_t kApicBaseMask = 0x000ffffffffff000ULL;
 constexpr uint32_t kLowestPriority = 1;
 constexpr uint32_t kExtInt = 7;
-constexpr uint32_t kPitGsi = 2;  // the MADT's interrupt source override for ISA IRQ 0
 
 }  // namespace
 
@@ -20,8 +19,7 @@ EmuPlatform::EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::funct
     : clock_(clock),
       wake_(std::move(wake)),
       tsc_hz_(tsc_hz),
-      ioapic_([this](const irqchip::ApicMessage& m) { return Deliver(m); }),
-      pit_(clock, irq0_) {
+      pc_(clock, bus_, static_cast<uint8_t>(vcpu_count)) {
   for (int i = 0; i < vcpu_count; ++i) {
     irqchip::LocalApic::Callbacks cb;
     cb.eoi_level = [this](uint8_t vector) { ioapic_.Eoi(vector); };
@@ -50,14 +48,10 @@ EmuPlatform::EmuPlatform(int vcpu_count, const irqchip::Clock& clock, std::funct
   }
   nmi_pending_.assign(vcpu_count, 0);
   startup_.assign(vcpu_count, Startup{});
-  // The MADT gives the IOAPIC the first ID after the LAPICs' (x86::acpi::AcpiConfig).
-  ioapic_.Write(irqchip::Ioapic::kIoRegSel, irqchip::Ioapic::kIoApicId);
-  ioapic_.Write(irqchip::Ioapic::kIoWin, static_cast<uint32_t>(vcpu_count) << 24);
 }
 
-void EmuPlatform::Irq0::SetLevel(bool asserted) {
-  p_.pic_.SetIrq(0, asserted);
-  p_.ioapic_.SetLevel(kPitGsi, asserted);
+void EmuPlatform::Bus::PicOutputHigh() {
+  for (size_t i = 0; i < p_.lapics_.size(); ++i) p_.wake_(static_cast<int>(i));
 }
 
 bool EmuPlatform::Deliver(const irqchip::ApicMessage& m, int exclude) {
@@ -97,14 +91,8 @@ bool EmuPlatform::DeliverLowestPriority(const irqchip::ApicMessage& m, int exclu
 }
 
 void EmuPlatform::SetIrqLocked(uint32_t gsi, bool level) {
-  // ISA IRQs reach both controllers, as on a PC (the PIC's IRQ 2 is the cascade), and ISA
-  // IRQ 0 is IOAPIC pin 2 (the MADT's override; KVM's PcGsiRoutes does the same).
-  if (gsi < 16 && gsi != 2) pic_.SetIrq(static_cast<int>(gsi), level);
-  const uint32_t pin = gsi == 0 ? kPitGsi : gsi;
-  if (pin < irqchip::Ioapic::kPins) ioapic_.SetLevel(static_cast<int>(pin), level);
-  if (pic_.Output()) {
-    for (size_t i = 0; i < lapics_.size(); ++i) wake_(static_cast<int>(i));
-  }
+  // The PC's GSI map (PcIrqchip, shared with KVM's split irqchip).
+  pc_.SetIrq(gsi, level);
 }
 
 void EmuPlatform::SetPitIrqEnabled(bool enabled) {
@@ -130,40 +118,9 @@ void EmuPlatform::SignalMsi(uint64_t address, uint32_t data) {
 }
 
 bool EmuPlatform::HandlePio(bool is_write, uint16_t port, uint32_t /*size*/, uint64_t* data) {
-  const uint8_t byte = static_cast<uint8_t>(*data);
+  if (!irqchip::PcIrqchip::ClaimsPort(port)) return false;
   std::lock_guard lock(mu_);
-  uint8_t in = 0xff;
-  if (port >= irqchip::Pit::kBasePort && port < irqchip::Pit::kBasePort + 4) {
-    const uint16_t offset = port - irqchip::Pit::kBasePort;
-    if (is_write) {
-      pit_.Write(offset, byte);
-    } else {
-      in = pit_.Read(offset);
-    }
-  } else if (port == irqchip::Pit::kPortB) {
-    if (is_write) {
-      pit_.WritePortB(byte);
-    } else {
-      in = pit_.ReadPortB();
-    }
-  } else if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1) {
-    const int chip = port >= 0xa0 ? 1 : 0;
-    if (is_write) {
-      pic_.Write(chip, port & 1, byte);
-    } else {
-      in = pic_.Read(chip, port & 1);
-    }
-  } else if (port == irqchip::DualPic::kElcrPort || port == irqchip::DualPic::kElcrPort + 1) {
-    if (is_write) {
-      pic_.WriteElcr(port & 1, byte);
-    } else {
-      in = pic_.ReadElcr(port & 1);
-    }
-  } else {
-    return false;
-  }
-  if (!is_write) *data = in;
-  return true;
+  return pc_.HandlePio(is_write, port, data);
 }
 
 bool EmuPlatform::HandleMmio(int vcpu, uint64_t apic_base, bool is_write, uint64_t address,
@@ -188,13 +145,7 @@ bool EmuPlatform::HandleMmio(int vcpu, uint64_t apic_base, bool is_write, uint64
     }
     return true;
   }
-  const uint64_t offset = address - irqchip::Ioapic::kDefaultBase;
-  if (is_write) {
-    if (dword) ioapic_.Write(offset, static_cast<uint32_t>(*data));
-  } else {
-    *data = dword ? ioapic_.Read(offset) : 0;
-  }
-  return true;
+  return pc_.HandleIoapicMmio(is_write, address, size, data);
 }
 
 std::optional<uint8_t> EmuPlatform::TakeInterrupt(int vcpu, uint64_t apic_base, uint8_t* cr8,
@@ -285,6 +236,28 @@ void EmuPlatform::SetupLint(int vcpu) {
 uint8_t EmuPlatform::Tpr(int vcpu) {
   std::lock_guard lock(mu_);
   return lapics_[vcpu]->tpr();
+}
+
+accel::VmSavedState EmuPlatform::SaveState() {
+  std::lock_guard lock(mu_);
+  accel::VmSavedState s;
+  pc_.SaveState(s);
+  return s;
+}
+
+Status EmuPlatform::RestoreState(const accel::VmSavedState& s) {
+  std::lock_guard lock(mu_);
+  return pc_.RestoreState(s);
+}
+
+void EmuPlatform::SaveLapic(int vcpu, std::span<uint8_t, irqchip::LocalApic::kPageSize> page) {
+  std::lock_guard lock(mu_);
+  lapics_[vcpu]->SaveState(page);
+}
+
+Status EmuPlatform::RestoreLapic(int vcpu, std::span<const uint8_t> page) {
+  std::lock_guard lock(mu_);
+  return lapics_[vcpu]->RestoreState(page);
 }
 
 }  // namespace vireo::emu

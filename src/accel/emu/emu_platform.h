@@ -1,7 +1,9 @@
 // EmuPlatform: the interrupt controllers and PIT of a VM on the software CPU, which has no
 // kernel to hold them (on KVM they are in-kernel). It wires the device models of
-// devices/irqchip: GSI lines into the IOAPIC (and ISA IRQs 0-15 into the dual PIC as well),
-// the PIT's IRQ 0 into PIC IRQ 0 and IOAPIC pin 2 (the MADT's override), MSIs and IOAPIC
+// devices/irqchip (the IOAPIC/PIC/PIT part through PcIrqchip, shared with KVM's split
+// irqchip; its APIC bus here is the LocalApic models): GSI lines into the IOAPIC (and ISA
+// IRQs 0-15 into the dual PIC as well), the PIT's IRQ 0 into PIC IRQ 0 and IOAPIC pin 2 (the
+// MADT's override), MSIs and IOAPIC
 // messages onto the local APICs, EOIs of level vectors back to the IOAPIC, and the PIC's
 // INT into the CPU through LINT0 (ExtINT) or directly with the local APIC disabled.
 //
@@ -17,10 +19,13 @@
 #include <optional>
 #include <vector>
 
+#include "accel/vcpu_state.h"
+#include "base/result.h"
 #include "devices/interrupt_line.h"
 #include "devices/irqchip/clock.h"
 #include "devices/irqchip/ioapic.h"
 #include "devices/irqchip/local_apic.h"
+#include "devices/irqchip/pc_irqchip.h"
 #include "devices/irqchip/pic.h"
 #include "devices/irqchip/pit.h"
 
@@ -81,11 +86,22 @@ class EmuPlatform {
 
   const irqchip::Clock& clock() const { return clock_; }
 
+  // Snapshot state, under the platform's lock (the vCPUs are parked): the PICs, IOAPIC and
+  // PIT (the conversions live in the models, devices/irqchip) and each vCPU's LAPIC page.
+  // The LAPIC restore comes after the vCPU's APIC base (x2APIC mode) and before its MSRs
+  // (IA32_TSC_DEADLINE).
+  accel::VmSavedState SaveState();
+  Status RestoreState(const accel::VmSavedState& state);
+  void SaveLapic(int vcpu, std::span<uint8_t, irqchip::LocalApic::kPageSize> page);
+  Status RestoreLapic(int vcpu, std::span<const uint8_t> page);
+
  private:
-  class Irq0 final : public InterruptLine {
+  // The APIC bus of the shared IOAPIC/PIC/PIT wiring (PcIrqchip): Vireo's local APICs.
+  class Bus final : public irqchip::PcIrqchip::ApicBus {
    public:
-    explicit Irq0(EmuPlatform& p) : p_(p) {}
-    void SetLevel(bool asserted) override;  // called with mu_ held (from Pit::Poll)
+    explicit Bus(EmuPlatform& p) : p_(p) {}
+    bool Deliver(const irqchip::ApicMessage& m) override { return p_.Deliver(m); }
+    void PicOutputHigh() override;
 
    private:
     EmuPlatform& p_;
@@ -101,10 +117,11 @@ class EmuPlatform {
   std::function<void(int)> wake_;
   uint64_t tsc_hz_;
   std::mutex mu_;
-  Irq0 irq0_{*this};
-  irqchip::Ioapic ioapic_;
-  irqchip::DualPic pic_;
-  irqchip::Pit pit_;
+  Bus bus_{*this};
+  irqchip::PcIrqchip pc_;  // IOAPIC, PIC, PIT and the GSI map, under mu_
+  irqchip::Ioapic& ioapic_ = pc_.ioapic();
+  irqchip::DualPic& pic_ = pc_.pic();
+  irqchip::Pit& pit_ = pc_.pit();
   std::vector<std::unique_ptr<irqchip::LocalApic>> lapics_;
   std::vector<Startup> startup_;  // per vCPU, guarded by mu_
   std::vector<uint8_t> nmi_pending_;

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -290,6 +291,57 @@ TEST(EmuVmIrqFdTest, IrqFdsRaiseMsiRoutesAndPinsThroughTheReaderThread) {
   EXPECT_FALSE(vm.RemoveIrqFd(*gsi, msi_fd));
   close(msi_fd);
   close(pin_fd);  // still registered: the reader polls its own dup
+}
+
+// The platform's snapshot (the VM's controllers and the vCPU's LAPIC page) restored into a
+// fresh platform on a clock at another time: a PIT period and a LAPIC count-down in flight
+// finish after the same delays there, and a level IOAPIC pin still waits for its EOI.
+TEST_F(EmuPlatformTest, SnapshotRestoresIntoAFreshPlatformWithTimersInFlight) {
+  Mmio(0xfee000f0, 0x1ff);
+  Redirect(2, 0x30);
+  Redirect(9, 0x39 | (1u << 15));  // the SCI: level
+  platform_.SetIrqLine(9, true);
+  ASSERT_EQ(Take(), uint8_t{0x39});  // in service, Remote IRR set
+  Out(0x43, 0x34);                   // PIT counter 0, mode 2, 1000 clocks (838 us)
+  Out(0x40, 1000 & 0xff);
+  Out(0x40, 1000 >> 8);
+  Mmio(0xfee003e0, 0xb);  // LAPIC timer: divide by 1, one-shot vector 0x41, 5 ms
+  Mmio(0xfee00320, 0x41);
+  Mmio(0xfee00380, 5'000'000);
+  clock_.Advance(500'000);
+  const uint64_t pit_left = platform_.NextDeadlineNs(0) - clock_.NowNs();
+  const accel::VmSavedState vm = platform_.SaveState();
+  std::array<uint8_t, irqchip::LocalApic::kPageSize> page{};
+  platform_.SaveLapic(0, page);
+
+  irqchip::ManualClock clock;
+  clock.Set(clock_.NowNs() + 50'000'000'000);
+  EmuPlatform b{1, clock, [](int) {}};
+  ASSERT_TRUE(b.RestoreState(vm));
+  ASSERT_TRUE(b.RestoreLapic(0, page));
+  uint8_t cr8 = 0;
+  // 0x39 is in service: the PIT's 0x30 (lower class) waits; the line is still up with
+  // Remote IRR set, so nothing new is sent for pin 9.
+  EXPECT_EQ(b.NextDeadlineNs(0) - clock.NowNs(), pit_left);
+  clock.Advance(pit_left);
+  b.PollTimers(0);
+  EXPECT_EQ(b.TakeInterrupt(0, kApicBase, &cr8, true), std::nullopt);
+  uint64_t eoi = 0;
+  ASSERT_TRUE(b.HandleMmio(0, kApicBase, true, 0xfee000b0, 4, &eoi));  // EOI 0x39
+  // The level line is still asserted: redelivered on the EOI, before the PIT's lower vector.
+  EXPECT_EQ(b.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x39});
+  b.SetIrqLine(9, false);
+  ASSERT_TRUE(b.HandleMmio(0, kApicBase, true, 0xfee000b0, 4, &eoi));
+  EXPECT_EQ(b.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x30});
+  ASSERT_TRUE(b.HandleMmio(0, kApicBase, true, 0xfee000b0, 4, &eoi));
+  // The LAPIC one-shot had 4.5 ms left (the PIT's later periods may be pending meanwhile;
+  // 0x41 is the higher class, so it is the one offered once due).
+  clock.Advance(4'500'000 - pit_left - 1);
+  b.PollTimers(0);
+  EXPECT_NE(b.TakeInterrupt(0, kApicBase, &cr8, false), uint8_t{0x41});
+  clock.Advance(1);
+  b.PollTimers(0);
+  EXPECT_EQ(b.TakeInterrupt(0, kApicBase, &cr8, true), uint8_t{0x41});
 }
 
 }  // namespace

@@ -446,9 +446,11 @@ namespace {
 
 // Every MSR the software CPU keeps (msr.h), in the order a save lists them.
 constexpr uint32_t kSavedMsrs[] = {
-    kMsrTsc,    kMsrApicBase,    kMsrSysenterCs,   kMsrSysenterEsp, kMsrSysenterEip, kMsrMiscEnable,
-    kMsrPat,    kMsrMtrrDefType, kMsrStar,         kMsrLstar,       kMsrCstar,       kMsrSfmask,
-    kMsrFsBase, kMsrGsBase,      kMsrKernelGsBase, kMsrTscAux};
+    kMsrTsc, kMsrApicBase, kMsrSysenterCs, kMsrSysenterEsp, kMsrSysenterEip, kMsrMiscEnable,
+    kMsrPat, kMsrMtrrDefType, kMsrStar, kMsrLstar, kMsrCstar, kMsrSfmask, kMsrFsBase, kMsrGsBase,
+    kMsrKernelGsBase, kMsrTscAux,
+    // After the TSC, as in KVM's list: a restored deadline compares against the restored TSC.
+    EmuPlatform::kMsrTscDeadline};
 // The XSAVE area as KVM's KVM_GET_XSAVE returns it: the FXSAVE image, then the XSAVE header
 // whose first word (XSTATE_BV) says which components are present (SDM Vol. 1 13.4).
 constexpr size_t kXsaveSize = 4096;
@@ -464,6 +466,11 @@ Result<accel::VcpuSavedState> EmuVcpu::SaveState() {
         "returns from a kick",
         id_);
   }
+  // What the local APIC accepted for this parked vCPU but it has not looked at yet (an NMI,
+  // INIT/SIPI) is taken now, as its next look would: the state below then holds it where
+  // KVM's does (the pending NMI, the wait-for-SIPI MP state), not in the platform.
+  if (vm_.platform().TakeNmi(id_)) pending_nmi_.store(true, std::memory_order_release);
+  TakeStartupIpis();
   accel::VcpuSavedState s;
   s.cpuid = cpuid_;
   s.regs = *GetRegisters();
@@ -474,6 +481,8 @@ Result<accel::VcpuSavedState> EmuVcpu::SaveState() {
   std::memcpy(s.xsave.data() + kXstateBv, &xstate_bv, sizeof(xstate_bv));
   s.xcrs.push_back({static_cast<uint32_t>(kXcr0), state_.xcr0});
   s.msrs = VIREO_TRY(GetMsrs(kSavedMsrs));
+  s.lapic.resize(irqchip::LocalApic::kPageSize);
+  vm_.platform().SaveLapic(id_, std::span<uint8_t, irqchip::LocalApic::kPageSize>(s.lapic));
   s.mp_state = mp_state_ != accel::MpState::kRunnable ? mp_state_
                : halted_                              ? accel::MpState::kHalted
                                                       : accel::MpState::kRunnable;
@@ -504,6 +513,15 @@ Status EmuVcpu::RestoreState(const accel::VcpuSavedState& s) {
   for (const accel::XcrEntry& xcr : s.xcrs) {
     if (xcr.index == kXcr0) state_.xcr0 = xcr.value;
   }
+  // The LAPIC page after the APIC base (x2APIC mode, with the special registers) and before
+  // the MSRs (IA32_TSC_DEADLINE needs the LVT timer's mode), as KVM orders them.
+  if (s.lapic.empty()) {
+    Log(LogLevel::kInfo,
+        "vCPU {}: the snapshot has no local APIC page; the APIC keeps its reset state", id_);
+  } else if (auto restored = vm_.platform().RestoreLapic(id_, s.lapic); !restored) {
+    return Wrap(fmt::format("vCPU {}", id_), restored.error());
+  }
+  state_.cr8 = vm_.platform().Tpr(id_) >> 4;  // CR8 is TPR[7:4] (SDM 11.8.6)
   size_t skipped = 0;
   for (const accel::MsrEntry& m : s.msrs) {
     if (m.index == kMsrEfer) continue;  // already restored with the special registers
@@ -512,9 +530,6 @@ Status EmuVcpu::RestoreState(const accel::VcpuSavedState& s) {
   if (skipped > 0) {
     Log(LogLevel::kInfo, "vCPU {}: {} saved MSRs are not emulated by the software CPU; skipped",
         id_, skipped);
-  }
-  if (!s.lapic.empty()) {
-    Log(LogLevel::kInfo, "vCPU {}: the saved local APIC is not emulated yet; skipped", id_);
   }
   halted_ = s.mp_state == accel::MpState::kHalted;
   // KVM's transient SIPI_RECEIVED has its registers set already: it runs.

@@ -378,6 +378,14 @@ TEST_F(EmuVcpuTest, SavedStateRestoresIntoAFreshVcpuThatContinuesTheGuest) {
   ASSERT_TRUE(resaved);
   EXPECT_EQ(resaved->sregs.cr3, saved->sregs.cr3);
   EXPECT_EQ(resaved->xsave, saved->xsave);
+  // The local APIC's page (KVM's layout) comes back as it went.
+  ASSERT_EQ(saved->lapic.size(), 1024u);
+  EXPECT_EQ(resaved->lapic, saved->lapic);
+  accel::VcpuSavedState other_id = *saved;
+  other_id.lapic[0x23] = 5;  // APIC ID 5 for vCPU 0
+  auto refused = (*fresh)->RestoreState(other_id);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("APIC ID"), std::string::npos) << refused.error().message;
   accel::VcpuSavedState truncated = *saved;
   truncated.xsave.resize(100);
   EXPECT_FALSE((*fresh)->RestoreState(truncated));

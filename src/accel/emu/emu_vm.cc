@@ -229,19 +229,12 @@ Result<uint32_t> EmuVm::AddMsiRoute(uint64_t address, uint32_t data) {
   return static_cast<uint32_t>(kFirstMsiGsi + msi_routes_.size() - 1);
 }
 
-Result<accel::VmSavedState> EmuVm::SaveState() {
-  accel::VmSavedState s;
-  s.pic_master.imr = s.pic_slave.imr = 0xff;
-  s.pic_master.elcr_mask = 0xf8;  // IRQs 0-2 are always edge (KVM's mask)
-  s.pic_slave.elcr_mask = 0xde;
-  s.ioapic.base_address = 0xfec00000;
-  for (uint64_t& entry : s.ioapic.redirection) entry = uint64_t{1} << 16;  // masked
-  return s;
-}
+Result<accel::VmSavedState> EmuVm::SaveState() { return platform_->SaveState(); }
 
-Status EmuVm::RestoreState(const accel::VmSavedState& /*state*/) {
-  Log(LogLevel::kInfo, "software CPU: the saved PIC, IOAPIC and PIT are not emulated yet; skipped");
-  return {};
+Status EmuVm::RestoreState(const accel::VmSavedState& state) {
+  // The PIT's count_load_time is on the host's CLOCK_MONOTONIC, the clock_ the platform runs
+  // on; clock_ns (kvm-clock) has no software-CPU counterpart and stays 0.
+  return platform_->RestoreState(state);
 }
 
 Status EmuVm::StartDirtyLog() {

@@ -8,6 +8,7 @@
 // can cancel an injected event. The VM's PIT, clock and irqchip are restored before any vCPU.
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include <cerrno>
 #include <cstring>
@@ -191,6 +192,13 @@ Status KvmVcpu::RestoreState(const accel::VcpuSavedState& s) {
 
 Result<accel::VmSavedState> KvmVm::SaveState() {
   accel::VmSavedState s;
+  if (split_) {  // the IOAPIC, PICs and PIT are ours; the LAPICs go with each vCPU
+    split_->SaveState(s);
+    kvm_clock_data clock{};
+    VIREO_TRY_STATUS(Ioctl(fd_.get(), KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK"));
+    s.clock_ns = clock.clock;
+    return s;
+  }
   kvm_irqchip chip{};
   chip.chip_id = KVM_IRQCHIP_PIC_MASTER;
   VIREO_TRY_STATUS(Ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip, "KVM_GET_IRQCHIP (PIC master)"));
@@ -211,6 +219,12 @@ Result<accel::VmSavedState> KvmVm::SaveState() {
 
   kvm_pit_state2 pit{};
   VIREO_TRY_STATUS(Ioctl(fd_.get(), KVM_GET_PIT2, &pit, "KVM_GET_PIT2"));
+  // count_load_time is KVM's ktime, CLOCK_MONOTONIC: the instant of the save on that clock
+  // tells a restore (on the software CPU) how far each count had run.
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  s.saved_at_ns =
+      static_cast<uint64_t>(now.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(now.tv_nsec);
   s.pit.flags = pit.flags;
   for (size_t i = 0; i < 3; ++i) {
     const kvm_pit_channel_state& k = pit.channels[i];
@@ -226,6 +240,12 @@ Result<accel::VmSavedState> KvmVm::SaveState() {
 }
 
 Status KvmVm::RestoreState(const accel::VmSavedState& s) {
+  if (split_) {
+    kvm_clock_data clock{};
+    clock.clock = s.clock_ns;
+    VIREO_TRY_STATUS(Ioctl(fd_.get(), KVM_SET_CLOCK, &clock, "KVM_SET_CLOCK"));
+    return split_->RestoreState(s);
+  }
   kvm_pit_state2 pit{};
   pit.flags = s.pit.flags;
   for (size_t i = 0; i < 3; ++i) {

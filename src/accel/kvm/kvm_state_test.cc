@@ -9,6 +9,7 @@
 
 #include "accel/kvm/kvm_system.h"
 #include "arch/x86/layout.h"
+#include "devices/irqchip/local_apic.h"
 
 namespace vireo::kvm {
 namespace {
@@ -138,6 +139,87 @@ TEST_F(KvmStateTest, VcpuAndVmStateRoundTripIntoAFreshVcpuThatContinues) {
   ASSERT_EQ(exit.reason, ExitReason::kIo);
   EXPECT_EQ(exit.address, 0xe2u);
   EXPECT_EQ(exit.data[0], 0x35);
+}
+
+uint32_t Reg(const std::vector<uint8_t>& page, uint32_t offset) {
+  uint32_t v;
+  std::memcpy(&v, &page[offset], 4);
+  return v;
+}
+void SetReg(std::vector<uint8_t>& page, uint32_t offset, uint32_t v) {
+  std::memcpy(&page[offset], &v, 4);
+}
+
+// The software CPU's local APIC takes KVM's KVM_GET_LAPIC page as it is, and its own page
+// goes back into KVM unchanged: the two accelerators' snapshots carry the same LAPIC.
+TEST_F(KvmStateTest, KvmLapicPageDecodesIntoTheSoftwareApicAndBack) {
+  using L = irqchip::LocalApic;
+  Guest g = NewGuest();
+  auto cpuid = g.vm->SupportedCpuid();
+  ASSERT_TRUE(cpuid);
+  ASSERT_TRUE(g.vcpu->SetCpuid(*cpuid));
+  ASSERT_TRUE(g.vcpu->SetupLocalApic());  // LINT0 ExtINT, LINT1 NMI, as at boot
+  auto saved = g.vcpu->SaveState();
+  ASSERT_TRUE(saved) << saved.error().message;
+  std::vector<uint8_t>& page = saved->lapic;
+  ASSERT_EQ(page.size(), L::kPageSize);
+  SetReg(page, L::kSvr, 0x1ff);
+  SetReg(page, L::kTpr, 0x30);
+  SetReg(page, L::kLdr, 0x01000000);
+  SetReg(page, L::kIcrHigh, 0x03000000);
+  SetReg(page, L::kLvtError, 0xfe);
+  SetReg(page, L::kLvtTimer, 0x40 | (1u << 17));  // periodic, vector 0x40
+  SetReg(page, L::kTimerDivide, 0x3);             // divide by 16
+  SetReg(page, L::kTimerInitial, 100'000'000);    // 1.6 s: still counting when read back
+  SetReg(page, L::kIrr + 0x20, 1u << (0x55 - 64));
+  SetReg(page, L::kIsr + 0x30, 1u << (0x60 - 96));
+  SetReg(page, L::kTmr + 0x30, 1u << (0x60 - 96));
+  ASSERT_TRUE(g.vcpu->RestoreState(*saved));
+  auto from_kvm = g.vcpu->SaveState();
+  ASSERT_TRUE(from_kvm) << from_kvm.error().message;
+  const std::vector<uint8_t>& kvm_page = from_kvm->lapic;
+
+  irqchip::ManualClock clock;
+  L apic(0, clock, {});
+  auto decoded = apic.RestoreState(kvm_page);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  // PPR is derived from TPR and ISR by each side (KVM updates its copy lazily).
+  const uint32_t carried[] = {
+      L::kId,       L::kTpr,      L::kLdr,          L::kDfr,          L::kSvr,        L::kEsr,
+      L::kIcrLow,   L::kIcrHigh,  L::kLvtTimer,     L::kLvtThermal,   L::kLvtPerf,    L::kLvtLint0,
+      L::kLvtLint1, L::kLvtError, L::kTimerInitial, L::kTimerCurrent, L::kTimerDivide};
+  for (uint32_t offset : carried) {
+    EXPECT_EQ(apic.Read(offset), Reg(kvm_page, offset)) << "register " << std::hex << offset;
+  }
+  for (uint32_t i = 0; i < 8; ++i) {
+    for (uint32_t bank : {L::kIsr, L::kTmr, L::kIrr}) {
+      EXPECT_EQ(apic.Read(bank + 16 * i), Reg(kvm_page, bank + 16 * i))
+          << "register " << std::hex << bank + 16 * i;
+    }
+  }
+  EXPECT_EQ(apic.lvt_lint0(), 0x700u);
+  EXPECT_GT(apic.Read(L::kTimerCurrent), 0u);
+  // 0x60 in service (level) keeps 0x55 waiting.
+  EXPECT_EQ(apic.PendingVector(), -1);
+
+  // Back: the software APIC's page into KVM reads back the same registers.
+  std::vector<uint8_t> ours(L::kPageSize);
+  apic.SaveState(std::span<uint8_t, L::kPageSize>(ours));
+  Guest h = NewGuest();
+  saved->lapic = ours;
+  ASSERT_TRUE(h.vcpu->RestoreState(*saved));
+  auto back = h.vcpu->SaveState();
+  ASSERT_TRUE(back);
+  for (uint32_t offset : carried) {
+    if (offset == L::kTimerCurrent) continue;  // runs in KVM
+    EXPECT_EQ(Reg(back->lapic, offset), Reg(kvm_page, offset)) << "register " << std::hex << offset;
+  }
+  for (uint32_t offset = L::kIsr; offset < L::kIrr + 0x80; offset += 16) {
+    EXPECT_EQ(Reg(back->lapic, offset), Reg(kvm_page, offset)) << "register " << std::hex << offset;
+  }
+  // KVM's timer resumes from the current count our page gave it, not from the initial one.
+  EXPECT_LE(Reg(back->lapic, L::kTimerCurrent), Reg(ours, L::kTimerCurrent));
+  EXPECT_GT(Reg(back->lapic, L::kTimerCurrent), 0u);
 }
 
 TEST_F(KvmStateTest, RestoreRefusesMalformedState) {

@@ -112,8 +112,19 @@ Result<std::unique_ptr<accel::Vm>> KvmAccelerator::CreateVm(int vcpu_count) {
     return Fail("KVM on this host supports 1 to {} vCPUs, {} were asked for", max_vcpus_,
                 vcpu_count);
   }
-  auto vm = VIREO_TRY(KvmVm::Create(*this));
+  auto vm = VIREO_TRY(KvmVm::Create(*this, vcpu_count, split_irqchip_));
   return std::unique_ptr<accel::Vm>(std::move(vm));
+}
+
+Status KvmAccelerator::EnableSplitIrqchip() {
+  // The userspace IOAPIC sends its messages with KVM_SIGNAL_MSI (required above).
+  if (::ioctl(fd_.get(), KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_IRQCHIP) <= 0) {
+    return Fail(
+        "--irqchip split: KVM on this host lacks KVM_CAP_SPLIT_IRQCHIP (Linux 4.5+); use "
+        "--irqchip kernel");
+  }
+  split_irqchip_ = true;
+  return {};
 }
 
 bool KvmAccelerator::HostHasHardwareAssist() {

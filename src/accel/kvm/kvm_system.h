@@ -22,6 +22,10 @@ class KvmAccelerator : public accel::Accelerator {
   int fd() const { return fd_.get(); }
   int vcpu_mmap_size() const { return vcpu_mmap_size_; }
   Result<std::vector<accel::CpuidEntry>> SupportedCpuid() const;
+  // VMs created from now on use KVM's split irqchip (LAPICs in KVM; IOAPIC, PIC and PIT in
+  // userspace). Fails, naming the capability and the fix, where KVM lacks it.
+  Status EnableSplitIrqchip();
+  bool split_irqchip() const { return split_irqchip_; }
   // True when the host CPU has hardware assist (vmx/svm), i.e. KVM is not a software shim.
   static bool HostHasHardwareAssist();
 
@@ -32,6 +36,7 @@ class KvmAccelerator : public accel::Accelerator {
   UniqueFd fd_;
   int vcpu_mmap_size_;
   int max_vcpus_;
+  bool split_irqchip_ = false;
 };
 
 }  // namespace vireo::kvm

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <chrono>
+#include <span>
 #include <thread>
 
 #include "accel/kvm/kvm_system.h"
@@ -190,6 +191,60 @@ TEST_F(KvmTest, MsiRoutesGetFreshGsisThatTakeAnIrqFd) {
   UniqueFd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   ASSERT_TRUE(vm_->AddIrqFd(*second, event.get()));
   EXPECT_TRUE(vm_->RemoveIrqFd(*second, event.get()));
+}
+
+// --irqchip split: the PIC's ports are served by Vireo's model inside Run() (only the unclaimed
+// port reaches the caller, carrying the IMR read back from it), and the models' state goes
+// through a snapshot into a second split VM, where a guest reads the same IMR.
+TEST(KvmSplitIrqchip, PicPortsStayInsideRunAndTheirStateRestores) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm on this host";
+  auto kvm = KvmAccelerator::Open();
+  ASSERT_TRUE(kvm) << kvm.error().message;
+  if (auto split = (*kvm)->EnableSplitIrqchip(); !split) GTEST_SKIP() << split.error().message;
+  auto memory = GuestMemory::Create(x86::RamLayout(16 << 20), {});
+  ASSERT_TRUE(memory);
+  // Runs `code` in real mode at 0x1000 on a new split VM (restored from `state` if given)
+  // and returns the byte it writes to port 0xe0.
+  auto run = [&](std::span<const uint8_t> code, const accel::VmSavedState* state,
+                 accel::VmSavedState* saved) -> int {
+    auto vm = (*kvm)->CreateVm(1);
+    EXPECT_TRUE(vm) << vm.error().message;
+    if (!vm) return -1;
+    EXPECT_TRUE((*vm)->MapMemory(*memory));
+    if (state) {
+      EXPECT_TRUE((*vm)->RestoreState(*state));
+    }
+    auto vcpu = (*vm)->CreateVcpu(0);
+    EXPECT_TRUE(vcpu) << vcpu.error().message;
+    if (!vcpu) return -1;
+    EXPECT_TRUE(memory->Write(0x1000, code));
+    auto sregs = (*vcpu)->GetSpecialRegisters();
+    sregs->cs.base = 0;
+    sregs->cs.selector = 0;
+    EXPECT_TRUE((*vcpu)->SetSpecialRegisters(*sregs));
+    accel::Registers regs;
+    regs.rip = 0x1000;
+    EXPECT_TRUE((*vcpu)->SetRegisters(regs));
+    accel::VcpuExit exit = (*vcpu)->Run();
+    EXPECT_EQ(exit.reason, ExitReason::kIo);
+    EXPECT_EQ(exit.address, 0xe0u);
+    if (exit.reason != ExitReason::kIo || exit.data.size() != 1) return -1;
+    if (saved) {
+      auto s = (*vm)->SaveState();
+      EXPECT_TRUE(s) << s.error().message;
+      if (s) *saved = *s;
+    }
+    return exit.data[0];
+  };
+  // mov al, 0xfb; out 0x21, al; in al, 0x21; out 0xe0, al; jmp $
+  const uint8_t program[] = {0xb0, 0xfb, 0xe6, 0x21, 0xe4, 0x21, 0xe6, 0xe0, 0xeb, 0xfe};
+  accel::VmSavedState saved;
+  EXPECT_EQ(run(program, nullptr, &saved), 0xfb);
+  EXPECT_EQ(saved.pic_master.imr, 0xfb) << "the model's IMR, as the guest wrote it";
+  // in al, 0x21; out 0xe0, al; jmp $ — on a fresh VM (the reset IMR) and on the restored one.
+  const uint8_t read_imr[] = {0xe4, 0x21, 0xe6, 0xe0, 0xeb, 0xfe};
+  EXPECT_NE(run(read_imr, nullptr, nullptr), 0xfb);
+  EXPECT_EQ(run(read_imr, &saved, nullptr), 0xfb);
 }
 
 TEST(KvmOpen, MissingDeviceNamesTheFix) {

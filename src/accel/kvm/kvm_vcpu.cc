@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -12,6 +13,8 @@
 #include "accel/kvm/kvm_abi.h"
 #include "accel/kvm/kvm_system.h"
 #include "accel/kvm/kvm_vm.h"
+#include "accel/kvm/split_irqchip.h"
+#include "base/log.h"
 
 namespace vireo::kvm {
 namespace {
@@ -79,13 +82,83 @@ Result<std::unique_ptr<KvmVcpu>> KvmVcpu::Create(const KvmAccelerator& kvm, cons
   auto vcpu =
       std::unique_ptr<KvmVcpu>(new KvmVcpu(id, std::move(fd), Mapping(run, kvm.vcpu_mmap_size())));
   vcpu->kvm_fd_ = kvm.fd();
+  vcpu->split_ = vm.split_irqchip();
+  // The PIC's ExtINT goes to vCPU 0 (the BSP, whose LINT0 the firmware left in ExtINT mode).
+  if (vcpu->split_ != nullptr && id == 0) {
+    vcpu->split_->SetVcpu0Kick([v = vcpu.get()] { v->Kick(); });
+  }
   return vcpu;
+}
+
+KvmVcpu::~KvmVcpu() {
+  if (split_ != nullptr && id_ == 0) split_->SetVcpu0Kick(nullptr);
+}
+
+bool KvmVcpu::HandleSplitExit(kvm_run* r) {
+  switch (r->exit_reason) {
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+      return true;  // the next entry injects the PIC's vector
+    case KVM_EXIT_IOAPIC_EOI:
+      split_->Eoi(r->eoi.vector);
+      return true;
+    case KVM_EXIT_IO: {
+      if (!irqchip::PcIrqchip::ClaimsPort(r->io.port)) return false;
+      uint8_t* bytes = reinterpret_cast<uint8_t*>(r) + r->io.data_offset;
+      const bool out = r->io.direction == KVM_EXIT_IO_OUT;
+      // 8-bit registers: a wider access uses its low byte, as on the emu platform.
+      for (uint32_t i = 0; i < r->io.count; ++i) {
+        uint8_t* element = bytes + static_cast<size_t>(i) * r->io.size;
+        uint64_t data = element[0];
+        split_->HandlePio(out, r->io.port, &data);
+        if (!out) {
+          std::memset(element, 0, r->io.size);
+          element[0] = static_cast<uint8_t>(data);
+        }
+      }
+      return true;
+    }
+    case KVM_EXIT_MMIO: {
+      if (!irqchip::PcIrqchip::ClaimsMmio(r->mmio.phys_addr)) return false;
+      const uint32_t size = std::min<uint32_t>(r->mmio.len, sizeof(r->mmio.data));
+      uint64_t data = 0;
+      if (r->mmio.is_write) std::memcpy(&data, r->mmio.data, size);
+      split_->HandleMmio(r->mmio.is_write != 0, r->mmio.phys_addr, size, &data);
+      if (!r->mmio.is_write) std::memcpy(r->mmio.data, &data, size);
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 accel::VcpuExit KvmVcpu::Run() {
   thread_.store(pthread_self(), std::memory_order_release);
   accel::VcpuExit exit;
-  if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+  kvm_run* r = run();
+  int ran = 0;
+  for (;;) {
+    if (split_ != nullptr && id_ == 0) {
+      // The PIC's ExtINT (QEMU's kvm_arch_pre_run): KVM_INTERRUPT takes the vector when KVM
+      // says the vCPU can take one now, else KVM exits once it can (api.rst,
+      // request_interrupt_window). A PIC line rising inside KVM_RUN kicks this vCPU out.
+      const SplitIrqchip::Entry entry = split_->EnterGuest(r->ready_for_interrupt_injection != 0);
+      if (entry.inject) {
+        kvm_interrupt irq{};
+        irq.irq = *entry.inject;
+        if (::ioctl(fd_.get(), KVM_INTERRUPT, &irq) < 0) {
+          Log(LogLevel::kWarn, "KVM_INTERRUPT vector {:#x}: {}", *entry.inject,
+              std::strerror(errno));
+        }
+      }
+      r->request_interrupt_window = entry.request_window ? 1 : 0;
+    }
+    ran = ::ioctl(fd_.get(), KVM_RUN, 0);
+    const int run_errno = errno;
+    if (split_ != nullptr && id_ == 0) split_->LeaveGuest();
+    errno = run_errno;
+    if (ran < 0 || split_ == nullptr || !HandleSplitExit(r)) break;
+  }
+  if (ran < 0) {
     if (errno == EINTR || errno == EAGAIN) {
       exit.reason = ExitReason::kInterrupted;
     } else {
@@ -94,7 +167,6 @@ accel::VcpuExit KvmVcpu::Run() {
     }
     return exit;
   }
-  kvm_run* r = run();
   exit.detail = r->exit_reason;
   switch (r->exit_reason) {
     case KVM_EXIT_IO:

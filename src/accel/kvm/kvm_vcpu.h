@@ -16,11 +16,13 @@ namespace vireo::kvm {
 
 class KvmAccelerator;
 class KvmVm;
+class SplitIrqchip;
 
 class KvmVcpu : public accel::Vcpu {
  public:
   static Result<std::unique_ptr<KvmVcpu>> Create(const KvmAccelerator& kvm, const KvmVm& vm,
                                                  int id);
+  ~KvmVcpu() override;
 
   accel::VcpuExit Run() override;
   void Kick() override;
@@ -52,12 +54,16 @@ class KvmVcpu : public accel::Vcpu {
   KvmVcpu(int id, UniqueFd fd, Mapping run) : id_(id), fd_(std::move(fd)), run_(std::move(run)) {}
   kvm_run* run() const { return static_cast<kvm_run*>(run_.get()); }
   Result<std::vector<accel::CpuidEntry>> GetCpuid();
+  // Split irqchip: true when the exit was the userspace models' (PIT/PIC ports, IOAPIC page,
+  // a level EOI, an interrupt window) and has been handled, so KVM_RUN resumes at once.
+  bool HandleSplitExit(kvm_run* r);
 
   int id_;
   int kvm_fd_ = -1;  // /dev/kvm, for KVM_GET_MSR_INDEX_LIST (owned by the accelerator)
   UniqueFd fd_;
   Mapping run_;
   std::atomic<pthread_t> thread_{0};  // the thread inside Run(), for Kick()
+  SplitIrqchip* split_ = nullptr;     // the VM's, with --irqchip split
 };
 
 // The signal Kick() sends to interrupt KVM_RUN. Installed once, without SA_RESTART.

@@ -11,6 +11,7 @@
 #include "accel/kvm/kvm_system.h"
 #include "accel/kvm/kvm_vcpu.h"
 #include "arch/x86/layout.h"
+#include "base/log.h"
 
 namespace vireo::kvm {
 
@@ -44,6 +45,19 @@ std::vector<kvm_irq_routing_entry> PcGsiRoutes() {
   return entries;
 }
 
+// Split irqchip: GSIs 0-23 are MSI routes mirroring the userspace IOAPIC's redirection
+// entries. Nothing is raised through them (SplitIrqchip sends KVM_SIGNAL_MSI); KVM scans
+// them for the level-triggered vectors whose EOI must exit (KVM_EXIT_IOAPIC_EOI).
+kvm_irq_routing_entry PinRoute(uint32_t pin, const MsiMessage& msi) {
+  kvm_irq_routing_entry e{};
+  e.gsi = pin;
+  e.type = KVM_IRQ_ROUTING_MSI;
+  e.u.msi.address_lo = static_cast<uint32_t>(msi.address);
+  e.u.msi.address_hi = static_cast<uint32_t>(msi.address >> 32);
+  e.u.msi.data = msi.data;
+  return e;
+}
+
 // KVM_SET_GSI_ROUTING replaces the whole table, so every change sends all of it.
 Status SetGsiRouting(int vm_fd, const std::vector<kvm_irq_routing_entry>& entries) {
   std::vector<uint8_t> buffer(sizeof(kvm_abi::IrqRoutingHeader) +
@@ -61,7 +75,8 @@ Status SetGsiRouting(int vm_fd, const std::vector<kvm_irq_routing_entry>& entrie
 
 }  // namespace
 
-Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
+Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm, int vcpu_count,
+                                             bool split) {
   UniqueFd fd;
   // KVM_CREATE_VM can fail with EINTR while the kernel is busy; retry a few times.
   for (int attempt = 0; attempt < 5 && !fd; ++attempt) {
@@ -78,6 +93,11 @@ Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
   if (::ioctl(fd.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) {
     return Fail("KVM_SET_IDENTITY_MAP_ADDR failed: {}", std::strerror(errno));
   }
+  if (split) {
+    auto vm = std::unique_ptr<KvmVm>(new KvmVm(kvm, std::move(fd)));
+    VIREO_TRY_STATUS(vm->CreateSplitIrqchip(vcpu_count));
+    return vm;
+  }
   if (::ioctl(fd.get(), KVM_CREATE_IRQCHIP, 0) < 0) {
     return Fail("KVM_CREATE_IRQCHIP failed: {}", std::strerror(errno));
   }
@@ -93,7 +113,54 @@ Result<std::unique_ptr<KvmVm>> KvmVm::Create(const KvmAccelerator& kvm) {
   return vm;
 }
 
+KvmVm::~KvmVm() = default;
+
+Status KvmVm::CreateSplitIrqchip(int vcpu_count) {
+  // Before any vCPU exists (api.rst, KVM_CAP_SPLIT_IRQCHIP): the LAPICs are KVM's, and
+  // args[0] is how many GSIs are IOAPIC pins, whose routes KVM scans for EOI exits.
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_SPLIT_IRQCHIP;
+  cap.args[0] = irqchip::Ioapic::kPins;
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &cap) < 0) {
+    return Fail("enabling KVM_CAP_SPLIT_IRQCHIP failed: {}; use --irqchip kernel",
+                std::strerror(errno));
+  }
+  SplitIrqchipHost& host = *this;
+  split_ = std::make_unique<SplitIrqchip>(host, vcpu_count, clock_);
+  const auto pins = split_->PinRoutes();
+  for (uint32_t pin = 0; pin < pins.size(); ++pin) routes_.push_back(PinRoute(pin, pins[pin]));
+  VIREO_TRY_STATUS(SetGsiRouting(fd_.get(), routes_));
+  return split_->Start();
+}
+
+bool KvmVm::DeliverMsi(uint64_t address, uint32_t data) {
+  kvm_msi msi{};
+  msi.address_lo = static_cast<uint32_t>(address);
+  msi.address_hi = static_cast<uint32_t>(address >> 32);
+  msi.data = data;
+  // > 0: delivered; 0: no LAPIC took it (e.g. software-disabled).
+  const int delivered = ::ioctl(fd_.get(), KVM_SIGNAL_MSI, &msi);
+  if (delivered < 0) {
+    Log(LogLevel::kWarn, "KVM_SIGNAL_MSI for the IOAPIC failed: {}", std::strerror(errno));
+  }
+  return delivered > 0;
+}
+
+void KvmVm::RoutePinToMsi(int pin, uint64_t address, uint32_t data) {
+  std::lock_guard lock(routes_mutex_);
+  for (kvm_irq_routing_entry& e : routes_) {
+    if (e.gsi == static_cast<uint32_t>(pin)) e = PinRoute(pin, MsiMessage{address, data});
+  }
+  if (auto set = SetGsiRouting(fd_.get(), routes_); !set) {
+    Log(LogLevel::kWarn, "mirroring IOAPIC pin {} in KVM's routes: {}", pin, set.error().message);
+  }
+}
+
 Status KvmVm::SetPitIrqEnabled(bool enabled) {
+  if (split_) {
+    split_->SetPitIrqEnabled(enabled);
+    return {};
+  }
   // KVM_PIT_FLAGS_HPET_LEGACY stops the in-kernel PIT from creating counter 0's timer (and
   // setting it cancels the running one); clearing it reloads counter 0 with its count, as
   // QEMU's kvm_pit_put does for an HPET entering or leaving legacy replacement.
@@ -152,6 +219,10 @@ Result<std::unique_ptr<accel::Vcpu>> KvmVm::CreateVcpu(int id) {
 }
 
 Status KvmVm::SetIrqLine(uint32_t gsi, bool level) {
+  if (split_ && gsi < irqchip::Ioapic::kPins) {
+    split_->SetIrqLine(gsi, level);
+    return {};
+  }
   kvm_irq_level irq{};
   irq.irq = gsi;
   irq.level = level ? 1 : 0;
@@ -199,8 +270,16 @@ Status KvmVm::IrqFdIoctl(uint32_t gsi, int event_fd, bool deassign) {
   return {};
 }
 
-Status KvmVm::AddIrqFd(uint32_t gsi, int event_fd) { return IrqFdIoctl(gsi, event_fd, false); }
-Status KvmVm::RemoveIrqFd(uint32_t gsi, int event_fd) { return IrqFdIoctl(gsi, event_fd, true); }
+// Split: irqfds on IOAPIC pins go through the userspace models (split_irqchip.h says why);
+// those on MSI routes stay KVM's.
+Status KvmVm::AddIrqFd(uint32_t gsi, int event_fd) {
+  if (split_ && gsi < irqchip::Ioapic::kPins) return split_->AddIrqFd(gsi, event_fd);
+  return IrqFdIoctl(gsi, event_fd, false);
+}
+Status KvmVm::RemoveIrqFd(uint32_t gsi, int event_fd) {
+  if (split_ && gsi < irqchip::Ioapic::kPins) return split_->RemoveIrqFd(gsi, event_fd);
+  return IrqFdIoctl(gsi, event_fd, true);
+}
 
 Status KvmVm::SignalMsi(uint64_t address, uint32_t data) {
   kvm_msi msi{};

@@ -1,4 +1,5 @@
-// KvmVm: one KVM VM fd with the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
+// KvmVm: one KVM VM fd with the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT, or with
+// KVM's split irqchip (LAPICs in KVM; IOAPIC, PIC and PIT Vireo's: split_irqchip.h).
 #pragma once
 
 #include <linux/kvm.h>
@@ -8,15 +9,19 @@
 #include <vector>
 
 #include "accel/accelerator.h"
+#include "accel/kvm/split_irqchip.h"
 #include "base/unique_fd.h"
 
 namespace vireo::kvm {
 
 class KvmAccelerator;
 
-class KvmVm : public accel::Vm {
+class KvmVm : public accel::Vm, private SplitIrqchipHost {
  public:
-  static Result<std::unique_ptr<KvmVm>> Create(const KvmAccelerator& kvm);
+  // `split`: KVM_CAP_SPLIT_IRQCHIP instead of KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
+  static Result<std::unique_ptr<KvmVm>> Create(const KvmAccelerator& kvm, int vcpu_count,
+                                               bool split);
+  ~KvmVm() override;
 
   Status MapMemory(const GuestMemory& memory) override;
   Result<std::unique_ptr<accel::Vcpu>> CreateVcpu(int id) override;
@@ -36,6 +41,8 @@ class KvmVm : public accel::Vm {
   Result<std::vector<std::vector<uint64_t>>> FetchDirtyPages() override;
 
   int fd() const { return fd_.get(); }
+  // The userspace IOAPIC/PIC/PIT in split mode, else null.
+  SplitIrqchip* split_irqchip() const { return split_.get(); }
 
  protected:
   std::string accelerator_name() const override { return "kvm"; }
@@ -44,6 +51,10 @@ class KvmVm : public accel::Vm {
   KvmVm(const KvmAccelerator& kvm, UniqueFd fd) : kvm_(kvm), fd_(std::move(fd)) {}
   Status IoEventIoctl(const IoEvent& event, int event_fd, bool deassign);
   Status IrqFdIoctl(uint32_t gsi, int event_fd, bool deassign);
+  Status CreateSplitIrqchip(int vcpu_count);
+  // SplitIrqchipHost
+  bool DeliverMsi(uint64_t address, uint32_t data) override;
+  void RoutePinToMsi(int pin, uint64_t address, uint32_t data) override;
 
   // GSIs 0-23 are the PIC/IOAPIC lines; MSI routes take the GSIs above them.
   static constexpr uint32_t kFirstMsiGsi = 24;
@@ -56,6 +67,8 @@ class KvmVm : public accel::Vm {
   uint32_t next_msi_gsi_ = kFirstMsiGsi;
   uint32_t next_slot_ = 0;
   std::vector<kvm_userspace_memory_region> slots_;  // as registered, for the dirty log
+  irqchip::MonotonicClock clock_;
+  std::unique_ptr<SplitIrqchip> split_;  // last: its thread stops before the rest goes
 };
 
 }  // namespace vireo::kvm

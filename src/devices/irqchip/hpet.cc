@@ -246,4 +246,61 @@ uint64_t Hpet::NextEventNs() const {
   return earliest;
 }
 
+HpetState Hpet::SaveState() const {
+  static_assert(kTimers == 3);
+  HpetState s;
+  s.config = config_;
+  s.int_status = int_status_;
+  s.counter = counter();
+  for (int n = 0; n < kTimers; ++n) {
+    const Timer& t = timers_[n];
+    s.timers[n] = {t.config, t.comparator, t.period, t.from, t.line_high, t.line, t.line_legacy};
+  }
+  return s;
+}
+
+Status Hpet::RestoreState(const HpetState& s) {
+  constexpr uint64_t kWritable =
+      kTnIntTypeLevel | kTnIntEnb | kTnTypePeriodic | kTnValSet | kTn32Mode | kTnRouteMask;
+  if (s.config & ~(kEnableCnf | kLegRtCnf)) {
+    return Fail("the saved HPET configuration {:#x} has reserved bits set", s.config);
+  }
+  if (s.int_status >> kTimers) return Fail("the saved HPET interrupt status {:#x}", s.int_status);
+  for (int n = 0; n < kTimers; ++n) {
+    const HpetState::Timer& t = s.timers[n];
+    const auto route = static_cast<uint32_t>((t.config & kTnRouteMask) >> kTnRouteShift);
+    // Route 0 is the reset value; any other must be one the guest could select.
+    if ((t.config & ~kWritable) || (route != 0 && !((kRouteCap >> route) & 1))) {
+      return Fail("the saved HPET timer {} configuration {:#x} is not one the guest can set", n,
+                  t.config);
+    }
+    if (t.line_high && (t.line_legacy ? t.line != kLegacyIrq0 && t.line != kLegacyIrq8
+                                      : !((kRouteCap >> t.line) & 1))) {
+      return Fail("the saved HPET timer {} holds line {}, which it cannot drive", n, t.line);
+    }
+  }
+  for (int n = 0; n < kTimers; ++n) Lower(n);
+  config_ = s.config;
+  int_status_ = s.int_status;
+  counter_base_ = s.counter;
+  enable_ns_ = clock_.NowNs();
+  for (int n = 0; n < kTimers; ++n) {
+    const HpetState::Timer& st = s.timers[n];
+    Timer& t = timers_[n];
+    const bool mode32 = st.config & kTn32Mode;
+    t.config = st.config;
+    t.comparator = mode32 ? st.comparator & kLow32 : st.comparator;
+    t.period = mode32 ? st.period & kLow32 : st.period;
+    t.from = st.from;
+    t.line_high = false;
+    if (st.line_high) {
+      t.line_high = true;
+      t.line = st.line;
+      t.line_legacy = st.line_legacy;
+      if (callbacks_.set_irq) callbacks_.set_irq(t.line, t.line_legacy, true);
+    }
+  }
+  return {};
+}
+
 }  // namespace vireo::irqchip

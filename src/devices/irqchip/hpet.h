@@ -18,9 +18,30 @@
 #include <cstdint>
 #include <functional>
 
+#include "base/result.h"
 #include "devices/irqchip/clock.h"
 
 namespace vireo::irqchip {
+
+// The HPET's snapshot state (a device record of the snapshot state file): the registers as
+// the guest sees them, the main counter's value at the save (the counter stands still
+// while the VM is saved, as the guest's TSC does, and runs on from it), and per timer the
+// counter value from which its next match is searched and the level interrupt it holds.
+struct HpetState {
+  uint64_t config = 0;
+  uint64_t int_status = 0;
+  uint64_t counter = 0;
+  struct Timer {
+    uint64_t config = 0;  // the writable bits of the timer's configuration register
+    uint64_t comparator = 0;
+    uint64_t period = 0;
+    uint64_t from = 0;
+    bool line_high = false;
+    uint32_t line = 0;
+    bool line_legacy = false;
+  };
+  std::array<Timer, 3> timers{};
+};
 
 class Hpet {
  public:
@@ -78,6 +99,13 @@ class Hpet {
   // The Clock time of the next comparator match with its interrupt enabled; UINT64_MAX
   // when none is due (counter halted, no timer enabled).
   uint64_t NextEventNs() const;
+
+  HpetState SaveState() const;
+  // Validates like the guest's writes (routes within the allowed mask, the counter's and
+  // comparators' widths) and re-asserts the level interrupts the saved HPET held. The
+  // legacy-replacement callback does not run: the PIT's connection is part of the VM's
+  // saved state.
+  Status RestoreState(const HpetState& state);
 
   uint64_t counter() const;
   bool legacy_active() const {

@@ -69,4 +69,18 @@ void HpetDevice::Update() {
   armed_ns_ = next;
 }
 
+HpetState HpetDevice::SaveState() {
+  // No Poll here: the VM's interrupt controllers are saved already, so a match that is due
+  // stays due in the state and fires on the restored side.
+  std::lock_guard lock(mu_);
+  return hpet_.SaveState();
+}
+
+Status HpetDevice::RestoreState(const HpetState& state) {
+  std::lock_guard lock(mu_);
+  VIREO_TRY_STATUS(hpet_.RestoreState(state));
+  Update();
+  return {};
+}
+
 }  // namespace vireo::irqchip

@@ -34,6 +34,11 @@ class HpetDevice final : public BusDevice {
   void Read(uint64_t offset, std::span<uint8_t> data) override;
   void Write(uint64_t offset, std::span<const uint8_t> data) override;
 
+  // Snapshot state (the VM is paused; an expiry may still run on the I/O thread, hence the
+  // lock). Restore re-arms the timerfd for the restored comparators.
+  HpetState SaveState();
+  Status RestoreState(const HpetState& state);
+
  private:
   HpetDevice(const Clock& clock, EventLoop& loop, UniqueFd timer, Hpet::Callbacks callbacks);
   void OnExpiry();

@@ -94,4 +94,34 @@ void Ioapic::Eoi(uint8_t vector) {
   }
 }
 
+accel::IoApicState Ioapic::SaveState() const {
+  accel::IoApicState s;
+  s.base_address = kDefaultBase;
+  s.ioregsel = ioregsel_;
+  s.id = id_;
+  for (int pin = 0; pin < kPins; ++pin) {
+    s.redirection[pin] = redirection_[pin];
+    if ((redirection_[pin] & kLevel) && line(pin)) s.irr |= 1u << pin;
+  }
+  return s;
+}
+
+Status Ioapic::RestoreState(const accel::IoApicState& s) {
+  if (s.base_address != kDefaultBase) {
+    return Fail("the saved IOAPIC is at {:#x}; Vireo's IOAPIC is at {:#x}", s.base_address,
+                kDefaultBase);
+  }
+  ioregsel_ = static_cast<uint8_t>(s.ioregsel);
+  id_ = static_cast<uint8_t>(s.id & 0x0f);
+  // KVM's IRR may also hold an edge that was not delivered (masked): taken as the line's
+  // level, so it raises no second interrupt.
+  lines_ = s.irr & ((1u << kPins) - 1);
+  for (int pin = 0; pin < kPins; ++pin) {
+    uint64_t e = s.redirection[pin] & (kWritable | kRemoteIrr);
+    if (!(e & kLevel)) e &= ~kRemoteIrr;
+    redirection_[pin] = e;
+  }
+  return {};
+}
+
 }  // namespace vireo::irqchip

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "accel/vcpu_state.h"
+#include "base/result.h"
 #include "devices/irqchip/clock.h"
 
 namespace vireo::irqchip {
@@ -50,6 +52,15 @@ class Ioapic {
   // A local APIC's EOI of a level-triggered `vector`: clears Remote IRR of the entries that
   // use it and redelivers those whose line is still asserted.
   void Eoi(uint8_t vector);
+
+  // Snapshot state in KVM's kvm_ioapic_state meanings: IRR holds the asserted level-triggered
+  // lines (an edge is delivered as it comes, so none is pending), the redirection entries
+  // with Remote IRR. Restore sets the registers without delivering anything: a level line
+  // still up with Remote IRR clear is delivered at its next change or EOI, as the restored
+  // local APICs are not in place yet when the VM's state is restored.
+  accel::IoApicState SaveState() const;
+  // Refuses another base address (the IOAPIC sits at kDefaultBase).
+  Status RestoreState(const accel::IoApicState& state);
 
   uint64_t redirection(int pin) const { return redirection_[pin]; }
   bool line(int pin) const { return (lines_ >> pin) & 1; }

@@ -1,5 +1,7 @@
 #include "devices/irqchip/local_apic.h"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
 
 namespace vireo::irqchip {
@@ -459,6 +461,96 @@ void LocalApic::Write(uint32_t offset, uint32_t value) {
       Error(kEsrIllegalRegister);
       return;
   }
+}
+
+namespace {
+
+void PutReg(std::span<uint8_t, LocalApic::kPageSize> page, uint32_t offset, uint32_t value) {
+  std::memcpy(page.data() + offset, &value, sizeof(value));
+}
+uint32_t GetReg(std::span<const uint8_t> page, uint32_t offset) {
+  uint32_t value;
+  std::memcpy(&value, page.data() + offset, sizeof(value));
+  return value;
+}
+constexpr uint32_t kLvtOffsets[] = {
+    LocalApic::kLvtCmci,  LocalApic::kLvtTimer, LocalApic::kLvtThermal, LocalApic::kLvtPerf,
+    LocalApic::kLvtLint0, LocalApic::kLvtLint1, LocalApic::kLvtError};
+
+}  // namespace
+
+void LocalApic::SaveState(std::span<uint8_t, kPageSize> page) const {
+  std::fill(page.begin(), page.end(), uint8_t{0});
+  PutReg(page, kId, id_ << 24);
+  PutReg(page, kVersion, 0x14 | (uint32_t{kLvtCount - 1} << 16));
+  PutReg(page, kTpr, tpr_);
+  PutReg(page, kPpr, Ppr());
+  PutReg(page, kLdr, ldr_);
+  PutReg(page, kDfr, dfr_);
+  PutReg(page, kSvr, svr_);
+  for (uint32_t i = 0; i < 8; ++i) {
+    PutReg(page, kIsr + 16 * i, isr_[i]);
+    PutReg(page, kTmr + 16 * i, tmr_[i]);
+    PutReg(page, kIrr + 16 * i, irr_[i]);
+  }
+  PutReg(page, kEsr, esr_);
+  PutReg(page, kIcrLow, icr_low_);
+  PutReg(page, kIcrHigh, icr_high_);
+  for (int i = 0; i < kLvtCount; ++i) PutReg(page, kLvtOffsets[i], lvt_[i]);
+  PutReg(page, kTimerInitial, timer_initial_);
+  PutReg(page, kTimerCurrent, TimerCurrent());
+  PutReg(page, kTimerDivide, timer_divide_);
+}
+
+Status LocalApic::RestoreState(std::span<const uint8_t> page) {
+  if (page.size() != kPageSize) {
+    return Fail("the saved local APIC page is {} bytes, not {}", page.size(), kPageSize);
+  }
+  const uint32_t id = GetReg(page, kId) >> 24;
+  if (id != (id_ & 0xff)) {
+    return Fail(
+        "the saved local APIC has ID {}, but this vCPU's APIC has ID {} (the guest changed "
+        "its APIC ID, which Vireo's local APIC does not support)",
+        id, id_);
+  }
+  tpr_ = GetReg(page, kTpr) & 0xff;
+  // x2APIC mode (set from IA32_APIC_BASE first) derives the LDR from the ID (11.12.10.2).
+  ldr_ = x2apic_ ? X2ApicLdr() : GetReg(page, kLdr) & 0xff000000;
+  dfr_ = GetReg(page, kDfr) | 0x0fffffff;
+  svr_ = GetReg(page, kSvr) & 0x3ff;
+  for (uint32_t i = 0; i < 8; ++i) {
+    isr_[i] = GetReg(page, kIsr + 16 * i);
+    tmr_[i] = GetReg(page, kTmr + 16 * i);
+    irr_[i] = GetReg(page, kIrr + 16 * i);
+  }
+  // Vectors 0-15 cannot be pending or in service (11.8.4).
+  isr_[0] &= 0xffff0000u;
+  irr_[0] &= 0xffff0000u;
+  tmr_[0] &= 0xffff0000u;
+  esr_ = GetReg(page, kEsr) & 0xff;
+  esr_pending_ = 0;
+  icr_low_ = GetReg(page, kIcrLow) & kIcrWritable;
+  icr_high_ = x2apic_ ? GetReg(page, kIcrHigh) : GetReg(page, kIcrHigh) & 0xff000000;
+  for (int i = 0; i < kLvtCount; ++i) {
+    lvt_[i] = GetReg(page, kLvtOffsets[i]) & kLvtWritable[i];
+    if (!software_enabled()) lvt_[i] |= kLvtMasked;
+  }
+  timer_divide_ = GetReg(page, kTimerDivide) & 0xb;
+  timer_initial_ = TscDeadlineMode() ? 0 : GetReg(page, kTimerInitial);
+  tsc_deadline_ = 0;  // IA32_TSC_DEADLINE comes with the MSRs, after the page
+  timer_fired_ = 0;
+  const uint32_t current = GetReg(page, kTimerCurrent);
+  // One-shot with a current count of 0 has expired; a periodic count is never 0 (a reload),
+  // so 0 there means a whole period is left.
+  const bool periodic = lvt_[kTimer] & kLvtTimerPeriodic;
+  timer_armed_ = timer_initial_ != 0 && (current != 0 || periodic);
+  const uint64_t period = uint64_t{timer_initial_} * TimerDivisor();
+  const uint64_t left =
+      current == 0 || current > timer_initial_ ? period : uint64_t{current} * TimerDivisor();
+  // The count-down restarts so that `current` ticks remain: as if it had started
+  // (period - left) ns ago (modular arithmetic: the start may precede the Clock's zero).
+  timer_start_ns_ = clock_.NowNs() - (period - left);
+  return {};
 }
 
 }  // namespace vireo::irqchip

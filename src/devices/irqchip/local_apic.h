@@ -15,7 +15,9 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <span>
 
+#include "base/result.h"
 #include "devices/irqchip/clock.h"
 
 namespace vireo::irqchip {
@@ -112,6 +114,20 @@ class LocalApic {
   void SetLint(uint32_t lint0, uint32_t lint1);
   // An INIT message resets the APIC to its power-up state except the APIC ID (11.4.7.3).
   void ResetForInit();
+
+  // Snapshot state: the 1 KiB register page laid out as KVM's KVM_GET_LAPIC gives it (table
+  // 11-1 offsets; the ID in 31:24 in both modes; in x2APIC mode ICR high holds the 32-bit
+  // destination), so a KVM snapshot restores here and back. The timer's current count (0x390)
+  // carries how far a count-down had run: the restored timer fires after that many ticks,
+  // as KVM's restore does. What the page cannot hold goes where KVM carries it: the TSC
+  // deadline in the MSR list (IA32_TSC_DEADLINE, restore it after the page) and x2APIC mode
+  // in IA32_APIC_BASE (SetX2Apic before the page). Errors since the last ESR write, not yet
+  // latched into the ESR, are not carried (KVM keeps no such latch either).
+  static constexpr size_t kPageSize = 1024;
+  void SaveState(std::span<uint8_t, kPageSize> page) const;
+  // Refuses a page of another size or with another APIC ID (the VMM fixes the IDs). Sets
+  // registers directly: no IPI, EOI or timer side effect runs.
+  Status RestoreState(std::span<const uint8_t> page);
 
  private:
   enum Lvt { kCmci, kTimer, kThermal, kPerf, kLint0, kLint1, kError, kLvtCount };

@@ -188,4 +188,41 @@ void DualPic::WriteElcr(int chip, uint8_t value) {
   c.irr &= ~c.elcr | c.lines;  // a line turned level-triggered while low drops its request
 }
 
+void DualPic::SaveState(accel::PicState& master, accel::PicState& slave) const {
+  for (int i = 0; i < 2; ++i) {
+    const Chip& c = chips_[i];
+    accel::PicState& s = i == 0 ? master : slave;
+    s = {};
+    s.last_irr = c.lines, s.irr = c.irr, s.imr = c.imr, s.isr = c.isr;
+    s.priority_add = c.priority_add, s.irq_base = c.vector_base;
+    s.read_reg_select = c.read_isr, s.poll = c.poll, s.special_mask = c.special_mask;
+    s.init_state = c.init_step == 0 ? 0 : static_cast<uint8_t>(c.init_step - 1);
+    s.auto_eoi = c.auto_eoi, s.rotate_on_auto_eoi = c.rotate_on_aeoi;
+    s.init4 = c.icw4, s.elcr = c.elcr, s.elcr_mask = c.elcr_mask;
+  }
+}
+
+Status DualPic::RestoreState(const accel::PicState& master, const accel::PicState& slave) {
+  for (int i = 0; i < 2; ++i) {
+    const accel::PicState& s = i == 0 ? master : slave;
+    if (s.init_state > 3) {
+      return Fail("the saved {} PIC's initialisation state is {} (0-3)",
+                  i == 0 ? "master" : "slave", s.init_state);
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    const accel::PicState& s = i == 0 ? master : slave;
+    Chip& c = chips_[i];
+    c.lines = s.last_irr, c.irr = s.irr, c.imr = s.imr, c.isr = s.isr;
+    c.priority_add = s.priority_add & 7, c.vector_base = s.irq_base & 0xf8;
+    c.read_isr = s.read_reg_select, c.poll = s.poll, c.special_mask = s.special_mask;
+    c.init_step = s.init_state == 0 ? 0 : static_cast<uint8_t>(s.init_state + 1);
+    c.single = false;
+    c.icw4 = s.init4, c.auto_eoi = s.auto_eoi, c.rotate_on_aeoi = s.rotate_on_auto_eoi;
+    c.elcr = s.elcr & c.elcr_mask;  // the board's fixed edge lines stay edge
+  }
+  Cascade();
+  return {};
+}
+
 }  // namespace vireo::irqchip

@@ -12,6 +12,9 @@
 #include <array>
 #include <cstdint>
 
+#include "accel/vcpu_state.h"
+#include "base/result.h"
+
 namespace vireo::irqchip {
 
 class DualPic {
@@ -35,6 +38,14 @@ class DualPic {
   // INTA: the vector of the highest pending IRQ, with ISR set (unless auto-EOI); with none
   // pending, the spurious IRQ 7 of the chip asked (ISR untouched).
   uint8_t Acknowledge();
+
+  // Snapshot state of both chips in KVM's kvm_pic_state meanings (last_irr: the input
+  // levels for edge detection; init_state: 0 ready, 1-3 expecting ICW2-ICW4; irq_base: ICW2's
+  // T7-T3). Not carried, as KVM does not carry them: single mode (a PC always cascades)
+  // and special fully nested mode (not emulated; saved as 0). Restore sets the registers
+  // and re-evaluates the cascade; it raises nothing by itself.
+  void SaveState(accel::PicState& master, accel::PicState& slave) const;
+  Status RestoreState(const accel::PicState& master, const accel::PicState& slave);
 
   uint8_t irr(int chip) const { return chips_[chip].irr; }
   uint8_t isr(int chip) const { return chips_[chip].isr; }

@@ -216,6 +216,7 @@ void Pit::Write(uint16_t offset, uint8_t value) {
     Latch(c);
     return;
   }
+  c.programmed = true;
   c.rw = rw;
   c.mode = (value >> 1) & 7;
   if (c.mode > 5) c.mode -= 4;  // 6 and 7 are modes 2 and 3
@@ -283,6 +284,89 @@ uint64_t Pit::NextEventNs() const {
       break;
   }
   return c.start_ns + TicksToNs(tick);
+}
+
+namespace {
+
+// KVM's RW_STATE_* (arch/x86/kvm/i8254.c).
+constexpr uint8_t kRwLsb = 1, kRwMsb = 2, kRwWord0 = 3, kRwWord1 = 4;
+constexpr uint32_t kFlagHpetLegacy = 1, kFlagSpeakerDataOn = 2;
+
+}  // namespace
+
+accel::PitState Pit::SaveState(uint64_t now_ns) const {
+  accel::PitState s;
+  for (int i = 0; i < 3; ++i) {
+    const Counter& c = counters_[i];
+    accel::PitChannelState& k = s.channels[i];
+    k.gate = c.gate;
+    if (!c.loaded && !c.programmed) {
+      // Never programmed: KVM's reset form (mode 0xff), which its restore leaves inert.
+      k.mode = 0xff;
+      k.count = 0x10000;
+      continue;
+    }
+    k.count = c.loaded ? c.initial : 0;
+    k.latched_count = c.latched_count;
+    if (c.count_latched) k.count_latched = c.rw == 3 && c.latched_msb_next ? kRwMsb : c.rw;
+    k.status_latched = c.status_latched;
+    k.status = c.latched_status;
+    k.read_state = c.rw == 3 ? (c.read_msb_next ? kRwWord1 : kRwWord0) : c.rw;
+    k.write_state = c.rw == 3 ? (c.write_msb_next ? kRwWord1 : kRwWord0) : c.rw;
+    k.write_latch = c.write_lsb;
+    k.rw_mode = c.rw, k.mode = c.mode, k.bcd = c.bcd, k.gate = c.gate;
+    // A count held by a low gate (modes 0/4) is saved as if it had run to now.
+    const uint64_t start =
+        !c.gate && (c.mode == 0 || c.mode == 4) ? now_ns - TicksToNs(c.frozen_ticks) : c.start_ns;
+    k.count_load_time = static_cast<int64_t>(start);
+  }
+  s.flags = (irq_enabled_ ? 0 : kFlagHpetLegacy) | ((port_b_ & 2) ? kFlagSpeakerDataOn : 0);
+  return s;
+}
+
+vireo::Status Pit::RestoreState(const accel::PitState& s, uint64_t saved_at_ns) {
+  for (int i = 0; i < 3; ++i) {
+    const accel::PitChannelState& k = s.channels[i];
+    if (k.count > 0x10000) return Fail("the saved PIT counter {} has count {:#x}", i, k.count);
+  }
+  const uint64_t now = clock_.NowNs();
+  for (int i = 0; i < 3; ++i) {
+    const accel::PitChannelState& k = s.channels[i];
+    Counter c;
+    c.gate = k.gate != 0;
+    if (k.mode > 5) {  // KVM's reset state (mode 0xff): never programmed
+      counters_[i] = c;
+      continue;
+    }
+    c.mode = k.mode;
+    c.rw = k.rw_mode >= 1 && k.rw_mode <= 3 ? k.rw_mode : 3;
+    c.bcd = k.bcd != 0;
+    c.programmed = true;
+    c.loaded = k.count != 0;
+    c.initial = k.count != 0 ? k.count : 0x10000;
+    c.triggered = c.loaded;
+    c.null_count = !c.loaded;
+    c.write_msb_next = c.rw == 3 && k.write_state == kRwWord1;
+    c.write_lsb = k.write_latch;
+    c.read_msb_next = c.rw == 3 && k.read_state == kRwWord1;
+    c.count_latched = k.count_latched != 0;
+    c.latched_count = k.latched_count;
+    c.latched_msb_next = c.rw == 3 && k.count_latched == kRwMsb;
+    c.status_latched = k.status_latched != 0;
+    c.latched_status = k.status;
+    // How long the count had run at the save: it resumes from there.
+    const auto load = static_cast<uint64_t>(k.count_load_time);
+    const uint64_t ran = saved_at_ns != 0 && load <= saved_at_ns ? saved_at_ns - load : 0;
+    if (!c.gate && (c.mode == 0 || c.mode == 4)) c.frozen_ticks = NsToTicks(ran);
+    c.start_ns = now - ran;
+    counters_[i] = c;
+    // Edges before the save were raised then (or are in the PIC's state).
+    if (c.loaded) counters_[i].edges_seen = RisingEdges(c, Ticks(c));
+  }
+  irq_enabled_ = !(s.flags & kFlagHpetLegacy);
+  port_b_ =
+      static_cast<uint8_t>((counters_[2].gate ? 1 : 0) | ((s.flags & kFlagSpeakerDataOn) ? 2 : 0));
+  return {};
 }
 
 }  // namespace vireo::irqchip

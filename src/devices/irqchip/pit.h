@@ -13,6 +13,8 @@
 #include <array>
 #include <cstdint>
 
+#include "accel/vcpu_state.h"
+#include "base/result.h"
 #include "devices/interrupt_line.h"
 #include "devices/irqchip/clock.h"
 
@@ -41,6 +43,21 @@ class Pit {
   // keeps counting; reconnecting raises no interrupt for edges while disconnected.
   void SetIrqEnabled(bool enabled);
 
+  // Snapshot state in KVM's kvm_pit_channel_state meanings: count is the loaded N (1-65536;
+  // 0 for a counter whose control word came but no count yet, which KVM restores as 65536;
+  // a counter never programmed since reset is saved as KVM's reset state, mode 0xff);
+  // read_state/write_state 1 LSB, 2 MSB, 3 or 4 for a word's LSB or MSB next; count_latched
+  // the access mode of a latched count (0 none, 2 once its LSB was read); count_load_time
+  // when counting started on the Clock's time line, `now_ns` (the Clock now) being the save's
+  // instant; flags bit 0 IRQ 0 disconnected (KVM_PIT_FLAGS_HPET_LEGACY), bit 1 port B's
+  // speaker data (KVM_PIT_FLAGS_SPEAKER_DATA_ON), counter 2's gate being port B bit 0.
+  accel::PitState SaveState(uint64_t now_ns) const;
+  // `saved_at_ns` is the save's instant on count_load_time's time line: each count resumes
+  // as far along as it was then (0: unknown, counts restart from N as KVM's restore does).
+  // Not carried, as KVM has no such state: whether a mode 1/5 counter saw its gate trigger
+  // (a loaded one counts) and port B bits 2-3. Edges before the save raise nothing.
+  vireo::Status RestoreState(const accel::PitState& state, uint64_t saved_at_ns);
+
   // For tests and diagnostics: the counter's current value and OUT.
   uint16_t count(int counter) const;
   bool out(int counter) const;
@@ -52,6 +69,7 @@ class Pit {
     bool bcd = false;
     uint32_t initial = 0x10000;  // N; 0 written means 65536
     bool loaded = false;         // a count is in and counting has started (or is armed)
+    bool programmed = false;     // a control word came since reset (snapshot state only)
     bool triggered = false;      // modes 1 and 5: a gate edge started the count
     bool gate = true;
     uint64_t start_ns = 0;      // when counting (re)started

@@ -113,7 +113,8 @@ Status Balloon::Activate(ActivateContext context) {
     queues_ = context.queues;
     interrupt_ = &context.interrupt;
     needs_reset_ = false;
-    stats_head_.reset();
+    // Reset emptied stats_head_; only a restore (RestoreState) can have set it since.
+    if (!(negotiated & kBalloonFStatsVq)) stats_head_.reset();
     active_ = true;
   }
   // Outside mu_, like Reset: the loop may already run our handlers once an fd is added.

@@ -43,6 +43,7 @@
 
 #include "base/event_loop.h"
 #include "base/result.h"
+#include "virtio/balloon/balloon_state.h"
 #include "virtio/device.h"
 #include "virtio/queue.h"
 
@@ -146,6 +147,12 @@ class Balloon final : public VirtioDevice {
 
   // The eventfd QueueNotify(index) signals; -1 for an index >= num_queues().
   int notify_fd(uint16_t index) const override;
+
+  // ---- Snapshot (balloon_persist.cc). ----
+  BalloonSavedState SaveState() const;
+  // Before the transport's restore activates the device: target, actual, the held stats
+  // buffer and the last statistics. Refuses values out of bounds, naming them.
+  Status RestoreState(const BalloonSavedState& state);
 
  private:
   enum class Role : uint8_t { kNone, kInflate, kDeflate, kStats, kReporting };

@@ -429,5 +429,61 @@ TEST_F(BalloonTest, ResetStopsProcessingAndActivateAgainWorks) {
   EXPECT_EQ(balloon_->counters().inflate_chains, 1u);
 }
 
+// Snapshot: a fresh device given the saved state and queues keeps the target, actual, the
+// held stats buffer (returned on the next request, at the right used index) and the
+// statistics, and goes on inflating.
+TEST_F(BalloonTest, SavedStateRestoresIntoAFreshDevice) {
+  Activate();
+  ASSERT_TRUE(balloon_->SetTarget(100));
+  const uint32_t actual = 60;
+  ASSERT_TRUE(balloon_->WriteConfig(4, {reinterpret_cast<const uint8_t*>(&actual), 4}));
+  PostPfns(0, {Pfn(kRegion1Base)});
+  ASSERT_TRUE(WaitUsed(0));
+  const uint16_t head = PostStats(2, {{kStatFreeMemory, 7}, {kStatTotalMemory, 9}}, kPfns2);
+  ASSERT_TRUE(WaitFor([&] { return balloon_->counters().stats_updates == 1; }));
+
+  const BalloonSavedState state = balloon_->SaveState();
+  EXPECT_EQ(state.num_pages, 100u);
+  EXPECT_EQ(state.actual, 60u);
+  EXPECT_EQ(state.stats_head, head);
+  EXPECT_EQ(state.stats, (Stats{{kStatFreeMemory, 7}, {kStatTotalMemory, 9}}));
+  std::vector<QueueState> saved;
+  for (const Queue& queue : queues_) saved.push_back(queue.state());
+
+  balloon_ = *Balloon::Create(BalloonOptions{}, *loop_);  // the old one Reset()s on the way
+  ASSERT_TRUE(balloon_->RestoreState(state));
+  for (size_t i = 0; i < queues_.size(); ++i) ASSERT_TRUE(queues_[i].Restore(memory_, saved[i]));
+  ASSERT_TRUE(
+      balloon_->Activate(ActivateContext{memory_, queues_, kAllFeatures | kFVersion1, interrupt_}));
+  EXPECT_EQ(balloon_->target(), 100u);
+  EXPECT_EQ(balloon_->actual(), 60u);
+  EXPECT_EQ(balloon_->LatestStats(), state.stats);
+  EXPECT_EQ(balloon_->SaveState(), state);
+  balloon_->RequestStats();
+  auto used = WaitUsed(2);
+  ASSERT_TRUE(used);
+  EXPECT_EQ(used->id, head);
+  EXPECT_EQ(queues_[2].next_used(), 1);
+  PostPfns(0, {Pfn(kRegion1Base) + 1});  // inflate continues at the next ring position
+  ASSERT_TRUE(WaitUsed(0));
+  EXPECT_EQ(queues_[0].next_used(), 2);
+  EXPECT_EQ(balloon_->counters().pages_inflated, 1u);
+}
+
+TEST_F(BalloonTest, HostileSavedStatesAreRefused) {
+  BalloonSavedState bad_head;
+  bad_head.stats_head = Balloon::kQueueSize;
+  auto refused = balloon_->RestoreState(bad_head);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("stats buffer head 256"), std::string::npos);
+  BalloonSavedState too_many;
+  too_many.stats.resize(Balloon::kMaxStats + 1);
+  refused = balloon_->RestoreState(too_many);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("65 statistics"), std::string::npos);
+  Activate();
+  EXPECT_FALSE(balloon_->RestoreState(BalloonSavedState{}));  // not into an active device
+}
+
 }  // namespace
 }  // namespace vireo::virtio::balloon

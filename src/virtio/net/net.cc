@@ -3,6 +3,7 @@
 #include "virtio/net/net.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "base/bytes.h"
 #include "base/log.h"
@@ -139,6 +140,7 @@ Status Net::Activate(ActivateContext context) {
     return Wrap("virtio-net: watching its fds", added.error());
   }
   registered_ = true;
+  if (std::exchange(announce_, false)) Announce();
   // Buffers made available before DRIVER_OK are used now.
   notify_[kRxQueue].Signal();
   notify_[kTxQueue].Signal();

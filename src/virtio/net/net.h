@@ -57,6 +57,7 @@
 #include "base/result.h"
 #include "virtio/device.h"
 #include "virtio/net/mac.h"
+#include "virtio/net/net_state.h"
 #include "virtio/net/tap.h"
 #include "virtio/queue.h"
 
@@ -126,6 +127,7 @@ struct NetCounters {
   uint64_t tx_bad_chains = 0;          // malformed tx chains, completed with length 0
   uint64_t tx_blocked = 0;             // times the tap would block a write
   uint64_t dropped_notifications = 0;  // for no such queue
+  uint64_t announcements = 0;          // RARP frames sent for the guest after a restore
 };
 
 class Net : public VirtioDevice {
@@ -172,9 +174,22 @@ class Net : public VirtioDevice {
   // The TUN_F_* offloads the tap has now (mirroring the negotiated GUEST_* features).
   unsigned tap_offloads() const;
 
+  // ---- Snapshot (net_persist.cc); only while the event loop is parked (a paused VM). ----
+  // The device's state. rx and tx are the transport's saved queues: rx chains popped ahead
+  // and held unfilled, and a tx chain waiting for the tap, go back to the driver's side
+  // (next_avail rewound to the first of them), so the restored device pops them again; a
+  // frame half received into held chains travels whole in rx_pending.
+  NetSavedState SaveState(QueueState& rx, QueueState& tx) const;
+  // Before the transport's restore activates the device: checks `state` against this
+  // device (the MAC) and its bounds, and queues rx_pending for delivery first. On
+  // activation the device announces the guest's MAC on the tap (a RARP broadcast, as QEMU
+  // does for guests without VIRTIO_NET_F_GUEST_ANNOUNCE), so switches learn where it is now.
+  Status RestoreState(const NetSavedState& state);
+
  private:
   struct HeldChain {  // an rx chain popped ahead, its buffers at rx_iov_[iov_begin...]
     uint16_t head;
+    uint16_t avail_index;  // the avail ring index it was popped from (for snapshots)
     uint16_t iov_begin;
     uint16_t iov_count;
     uint32_t capacity;
@@ -204,6 +219,8 @@ class Net : public VirtioDevice {
   bool FinishPending();
   void CompleteFrame(size_t len);
   void DropHeld();
+  // After a restore (net_persist.cc): the RARP announcement, written to the tap.
+  void Announce();
 
   Tap tap_;
   const NetOptions options_;
@@ -242,6 +259,7 @@ class Net : public VirtioDevice {
   std::vector<iovec> tx_iov_;  // kMaxIov slots
   size_t tx_iov_count_ = 0;
   bool tx_blocked_ = false;  // tx_chain_ waits for the tap to take it
+  bool announce_ = false;    // restored: announce the MAC at activation
   NetCounters counters_;
 };
 

@@ -83,7 +83,8 @@ void Net::HoldChains(size_t target) {
 
 void Net::HoldChain() {
   // 5.1.6.3: receive buffers are device-writable and at least a header long.
-  HeldChain held{rx_chain_.head(), static_cast<uint16_t>(held_iov_), 0, 0};
+  HeldChain held{rx_chain_.head(), static_cast<uint16_t>(rx_->next_avail() - 1),
+                 static_cast<uint16_t>(held_iov_), 0, 0};
   bool ok = rx_chain_.readable().empty();
   for (const ChainBuffer& buffer : rx_chain_.writable()) {
     if (!ok || held.iov_count == kMaxIovPerRxChain) break;

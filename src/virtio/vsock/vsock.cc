@@ -4,10 +4,12 @@
 #include "virtio/vsock/vsock.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <utility>
 
 #include "base/bytes.h"
 #include "base/log.h"
@@ -24,14 +26,18 @@ using vsock::Verdict;
 Result<std::unique_ptr<Vsock>> Vsock::Create(vsock::VsockOptions options, EventLoop& loop) {
   VIREO_TRY_STATUS(vsock::CheckVsockOptions(options));
   UniqueFd listener = VIREO_TRY(vsock::ListenUnix(options.uds_path));
+  struct stat bound {};
+  (void)::stat(options.uds_path.c_str(), &bound);
   std::vector<EventFd> notify;
   for (uint16_t q = 0; q < kNumQueues; ++q) {
     auto fd = EventFd::Create();
     if (!fd) return Wrap("virtio-vsock: creating a notify eventfd", fd.error());
     notify.push_back(std::move(*fd));
   }
-  return std::unique_ptr<Vsock>(
+  auto device = std::unique_ptr<Vsock>(
       new Vsock(std::move(options), loop, std::move(listener), std::move(notify)));
+  device->socket_inode_ = {bound.st_dev, bound.st_ino};
+  return device;
 }
 
 Vsock::Vsock(vsock::VsockOptions options, EventLoop& loop, UniqueFd listener,
@@ -46,7 +52,13 @@ Vsock::Vsock(vsock::VsockOptions options, EventLoop& loop, UniqueFd listener,
 
 Vsock::~Vsock() {
   Vsock::Reset();  // no virtual dispatch in a destructor
-  ::unlink(options_.uds_path.c_str());
+  // Only our own socket: after a live migration on one host the destination has bound a
+  // new one at the same path.
+  struct stat now {};
+  if (::stat(options_.uds_path.c_str(), &now) == 0 &&
+      std::pair(now.st_dev, now.st_ino) == socket_inode_) {
+    ::unlink(options_.uds_path.c_str());
+  }
 }
 
 bool Vsock::ReadConfig(uint64_t offset, std::span<uint8_t> data) {
@@ -67,6 +79,7 @@ Status Vsock::Activate(ActivateContext context) {
     memory_ = &context.memory;
     rx_ = &context.queues[kRxQueue];
     tx_ = &context.queues[kTxQueue];
+    event_ = &context.queues[kEventQueue];
     interrupt_ = &context.interrupt;
     needs_reset_ = false;
     rx_used_ = tx_used_ = false;
@@ -88,13 +101,14 @@ Status Vsock::Activate(ActivateContext context) {
   if (!added) {
     active_ = false;
     memory_ = nullptr;
-    rx_ = tx_ = nullptr;
+    rx_ = tx_ = event_ = nullptr;
     interrupt_ = nullptr;
     return Wrap("virtio-vsock: watching its fds", added.error());
   }
   registered_ = true;
   notify_[kTxQueue].Signal();  // buffers made available before DRIVER_OK
   notify_[kRxQueue].Signal();
+  if (reset_event_) notify_[kEventQueue].Signal();
   return {};
 }
 
@@ -129,9 +143,10 @@ void Vsock::Reset() {
   pending_rst_.clear();
   graveyard_.clear();
   memory_ = nullptr;
-  rx_ = tx_ = nullptr;
+  rx_ = tx_ = event_ = nullptr;
   interrupt_ = nullptr;
   needs_reset_ = false;
+  reset_event_ = false;  // the next driver starts with no connections anyway
   for (const EventFd& fd : notify_) fd.Drain();
 }
 
@@ -163,8 +178,9 @@ void Vsock::OnNotify(uint16_t q) {
   notify_[q].Drain();
   std::lock_guard lock(mu_);
   if (!active_) return;
+  // The event queue's buffers are kept for a transport reset event (after a restore).
+  if (reset_event_) SendTransportReset();
   if (q == kTxQueue) ProcessTx();
-  // The event queue's buffers are kept for a transport reset event (not sent yet).
   if (q != kEventQueue) ProcessRx();
   MaybeSignal();
   graveyard_.clear();

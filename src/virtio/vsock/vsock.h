@@ -16,9 +16,12 @@
 // VMM may hand to KVM as an ioeventfd). Activate registers the listening socket; host
 // connections wait in its backlog until then. Reset (device reset, driver unload) closes
 // every connection; it must not be called from one of this device's own handlers. The
-// EventLoop must outlive the device. The transport event (TRANSPORT_RESET, 5.10.6.6) is
-// not sent: nothing is restored yet.
+// EventLoop must outlive the device. The transport event (TRANSPORT_RESET, 5.10.6.6) is sent
+// once by a device restored from a snapshot (RestoreState), in the first event buffer the
+// driver posts: host connections are not carried, and the guest must drop its own.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include <span>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -37,6 +41,7 @@
 #include "virtio/vsock/connection.h"
 #include "virtio/vsock/host_socket.h"
 #include "virtio/vsock/packet.h"
+#include "virtio/vsock/vsock_state.h"
 
 namespace vireo::virtio {
 
@@ -71,6 +76,7 @@ struct VsockCounters {
   uint64_t bad_connect_lines = 0;
   uint64_t host_errors = 0;            // read/write errors on host sockets
   uint64_t dropped_notifications = 0;  // for no such queue
+  uint64_t transport_resets = 0;       // TRANSPORT_RESET events given to the guest
 };
 
 class Vsock : public VirtioDevice {
@@ -107,6 +113,12 @@ class Vsock : public VirtioDevice {
   VsockCounters counters() const;
   size_t connection_count() const;
 
+  // ---- Snapshot (vsock_persist.cc). ----
+  VsockSavedState SaveState() const;
+  // Before the transport's restore activates the device: checks the guest CID and arms the
+  // TRANSPORT_RESET event (5.10.6.6), sent as soon as an event buffer is available.
+  Status RestoreState(const VsockSavedState& state);
+
  private:
   using Connection = vsock::Connection;
 
@@ -128,6 +140,8 @@ class Vsock : public VirtioDevice {
   uint32_t WriteConnPacket(Connection& conn, vsock::RxKind kind, const DescriptorChain& chain);
   void Broken();
   void MaybeSignal();
+  // Sends the armed TRANSPORT_RESET if the event queue has a buffer (vsock_persist.cc).
+  void SendTransportReset();
 
   // Host sockets (vsock_host.cc).
   void ReadConnectLine(Connection& conn);
@@ -151,6 +165,7 @@ class Vsock : public VirtioDevice {
   const UniqueFd listener_;
   const std::vector<EventFd> notify_;  // one per queue
   const VsockConfig config_;
+  std::pair<dev_t, ino_t> socket_inode_{};  // the socket file it bound at uds_path
 
   mutable std::mutex mu_;
   // Guarded by mu_. Set between Activate and Reset.
@@ -159,8 +174,10 @@ class Vsock : public VirtioDevice {
   const GuestMemory* memory_ = nullptr;
   Queue* rx_ = nullptr;
   Queue* tx_ = nullptr;
+  Queue* event_ = nullptr;
   QueueInterrupt* interrupt_ = nullptr;
   bool needs_reset_ = false;
+  bool reset_event_ = false;  // restored: a TRANSPORT_RESET is owed to the guest
   bool rx_used_ = false;
   bool tx_used_ = false;
   DescriptorChain chain_;

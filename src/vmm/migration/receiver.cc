@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "base/log.h"
 #include "block/open_image.h"
 #include "vmm/migration/stream.h"
 #include "vmm/snapshot/state_file.h"
@@ -61,9 +62,13 @@ Result<std::vector<std::unique_ptr<block::Image>>> OpenDiskTargets(
   return images;
 }
 
+// `postcopy` receives POSTCOPY's missing-page bitmap when the source switches to post-copy
+// (the stream then goes on, in the post-copy threads).
 Result<snapshot::LoadedSnapshot> ReceiveStream(int fd, std::span<const DiskConfig> disk_targets,
                                                uint64_t& pages, uint64_t& bytes,
-                                               uint64_t& disk_bytes) {
+                                               uint64_t& disk_bytes,
+                                               std::optional<std::vector<uint64_t>>& postcopy,
+                                               const PrepareVm& prepare) {
   uint8_t preamble[12];
   if (auto got = ReceiveAll(fd, preamble); !got) {
     return Fail("reading the stream header: {}", got.error().message);
@@ -77,6 +82,16 @@ Result<snapshot::LoadedSnapshot> ReceiveStream(int fd, std::span<const DiskConfi
   bytes += kFrameHeaderSize + hello.payload.size();
   const std::vector<RamRange> ram = VIREO_TRY(DecodeHello(hello.payload));
   GuestMemory memory = VIREO_TRY(GuestMemory::Create(ram, MemoryOptions{}));
+  std::unique_ptr<accel::Vm> vm;
+  if (prepare) {
+    auto prepared = prepare(memory);
+    if (prepared) {
+      vm = std::move(*prepared);
+    } else {
+      Log(LogLevel::kWarn, "--incoming: creating the VM ahead failed ({}); it comes after",
+          prepared.error().message);
+    }
+  }
   std::optional<snapshot::SnapshotState> state;
   // Block migration: DISKS comes right after HELLO; the images close (unlocked) on return,
   // before the VM re-opens them by path.
@@ -121,6 +136,10 @@ Result<snapshot::LoadedSnapshot> ReceiveStream(int fd, std::span<const DiskConfi
         state = std::move(*decoded);
         continue;
       }
+      case FrameType::kPostcopy:
+        if (!state) return Fail("corrupt migration stream: POSTCOPY before the VM state");
+        postcopy = VIREO_TRY(DecodePostcopy(frame->payload, memory.total_size() / kPageSize));
+        [[fallthrough]];  // the disks are complete, as at END
       case FrameType::kEnd:
         if (!state) return Fail("corrupt migration stream: END before the VM state");
         for (size_t i = 0; images && i < images->size(); ++i) {
@@ -139,6 +158,7 @@ Result<snapshot::LoadedSnapshot> ReceiveStream(int fd, std::span<const DiskConfi
   snapshot::LoadedSnapshot loaded;
   loaded.state = std::move(*state);
   loaded.memory.emplace(std::move(memory));
+  loaded.vm = std::move(vm);
   return loaded;
 }
 
@@ -159,6 +179,7 @@ void DrainUntilClosed(int fd) {
 }  // namespace
 
 Status IncomingMigration::Acknowledge() {
+  if (postcopy_) return postcopy_->Acknowledge();  // the connection carries pages on
   const std::vector<uint8_t> ack = EncodeFrame(FrameType::kAck, EncodeAck(0, "resumed"));
   if (auto sent = SendAll(connection_.get(), ack); !sent) {
     return Fail("acknowledging to the source: {}; the source keeps the VM", sent.error().message);
@@ -168,13 +189,21 @@ Status IncomingMigration::Acknowledge() {
 }
 
 void IncomingMigration::Refuse(const std::string& message) {
+  if (postcopy_) {
+    postcopy_->Refuse(message);
+    postcopy_.reset();
+    DrainUntilClosed(connection_.get());
+    connection_.reset();
+    return;
+  }
   (void)SendAll(connection_.get(), EncodeFrame(FrameType::kAck, EncodeAck(1, message)));
   DrainUntilClosed(connection_.get());
   connection_.reset();
 }
 
 Result<IncomingMigration> ReceiveMigration(const std::string& uri,
-                                           std::span<const DiskConfig> disks) {
+                                           std::span<const DiskConfig> disks,
+                                           const PrepareVm& prepare) {
   const TcpAddress address = VIREO_TRY(ParseUri(uri));
   UniqueFd listener = VIREO_TRY(Listen(address));
   sockaddr_storage bound{};
@@ -198,7 +227,21 @@ Result<IncomingMigration> ReceiveMigration(const std::string& uri,
   uint64_t pages = 0;
   uint64_t bytes = 0;
   uint64_t disk_bytes = 0;
-  auto received = ReceiveStream(connection.get(), disks, pages, bytes, disk_bytes);
+  std::optional<std::vector<uint64_t>> missing;
+  auto received =
+      ReceiveStream(connection.get(), disks, pages, bytes, disk_bytes, missing, prepare);
+  // Post-copy: fault handling starts before the VM is rebuilt (restoring it may touch a page
+  // that is still at the source).
+  std::unique_ptr<PostcopyReceiver> postcopy;
+  if (received && missing) {
+    auto started =
+        PostcopyReceiver::Start(connection.get(), *received->memory, std::move(*missing));
+    if (!started) {
+      received = tl::unexpected(started.error());
+    } else {
+      postcopy = std::move(*started);
+    }
+  }
   if (!received) {
     (void)SendAll(connection.get(),
                   EncodeFrame(FrameType::kAck, EncodeAck(1, received.error().message)));
@@ -208,11 +251,15 @@ Result<IncomingMigration> ReceiveMigration(const std::string& uri,
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();
-  return IncomingMigration(
-      std::move(connection), std::move(*received),
+  std::string summary =
       disks.empty() ? fmt::format("received {} pages ({} MiB) in {} ms", pages, bytes >> 20, ms)
                     : fmt::format("received {} pages and {} MiB of disk ({} MiB) in {} ms", pages,
-                                  disk_bytes >> 20, bytes >> 20, ms));
+                                  disk_bytes >> 20, bytes >> 20, ms);
+  if (postcopy) {
+    summary += fmt::format("; post-copy: {} pages to come", postcopy->missing_at_start());
+  }
+  return IncomingMigration(std::move(connection), std::move(*received), std::move(summary),
+                           std::move(postcopy));
 }
 
 }  // namespace vireo::migration

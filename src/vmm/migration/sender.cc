@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <numeric>
 
@@ -36,6 +38,20 @@ GuestAddress PageAddress(std::span<const GuestMemory::Region> regions, uint64_t 
   return ~GuestAddress{0};
 }
 
+// A PAGES payload of `pages` (at most kPagesPerBatch), zero pages as such.
+std::vector<uint8_t> PagesPayload(const GuestMemory& memory, std::span<const uint64_t> pages) {
+  std::vector<uint8_t> payload(4);
+  for (int i = 0; i < 4; ++i) payload[i] = static_cast<uint8_t>(pages.size() >> (8 * i));
+  for (uint64_t page : pages) {
+    auto span = memory.Span(PageAddress(memory.regions(), page), kPageSize);
+    const bool zero = !span || IsZeroPage(*span);  // page numbers come from RAM's own bitmap
+    for (int i = 0; i < 8; ++i) payload.push_back(static_cast<uint8_t>(page >> (8 * i)));
+    payload.push_back(static_cast<uint8_t>(zero ? PageKind::kZero : PageKind::kData));
+    if (!zero) payload.insert(payload.end(), span->begin(), span->end());
+  }
+  return payload;
+}
+
 }  // namespace
 
 std::vector<uint64_t> DirtyPageList(std::span<const std::vector<uint64_t>> bitmaps,
@@ -64,6 +80,7 @@ OutgoingMigration::OutgoingMigration(std::unique_ptr<MigrationSource> source,
   info_.max_downtime_ms = request.max_downtime_ms;
   info_.bandwidth_limit_mbps = request.bandwidth_mbps;
   info_.block = request.block;
+  info_.postcopy_after_rounds = request.postcopy_after_rounds;
 }
 
 OutgoingMigration::~OutgoingMigration() {
@@ -102,10 +119,13 @@ void OutgoingMigration::Main() {
   pthread_setname_np(pthread_self(), "vireo-migrate");
   Status done = Transfer();
   if (!done) {
-    Log(LogLevel::kWarn, "migration to {} failed, the VM runs on here: {}", info().uri,
+    Log(LogLevel::kWarn, "migration to {} failed, {}: {}", info().uri,
+        postcopy_committed_ ? "the VM is paused here" : "the VM runs on here",
         done.error().message);
+    left_paused_.store(postcopy_committed_);  // before GET can see "failed"
     Update([&](MigrationInfo& i) {
       i.state = "failed";
+      i.phase = "";
       i.error = done.error().message;
       i.total_ms = MillisSince(start_);
     });
@@ -288,6 +308,7 @@ Status OutgoingMigration::Transfer() {
   for (uint64_t i = 0; i < pages.size(); ++i) pages[i] = i;
   Update([](MigrationInfo& i) { i.phase = "pre-copy"; });
   bool first = true;
+  bool postcopy = false;
   const uint64_t max_downtime_ms = request.max_downtime_ms;
   for (int round = 1;; ++round) {
     const auto round_start = Clock::now();
@@ -318,7 +339,13 @@ Status OutgoingMigration::Transfer() {
       i.measured_mbps = static_cast<uint64_t>(rate * 8 / 1e6);
       i.expected_downtime_ms = static_cast<uint64_t>(expected_ms);
     });
-    if (expected_ms <= static_cast<double>(max_downtime_ms) || round >= kMaxRounds) break;
+    if (expected_ms <= static_cast<double>(max_downtime_ms)) break;
+    if (request.postcopy_after_rounds != 0 &&
+        static_cast<uint64_t>(round) >= request.postcopy_after_rounds) {
+      postcopy = true;  // not converging: the destination takes the rest on demand
+      break;
+    }
+    if (round >= kMaxRounds) break;
   }
 
   // Stop-and-copy: the pages dirtied since the last fetch, those still pending, the state.
@@ -345,10 +372,14 @@ Status OutgoingMigration::Transfer() {
   });
   // The pause drained in-flight disk I/O, so these are the disks' last writes.
   VIREO_TRY_STATUS(SendDirtyChunks());
-  VIREO_TRY_STATUS(SendPages(pages, false));
+  if (!postcopy) VIREO_TRY_STATUS(SendPages(pages, false));
   const std::vector<uint8_t> state = VIREO_TRY(source_->SaveState());
   std::vector<uint8_t> tail = EncodeFrame(FrameType::kState, state);
-  const std::vector<uint8_t> end = EncodeFrame(FrameType::kEnd, {});
+  // Post-copy: instead of the pages, the list of them; they follow while the guest runs there.
+  const std::vector<uint8_t> end =
+      postcopy ? EncodeFrame(FrameType::kPostcopy,
+                             EncodePostcopy(pages, memory.total_size() / kPageSize))
+               : EncodeFrame(FrameType::kEnd, {});
   tail.insert(tail.end(), end.begin(), end.end());
   if (auto sent = SendAll(fd.get(), tail); !sent) {
     VIREO_TRY_STATUS(CheckDestination());
@@ -356,11 +387,17 @@ Status OutgoingMigration::Transfer() {
   }
   bytes_sent_ += tail.size();
   Update([&](MigrationInfo& i) {
-    i.phase = "waiting for the destination";
-    i.remaining_pages = 0;
+    i.phase = "waiting for the destination";  // "post-copy" once it runs the guest
+    i.remaining_pages = postcopy ? pages.size() : 0;
     i.disk_bytes_remaining = 0;
     i.bytes_sent = bytes_sent_;
+    i.postcopy_switched = postcopy;
+    i.postcopy_pages = postcopy ? pages.size() : 0;
   });
+  if (postcopy) {
+    VIREO_TRY_STATUS(PostCopy(pages, pause_start, resume.armed));
+    return Finished();
+  }
 
   auto frame = ReadFrame(fd.get());
   if (!frame) {
@@ -373,24 +410,146 @@ Status OutgoingMigration::Transfer() {
 
   resume.armed = false;  // the destination runs the guest now
   const uint64_t downtime = MillisSince(pause_start);
+  Update([&](MigrationInfo& i) { i.downtime_ms = downtime; });
+  return Finished();
+}
+
+Status OutgoingMigration::Finished() {
   MigrationInfo final_info;
   Update([&](MigrationInfo& i) {
     i.state = "completed";
     i.phase = "";
-    i.downtime_ms = downtime;
     i.total_ms = MillisSince(start_);
     final_info = i;
   });
   source_->Finish(fmt::format(
       "migrated to {}: {} rounds, {} pages ({} MiB) sent, last dirty rate {} pages/s, downtime "
-      "{} ms, total {} ms{}",
+      "{} ms, total {} ms{}{}",
       final_info.uri, final_info.rounds, final_info.pages_sent, final_info.bytes_sent >> 20,
       final_info.dirty_pages_per_second, final_info.downtime_ms, final_info.total_ms,
       final_info.block
           ? fmt::format("; block: {} KiB of disk sent for {} KiB of disks",
                         final_info.disk_bytes_sent >> 10, final_info.disk_bytes_total >> 10)
+          : "",
+      final_info.postcopy_switched
+          ? fmt::format("; post-copy: {} pages, {} requested by the destination, {} ms",
+                        final_info.postcopy_pages, final_info.postcopy_requests,
+                        final_info.postcopy_ms)
           : ""));
   return {};
+}
+
+// After the switch: the missing pages, those the destination faulted on first, with the rest
+// in the background, then END; the destination's first ACK(0) says it runs the guest (the point
+// of no return: `resume_armed` goes false), its second that every page is in place.
+Status OutgoingMigration::PostCopy(std::span<const uint64_t> missing,
+                                   std::chrono::steady_clock::time_point pause_start,
+                                   bool& resume_armed) {
+  const int fd = fd_.load();
+  const GuestMemory& memory = source_->memory();
+  const uint64_t total_pages = memory.total_size() / kPageSize;
+  const auto switch_time = Clock::now();
+  std::vector<bool> unsent(total_pages, false);
+  for (uint64_t p : missing) unsent[p] = true;
+  std::deque<uint64_t> urgent;
+  size_t next = 0;  // the background cursor into `missing`
+  uint64_t left = missing.size();
+  bool end_sent = false;
+  // Small background batches, so a requested page waits behind at most 64 KiB.
+  constexpr size_t kBackgroundBatch = 16;
+  auto send = [&](std::span<const uint64_t> pages) -> Status {
+    for (uint64_t p : pages) unsent[p] = false;
+    left -= pages.size();
+    const std::vector<uint8_t> frame = EncodeFrame(FrameType::kPages, PagesPayload(memory, pages));
+    VIREO_TRY_STATUS(SendAll(fd, frame));
+    bytes_sent_ += frame.size();
+    Update([&](MigrationInfo& i) {
+      i.pages_sent += pages.size();
+      i.postcopy_pages_sent += pages.size();
+      i.remaining_pages = left;
+      i.bytes_sent = bytes_sent_;
+      i.postcopy_ms = MillisSince(switch_time);
+    });
+    return {};
+  };
+  auto fail = [&](const std::string& why) -> Status {
+    if (resume_armed) return Fail("{}", why);  // before the switch took: the source resumes
+    return Fail(
+        "post-copy failed after the destination took over the guest: {}. The destination cannot "
+        "run without the pages it lacks and stops; the VM is paused here with all of its memory "
+        "as of the switch: PUT /vm/resume runs it here again (what the guest did on the "
+        "destination is lost, except writes it made to shared disks), PUT /vm/stop ends it",
+        why);
+  };
+  for (;;) {
+    if (cancel_.load()) return fail("cancelled: the VM is stopping");
+    const bool work = !urgent.empty() || next < missing.size() || !end_sent;
+    pollfd pfd{fd, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, work ? 0 : kIoTimeoutMs);
+    if (ready < 0 && errno != EINTR) return fail(fmt::format("poll: {}", std::strerror(errno)));
+    if (ready == 0 && !work) return fail("the destination went quiet for 30 s");
+    if (ready > 0) {
+      auto frame = ReadFrame(fd);
+      if (!frame) {
+        return fail(
+            fmt::format("the destination closed the connection ({})", frame.error().message));
+      }
+      if (frame->type == FrameType::kPageRequest) {
+        auto pages = DecodePageRequest(frame->payload, total_pages);
+        if (!pages) return fail(fmt::format("the destination sent {}", pages.error().message));
+        for (uint64_t p : *pages) {
+          if (unsent[p]) urgent.push_back(p);
+        }
+        Update([&](MigrationInfo& i) { i.postcopy_requests += pages->size(); });
+        continue;
+      }
+      if (frame->type != FrameType::kAck) return fail("the destination sent a stray frame");
+      auto ack = DecodeAck(frame->payload);
+      if (!ack) return fail(fmt::format("the destination sent a bad ACK: {}", ack.error().message));
+      if (ack->status != 0) {
+        return fail(resume_armed ? "the destination refused the migration: " + ack->message
+                                 : "the destination gave up: " + ack->message);
+      }
+      if (resume_armed) {
+        resume_armed = false;  // the guest runs there now
+        postcopy_committed_ = true;
+        const uint64_t downtime = MillisSince(pause_start);
+        Update([&](MigrationInfo& i) {
+          i.downtime_ms = downtime;
+          i.phase = "post-copy";
+        });
+        continue;
+      }
+      if (!end_sent) return fail("the destination said it had every page before END");
+      Update([&](MigrationInfo& i) { i.postcopy_ms = MillisSince(switch_time); });
+      return {};
+    }
+    // Pages the destination faulted on first, then the background stream (capped).
+    std::vector<uint64_t> batch;
+    while (!urgent.empty() && batch.size() < kBackgroundBatch) {
+      if (unsent[urgent.front()]) batch.push_back(urgent.front());
+      urgent.pop_front();
+    }
+    if (!batch.empty()) {
+      if (auto sent = send(batch); !sent) return fail(sent.error().message);
+      continue;
+    }
+    while (next < missing.size() && batch.size() < kBackgroundBatch) {
+      if (unsent[missing[next]]) batch.push_back(missing[next]);
+      ++next;
+    }
+    if (!batch.empty()) {
+      if (auto sent = send(batch); !sent) return fail(sent.error().message);
+      Throttle();
+      continue;
+    }
+    if (!end_sent && left == 0) {
+      const std::vector<uint8_t> end = EncodeFrame(FrameType::kEnd, {});
+      if (auto sent = SendAll(fd, end); !sent) return fail(sent.error().message);
+      bytes_sent_ += end.size();
+      end_sent = true;
+    }
+  }
 }
 
 }  // namespace vireo::migration

@@ -1,7 +1,9 @@
 // The source side of a live migration: pre-copy rounds driven by the dirty log while the guest
 // runs, then stop-and-copy of what is left with the VM's state, and the destination's
 // acknowledgement. Runs on its own thread; any failure before the acknowledgement resumes the
-// guest here (docs/snapshot-migration.md, "Live migration").
+// guest here (docs/snapshot-migration.md, "Live migration"). With post-copy, pre-copy that does
+// not converge ends in a switch: the destination runs the guest and the pages not yet sent
+// follow, the ones it faults on first; a failure after the switch leaves the VM paused here.
 #pragma once
 
 #include <atomic>
@@ -67,6 +69,8 @@ class OutgoingMigration {
   }
   MigrationInfo info() const;
   bool active() const;
+  // True once, after a post-copy migration failed past its switch: the VM is left paused.
+  bool TakeLeftPaused() { return left_paused_.exchange(false); }
 
  private:
   void Main();
@@ -79,6 +83,11 @@ class OutgoingMigration {
   uint64_t DirtyDiskBytes() const;
   Status SendFrame(std::span<const uint8_t> frame, const char* what);
   Status CheckDestination();
+  // Post-copy after the switch (the VM paused here, the destination given the missing list).
+  Status PostCopy(std::span<const uint64_t> missing,
+                  std::chrono::steady_clock::time_point pause_start, bool& resume_armed);
+  // The destination runs the guest: final stats, and the VM ends here.
+  Status Finished();
   void Throttle();
   void Update(const std::function<void(MigrationInfo&)>& change);
 
@@ -86,8 +95,10 @@ class OutgoingMigration {
   std::thread thread_;
   std::atomic<bool> cancel_{false};
   std::atomic<int> fd_{-1};  // the connection, for Cancel to shut down
+  std::atomic<bool> left_paused_{false};
   std::chrono::steady_clock::time_point start_;
   uint64_t bytes_sent_ = 0;                         // owned by the migration thread
+  bool postcopy_committed_ = false;                 // owned by the migration thread
   std::vector<std::unique_ptr<DiskSource>> disks_;  // owned by the migration thread
   mutable std::mutex mu_;
   MigrationInfo info_;  // guarded by mu_

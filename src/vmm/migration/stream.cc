@@ -47,6 +47,10 @@ size_t MaxPayload(FrameType type) {
       return 8 + kMaxDisks * 8;
     case FrameType::kDiskChunk:
       return kDiskChunkHeader + kDiskChunkSize;
+    case FrameType::kPostcopy:
+      return 8 + (kMaxRamBytes / kPageSize + 7) / 8;
+    case FrameType::kPageRequest:
+      return 4 + size_t{kPagesPerBatch} * 8;
   }
   return 0;
 }
@@ -67,6 +71,10 @@ const char* FrameName(FrameType type) {
       return "DISKS";
     case FrameType::kDiskChunk:
       return "DISK_CHUNK";
+    case FrameType::kPostcopy:
+      return "POSTCOPY";
+    case FrameType::kPageRequest:
+      return "PAGE_REQUEST";
   }
   return "?";
 }
@@ -203,7 +211,7 @@ Result<Frame> ReadFrame(int fd) {
   VIREO_TRY_STATUS(ReceiveAll(fd, header));
   const uint32_t raw_type = LoadLe32(header);
   if (raw_type < static_cast<uint32_t>(FrameType::kHello) ||
-      raw_type > static_cast<uint32_t>(FrameType::kDiskChunk)) {
+      raw_type > static_cast<uint32_t>(FrameType::kPageRequest)) {
     return Fail("corrupt migration stream: unknown frame type {}", raw_type);
   }
   Frame frame;
@@ -300,15 +308,15 @@ Result<Ack> DecodeAck(std::span<const uint8_t> payload) {
   return ack;
 }
 
-Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory& memory) {
-  static const std::vector<uint8_t> kZeroPage(kPageSize, 0);
+Result<uint64_t> ForEachPage(
+    std::span<const uint8_t> payload, uint64_t total_pages,
+    const std::function<Status(uint64_t, std::span<const uint8_t>)>& place) {
   if (payload.size() < 4) return Fail("corrupt migration stream: a PAGES frame without a count");
   const uint32_t count = LoadLe32(payload.data());
   if (count > kPagesPerBatch) {
     return Fail("corrupt migration stream: {} pages in a batch (at most {})", count,
                 kPagesPerBatch);
   }
-  const uint64_t total_pages = memory.total_size() / kPageSize;
   size_t pos = 4;
   for (uint32_t i = 0; i < count; ++i) {
     if (payload.size() - pos < 9)
@@ -324,17 +332,7 @@ Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory&
     if (kind > static_cast<uint8_t>(PageKind::kData)) {
       return Fail("corrupt migration stream: page kind {}", kind);
     }
-    // Page numbers count RAM in HELLO's region order, as the snapshot memory file does.
-    uint64_t offset = page * kPageSize;
-    GuestAddress addr = 0;
-    for (const GuestMemory::Region& region : memory.regions()) {
-      if (offset < region.range.size) {
-        addr = region.range.base + offset;
-        break;
-      }
-      offset -= region.range.size;
-    }
-    std::span<const uint8_t> data = kZeroPage;
+    std::span<const uint8_t> data;
     if (kind == static_cast<uint8_t>(PageKind::kData)) {
       if (payload.size() - pos < kPageSize) {
         return Fail("corrupt migration stream: a page's data is cut short");
@@ -342,14 +340,90 @@ Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory&
       data = payload.subspan(pos, kPageSize);
       pos += kPageSize;
     }
-    if (!memory.Write(addr, data))
-      return Fail("writing migrated page {} at {:#x} failed", page, addr);
+    VIREO_TRY_STATUS(place(page, data));
   }
   if (pos != payload.size()) {
     return Fail("corrupt migration stream: {} unexpected bytes after a PAGES frame's pages",
                 payload.size() - pos);
   }
   return count;
+}
+
+Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory& memory) {
+  static const std::vector<uint8_t> kZeroPage(kPageSize, 0);
+  return ForEachPage(
+      payload, memory.total_size() / kPageSize,
+      [&](uint64_t page, std::span<const uint8_t> data) -> Status {
+        // Page numbers count RAM in HELLO's region order, as the snapshot memory file does.
+        uint64_t offset = page * kPageSize;
+        GuestAddress addr = 0;
+        for (const GuestMemory::Region& region : memory.regions()) {
+          if (offset < region.range.size) {
+            addr = region.range.base + offset;
+            break;
+          }
+          offset -= region.range.size;
+        }
+        if (!memory.Write(addr, data.empty() ? std::span<const uint8_t>(kZeroPage) : data)) {
+          return Fail("writing migrated page {} at {:#x} failed", page, addr);
+        }
+        return {};
+      });
+}
+
+std::vector<uint8_t> EncodePostcopy(std::span<const uint64_t> missing, uint64_t total_pages) {
+  std::vector<uint8_t> out(8 + (total_pages + 7) / 8, 0);
+  std::memcpy(out.data(), &total_pages, 8);  // little-endian hosts only (x86-64)
+  for (uint64_t page : missing) {
+    if (page < total_pages) out[8 + page / 8] |= static_cast<uint8_t>(1u << (page % 8));
+  }
+  return out;
+}
+
+Result<std::vector<uint64_t>> DecodePostcopy(std::span<const uint8_t> payload,
+                                             uint64_t total_pages) {
+  if (payload.size() < 8) return Fail("corrupt migration stream: a POSTCOPY frame is cut short");
+  uint64_t count = 0;
+  std::memcpy(&count, payload.data(), 8);
+  if (count != total_pages) {
+    return Fail("corrupt migration stream: POSTCOPY covers {} pages, the VM has {}", count,
+                total_pages);
+  }
+  if (payload.size() != 8 + (total_pages + 7) / 8) {
+    return Fail("corrupt migration stream: a POSTCOPY frame of {} bytes for {} pages",
+                payload.size(), total_pages);
+  }
+  std::vector<uint64_t> bitmap((total_pages + 63) / 64, 0);
+  for (size_t i = 0; i < payload.size() - 8; ++i) {
+    bitmap[i / 8] |= uint64_t{payload[8 + i]} << (8 * (i % 8));
+  }
+  if (total_pages % 64 != 0 && (bitmap.back() >> (total_pages % 64)) != 0) {
+    return Fail("corrupt migration stream: POSTCOPY marks pages beyond the VM's {}", total_pages);
+  }
+  return bitmap;
+}
+
+std::vector<uint8_t> EncodePageRequest(std::span<const uint64_t> pages) {
+  snapshot::StateWriter w;
+  w.U32(static_cast<uint32_t>(pages.size()));
+  for (uint64_t page : pages) w.U64(page);
+  return w.Take();
+}
+
+Result<std::vector<uint64_t>> DecodePageRequest(std::span<const uint8_t> payload,
+                                                uint64_t total_pages) {
+  snapshot::StateReader r(payload);
+  const size_t count = r.Count(kPagesPerBatch, "requested pages");
+  std::vector<uint64_t> pages(count);
+  for (uint64_t& page : pages) {
+    page = r.U64();
+    if (r.ok() && page >= total_pages) {
+      r.Invalid(fmt::format("page {} is beyond the VM's {} pages", page, total_pages));
+    }
+  }
+  if (r.ok() && pages.empty()) r.Invalid("no pages");
+  VIREO_TRY_STATUS(r.Finish("the PAGE_REQUEST frame"));
+  return pages;
 }
 
 std::vector<uint8_t> EncodeDisks(std::span<const uint64_t> sizes) {

@@ -3,10 +3,13 @@
 // little-endian. The source sends HELLO (the RAM layout), with block migration DISKS (the disks'
 // sizes) and DISK_CHUNK records, PAGES batches while pre-copying, STATE (a snapshot state file,
 // the same encoding as `vireo run --restore` reads) and END; the destination answers one ACK
-// frame (status 0, or an error message) once it has rebuilt the VM.
+// frame (status 0, or an error message) once it has rebuilt the VM. A post-copy migration
+// sends POSTCOPY (the pages still to come) instead of END, then the missing pages, the ones the
+// destination asks for (PAGE_REQUEST) first, and END; a second ACK says every page arrived.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,7 +22,8 @@
 namespace vireo::migration {
 
 inline constexpr char kMagic[8] = {'V', 'I', 'R', 'E', 'O', 'M', 'I', 'G'};
-inline constexpr uint32_t kVersion = 2;  // 2: DISKS and DISK_CHUNK (block migration)
+// 2: DISKS and DISK_CHUNK (block migration); 3: POSTCOPY and PAGE_REQUEST (post-copy).
+inline constexpr uint32_t kVersion = 3;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr size_t kFrameHeaderSize = 12;
 inline constexpr uint32_t kPagesPerBatch = 256;  // ~1 MiB frames
@@ -40,6 +44,8 @@ enum class FrameType : uint32_t {
   kAck = 5,        // destination -> source: u32 status (0 = resumed here), text message
   kDisks = 6,      // block migration: u32 chunk size, u32 count, per disk u64 size in bytes
   kDiskChunk = 7,  // u32 disk, u64 offset, u8 kind (0 zero, 1 data), u32 length, data if 1
+  kPostcopy = 8,   // u64 page count, then a bitmap of the pages still to come (1 = missing)
+  kPageRequest = 9,  // destination -> source: u32 count (1..256), u64 page numbers
 };
 
 enum class PageKind : uint8_t { kZero = 0, kData = 1 };
@@ -86,6 +92,22 @@ Result<Ack> DecodeAck(std::span<const uint8_t> payload);
 // Writes the pages of a PAGES payload into `memory` (laid out as `ram`, region after region),
 // checking every page number and kind.
 Result<uint64_t> ApplyPages(std::span<const uint8_t> payload, const GuestMemory& memory);
+// Checks a PAGES payload against a RAM of `total_pages` pages and calls `place` with each page
+// number and its data (empty for a zero page); the first error `place` returns ends the walk.
+Result<uint64_t> ForEachPage(
+    std::span<const uint8_t> payload, uint64_t total_pages,
+    const std::function<Status(uint64_t, std::span<const uint8_t>)>& place);
+
+// Post-copy's switch: the pages the destination must fetch, as a bitmap over all RAM pages
+// (64 pages a word, bit i of word w is page 64 w + i).
+std::vector<uint8_t> EncodePostcopy(std::span<const uint64_t> missing, uint64_t total_pages);
+// Refuses another page count than the RAM HELLO announced and bits past its end.
+Result<std::vector<uint64_t>> DecodePostcopy(std::span<const uint8_t> payload,
+                                             uint64_t total_pages);
+// The pages a post-copy destination faulted on (at most kPagesPerBatch, each inside RAM).
+std::vector<uint8_t> EncodePageRequest(std::span<const uint64_t> pages);
+Result<std::vector<uint64_t>> DecodePageRequest(std::span<const uint8_t> payload,
+                                                uint64_t total_pages);
 
 // Block migration: the source's disk sizes, in its configuration's order.
 std::vector<uint8_t> EncodeDisks(std::span<const uint64_t> sizes);

@@ -1,7 +1,8 @@
 // Fuzzes what a migration destination parses from the network before trusting it: the HELLO,
-// DISKS and ACK payloads, PAGES into a small guest memory, and DISK_CHUNKs into an in-memory
-// disk (a size off the chunk grid, so the short last chunk is reachable). Each must be accepted
-// or refused cleanly; an accepted chunk must lie inside its disk.
+// DISKS and ACK payloads, PAGES into a small guest memory, post-copy's POSTCOPY bitmap and
+// PAGE_REQUEST (which the source parses) and PAGES as post-copy places them, and DISK_CHUNKs
+// into an in-memory disk (a size off the chunk grid, so the short last chunk is reachable). Each
+// must be accepted or refused cleanly; an accepted chunk must lie inside its disk.
 #include <cstdlib>
 #include <cstring>
 
@@ -64,6 +65,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)DecodeHello(input);
   (void)DecodeDisks(input);
   (void)DecodeAck(input);
+  // Post-copy: the missing-page bitmap over this RAM's 6 pages, a destination's page requests,
+  // and PAGES walked as the post-copy destination walks them (every page handed over in RAM).
+  if (auto bitmap = DecodePostcopy(input, 6);
+      bitmap && (bitmap->size() != 1 || (*bitmap)[0] >> 6)) {
+    std::abort();
+  }
+  if (auto pages = DecodePageRequest(input, 6)) {
+    for (uint64_t page : *pages) {
+      if (page >= 6) std::abort();
+    }
+  }
+  (void)ForEachPage(input, 6, [](uint64_t page, std::span<const uint8_t> data) -> vireo::Status {
+    if (page >= 6 || (!data.empty() && data.size() != kPageSize)) std::abort();
+    return {};
+  });
   if (auto length = ApplyDiskChunk(input, disks); length && *length > kDiskChunkSize) {
     std::abort();
   }

@@ -2,7 +2,8 @@
 // flipped bit, an unknown type, an oversized frame, a foreign preamble and another version are
 // refused by name; PAGES land at the right guest addresses and hostile page numbers and kinds
 // are refused; the dirty bitmaps turn into page numbers across regions; block migration's DISKS
-// round-trip and its DISK_CHUNK records land in an image, malformed ones refused by name.
+// round-trip and its DISK_CHUNK records land in an image, malformed ones refused by name;
+// post-copy's POSTCOPY bitmap and PAGE_REQUEST round-trip and hostile ones are refused.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -52,11 +53,11 @@ TEST(MigrationStream, FramesRoundTripAndCorruptionIsCaught) {
 TEST(MigrationStream, UnknownTypeAndOversizeAreRefused) {
   SocketPair s;
   std::vector<uint8_t> frame = EncodeFrame(FrameType::kEnd, {});
-  frame[0] = 9;
+  frame[0] = 10;
   ASSERT_TRUE(SendAll(s.a.get(), frame));
   auto got = ReadFrame(s.b.get());
   ASSERT_FALSE(got);
-  EXPECT_NE(got.error().message.find("unknown frame type 9"), std::string::npos);
+  EXPECT_NE(got.error().message.find("unknown frame type 10"), std::string::npos);
 
   SocketPair t;
   frame = EncodeFrame(FrameType::kEnd, {});
@@ -78,10 +79,10 @@ TEST(MigrationStream, PeerClosingIsAnError) {
 TEST(MigrationStream, PreambleChecksMagicAndVersion) {
   std::vector<uint8_t> p = EncodePreamble();
   EXPECT_TRUE(CheckPreamble(p));
-  p[8] = 1;  // before block migration's frames
+  p[8] = 2;  // before post-copy's frames
   auto bad = CheckPreamble(p);
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("version 1; this vireo speaks version 2"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("version 2; this vireo speaks version 3"), std::string::npos);
   p[0] = 'X';
   EXPECT_FALSE(CheckPreamble(p));
 }
@@ -117,6 +118,84 @@ TEST(MigrationStream, PagesLandInTheirRegionAndHostilePagesAreRefused) {
   too_many[1] = 2;  // 513 pages
   too_many[0] = 1;
   EXPECT_FALSE(ApplyPages(too_many, *memory));
+}
+
+TEST(MigrationStream, PostcopyListsTheMissingPagesAndRefusesAnotherRam) {
+  const std::vector<uint64_t> missing = {0, 5, 63, 64, 69};
+  const std::vector<uint8_t> payload = EncodePostcopy(missing, 70);
+  EXPECT_EQ(payload.size(), 8u + 9u);  // the page count, then 70 bits
+  auto bitmap = DecodePostcopy(payload, 70);
+  ASSERT_TRUE(bitmap) << bitmap.error().message;
+  ASSERT_EQ(bitmap->size(), 2u);
+  EXPECT_EQ((*bitmap)[0], 1ull | 1ull << 5 | 1ull << 63);
+  EXPECT_EQ((*bitmap)[1], 1ull | 1ull << 5);
+
+  auto other_ram = DecodePostcopy(payload, 71);
+  ASSERT_FALSE(other_ram);
+  EXPECT_NE(other_ram.error().message.find("covers 70 pages, the VM has 71"), std::string::npos);
+  std::vector<uint8_t> cut = payload;
+  cut.pop_back();
+  EXPECT_FALSE(DecodePostcopy(cut, 70));
+  EXPECT_FALSE(DecodePostcopy(std::vector<uint8_t>(4, 0), 70));
+  std::vector<uint8_t> past_end = payload;
+  past_end.back() |= 0x80;  // page 71 of 70
+  auto beyond = DecodePostcopy(past_end, 70);
+  ASSERT_FALSE(beyond);
+  EXPECT_NE(beyond.error().message.find("beyond the VM's 70"), std::string::npos);
+}
+
+TEST(MigrationStream, PageRequestsRoundTripAndHostileOnesAreRefused) {
+  const std::vector<uint64_t> pages = {7, 0, 69};
+  auto decoded = DecodePageRequest(EncodePageRequest(pages), 70);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(*decoded, pages);
+  auto beyond = DecodePageRequest(EncodePageRequest(std::vector<uint64_t>{70}), 70);
+  ASSERT_FALSE(beyond);
+  EXPECT_NE(beyond.error().message.find("page 70 is beyond"), std::string::npos);
+  EXPECT_FALSE(DecodePageRequest(EncodePageRequest(std::vector<uint64_t>{}), 70));  // empty
+  EXPECT_FALSE(DecodePageRequest(EncodePageRequest(std::vector<uint64_t>(257, 1)), 70));
+  std::vector<uint8_t> cut = EncodePageRequest(pages);
+  cut.pop_back();
+  EXPECT_FALSE(DecodePageRequest(cut, 70));
+  // Both frames travel: their types are known and their bounds admit what Vireo sends.
+  SocketPair s;
+  ASSERT_TRUE(SendAll(s.a.get(), EncodeFrame(FrameType::kPageRequest,
+                                             EncodePageRequest(std::vector<uint64_t>(256, 1)))));
+  auto frame = ReadFrame(s.b.get());
+  ASSERT_TRUE(frame) << frame.error().message;
+  EXPECT_EQ(frame->type, FrameType::kPageRequest);
+  ASSERT_TRUE(
+      SendAll(s.a.get(), EncodeFrame(FrameType::kPostcopy, EncodePostcopy(pages, 1 << 20))));
+  frame = ReadFrame(s.b.get());
+  ASSERT_TRUE(frame) << frame.error().message;
+  EXPECT_EQ(frame->type, FrameType::kPostcopy);
+}
+
+TEST(MigrationStream, ForEachPageHandsOverEachPageOrTheFirstError) {
+  std::vector<uint8_t> payload = PagesPayload(2, 1, 0x5a);
+  std::vector<uint64_t> seen;
+  auto count = ForEachPage(payload, 3, [&](uint64_t page, std::span<const uint8_t> data) -> Status {
+    seen.push_back(page);
+    EXPECT_EQ(data.size(), kPageSize);
+    EXPECT_EQ(data[100], 0x5a);
+    return {};
+  });
+  ASSERT_TRUE(count);
+  EXPECT_EQ(*count, 1u);
+  EXPECT_EQ(seen, std::vector<uint64_t>{2});
+  auto zero = ForEachPage(PagesPayload(1, 0, 0), 3, [](uint64_t, std::span<const uint8_t> data) {
+    EXPECT_TRUE(data.empty());  // a zero page carries no data
+    return Status{};
+  });
+  EXPECT_TRUE(zero);
+  EXPECT_FALSE(ForEachPage(payload, 2, [](uint64_t, std::span<const uint8_t>) {
+    ADD_FAILURE() << "a page beyond RAM was handed over";
+    return Status{};
+  }));
+  auto refused = ForEachPage(
+      payload, 3, [](uint64_t, std::span<const uint8_t>) -> Status { return Fail("not missing"); });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "not missing");
 }
 
 TEST(MigrationStream, DirtyBitmapsBecomePageNumbersAcrossRegions) {

@@ -2,9 +2,11 @@
 // snapshot (and the chain of diffs it sits on) back into guest memory.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "accel/accelerator.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 #include "vmm/snapshot/state_file.h"
@@ -31,6 +33,9 @@ struct LoadedSnapshot {
   std::string dir;      // as given
   SnapshotState state;  // the snapshot asked for (the newest of its chain)
   std::optional<GuestMemory> memory;
+  // A migration's destination creates the VM and gives it `memory` while pages still arrive,
+  // so Machine::Restore does not do it inside the downtime; null: Restore creates it.
+  std::unique_ptr<accel::Vm> vm;
   size_t chain_length = 1;  // 1 for a full snapshot, +1 per diff on top
 };
 

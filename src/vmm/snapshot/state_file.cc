@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "vmm/snapshot/device_records.h"
 #include "vmm/snapshot/state_codec.h"
 
 namespace vireo::snapshot {
@@ -53,9 +54,11 @@ void Put(StateWriter& w, const VmConfig& c) {
   w.Bool(c.rng);
   w.Bool(c.console);
   w.Bool(c.balloon);
+  w.Bool(c.hpet);
+  w.U8(static_cast<uint8_t>(c.irqchip));
 }
 
-void Get(StateReader& r, VmConfig& c) {
+void Get(StateReader& r, VmConfig& c, uint32_t version) {
   bool has_kernel = r.Bool();
   std::string kernel = r.String(kMaxPath);
   if (has_kernel) c.kernel_path = kernel;
@@ -100,6 +103,14 @@ void Get(StateReader& r, VmConfig& c) {
   c.rng = r.Bool();
   c.console = r.Bool();
   c.balloon = r.Bool();
+  c.hpet = version >= 2 && r.Bool();
+  if (version >= 2) {
+    const uint8_t irqchip = r.U8();
+    if (r.ok() && irqchip > static_cast<uint8_t>(IrqchipMode::kSplit)) {
+      r.Invalid(fmt::format("irqchip mode {}", irqchip));
+    }
+    c.irqchip = static_cast<IrqchipMode>(irqchip);
+  }
 }
 
 // ---- vCPU ----
@@ -233,9 +244,10 @@ void Put(StateWriter& w, const accel::VmSavedState& s) {
   }
   w.U32(s.pit.flags);
   w.U64(s.clock_ns);
+  w.U64(s.saved_at_ns);
 }
 
-void Get(StateReader& r, accel::VmSavedState& s) {
+void Get(StateReader& r, accel::VmSavedState& s, uint32_t version) {
   Get(r, s.pic_master);
   Get(r, s.pic_slave);
   s.ioapic.base_address = r.U64(), s.ioapic.ioregsel = r.U32(), s.ioapic.id = r.U32();
@@ -251,6 +263,7 @@ void Get(StateReader& r, accel::VmSavedState& s) {
   }
   s.pit.flags = r.U32();
   s.clock_ns = r.U64();
+  s.saved_at_ns = version >= 2 ? r.U64() : 0;
 }
 
 // ---- Devices ----
@@ -328,6 +341,7 @@ std::vector<uint8_t> EncodeStateFile(const SnapshotState& s) {
   w.U32(static_cast<uint32_t>(s.vcpus.size()));
   for (const auto& v : s.vcpus) Put(w, v);
   Put(w, s.devices);
+  PutDeviceRecords(w, s.devices);
 
   std::vector<uint8_t> payload = w.Take();
   std::vector<uint8_t> file(kHeaderSize);
@@ -345,9 +359,9 @@ Result<SnapshotState> DecodeStateFile(std::span<const uint8_t> file) {
     return Fail("not a Vireo snapshot state file (no VIREOSNP header)");
   }
   const uint32_t version = static_cast<uint32_t>(GetLe(&file[8], 4));
-  if (version != kFormatVersion) {
-    return Fail("snapshot format version {}; this vireo reads version {} only", version,
-                kFormatVersion);
+  if (version < kOldestReadableVersion || version > kFormatVersion) {
+    return Fail("snapshot format version {}; this vireo reads versions {} to {}", version,
+                kOldestReadableVersion, kFormatVersion);
   }
   if (GetLe(&file[12], 4) != 0) return Fail("snapshot state file has unknown flags set");
   const uint64_t size = GetLe(&file[16], 4);
@@ -369,7 +383,7 @@ Result<SnapshotState> DecodeStateFile(std::span<const uint8_t> file) {
 
   StateReader r(payload);
   SnapshotState s;
-  Get(r, s.config);
+  Get(r, s.config, version);
   s.accelerator = r.String(kMaxPath);
   const uint8_t type = r.U8();
   if (type > 1) r.Invalid("snapshot type");
@@ -399,13 +413,17 @@ Result<SnapshotState> DecodeStateFile(std::span<const uint8_t> file) {
       (s.parent.empty() || s.dirty.size() != s.ram.size())) {
     r.Invalid("a diff snapshot without its parent or dirty bitmaps");
   }
-  Get(r, s.vm);
+  Get(r, s.vm, version);
   s.vcpus.resize(r.Count(kMaxVcpus, "vCPUs"));
   if (r.ok() && s.vcpus.size() != static_cast<size_t>(s.config.cpus)) {
     r.Invalid(fmt::format("{} vCPU states for {} vCPUs", s.vcpus.size(), s.config.cpus));
   }
   for (auto& v : s.vcpus) Get(r, v);
   Get(r, s.devices);
+  if (version >= 2) GetDeviceRecords(r, s.devices);
+  if (r.ok() && s.devices.hpet.has_value() != s.config.hpet) {
+    r.Invalid(s.config.hpet ? "an HPET without its state" : "HPET state without an HPET");
+  }
   VIREO_TRY_STATUS(r.Finish("snapshot state file"));
   return s;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "accel/vcpu_state.h"
 #include "base/result.h"
 #include "devices/acpi/pm_device.h"
+#include "devices/irqchip/hpet.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial_8250.h"
@@ -23,7 +25,10 @@
 namespace vireo::snapshot {
 
 inline constexpr char kMagic[8] = {'V', 'I', 'R', 'E', 'O', 'S', 'N', 'P'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
+// Version 1 (no HPET, no save instant for the PIT, no device records) is still read: it is
+// version 2 without those fields.
+inline constexpr uint32_t kOldestReadableVersion = 1;
 inline constexpr size_t kHeaderSize = 24;  // magic, version, flags, payload size, CRC-32
 inline constexpr uint64_t kPageSize = 4096;
 // Bounds for a hostile file: nothing Vireo writes comes near them.
@@ -42,6 +47,7 @@ struct DeviceStates {
   I8042State i8042;
   AcpiPmState pm;
   VirtioStates virtio;  // transports and queues, the PCI host bridge and 0xCF8 latch
+  std::optional<irqchip::HpetState> hpet;  // with --hpet on
 };
 
 struct SnapshotState {

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -180,8 +182,90 @@ TEST(StateFile, ForeignFilesAndOtherVersionsAreRefused) {
                 .find("not a Vireo snapshot"),
             std::string::npos);
   auto file = EncodeStateFile(SampleState());
-  file[8] = 2;
-  EXPECT_NE(ErrorOf(file).find("version 2"), std::string::npos) << ErrorOf(file);
+  file[8] = 3;
+  EXPECT_NE(ErrorOf(file).find("version 3"), std::string::npos) << ErrorOf(file);
+  file[8] = 0;
+  EXPECT_NE(ErrorOf(file).find("reads versions 1 to 2"), std::string::npos) << ErrorOf(file);
+}
+
+TEST(StateFile, HpetRecordAndThePitsSaveInstantRoundTrip) {
+  SnapshotState s = SampleState();
+  s.config.hpet = true;
+  s.config.irqchip = IrqchipMode::kSplit;  // --irqchip split: restored in the same mode
+  s.vm.saved_at_ns = 987654321;
+  irqchip::HpetState& h = s.devices.hpet.emplace();
+  h.config = 3;
+  h.int_status = 2;
+  h.counter = 0x123456789;
+  h.timers[1] = {.config = 0x2a4e,
+                 .comparator = 600,
+                 .period = 300,
+                 .from = 401,
+                 .line_high = true,
+                 .line = 21,
+                 .line_legacy = false};
+  const auto file = EncodeStateFile(s);
+  auto back = DecodeStateFile(file);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->config.hpet);
+  EXPECT_EQ(back->config.irqchip, IrqchipMode::kSplit);
+  EXPECT_EQ(back->vm.saved_at_ns, 987654321u);
+  ASSERT_TRUE(back->devices.hpet);
+  EXPECT_EQ(back->devices.hpet->counter, 0x123456789u);
+  EXPECT_EQ(back->devices.hpet->timers[1].from, 401u);
+  EXPECT_TRUE(back->devices.hpet->timers[1].line_high);
+  EXPECT_EQ(back->devices.hpet->timers[1].line, 21u);
+  EXPECT_EQ(EncodeStateFile(*back), file);
+
+  s.devices.hpet.reset();  // --hpet on without the HPET's record
+  EXPECT_NE(ErrorOf(EncodeStateFile(s)).find("an HPET without its state"), std::string::npos);
+  s.config.hpet = false;
+  s.devices.hpet.emplace();
+  EXPECT_NE(ErrorOf(EncodeStateFile(s)).find("HPET state without an HPET"), std::string::npos);
+}
+
+// Version 1 is version 2 without the configuration's HPET flag, the VM's save instant and the
+// device records: such a file (as Vireo wrote before) still restores.
+TEST(StateFile, Version1FilesAreStillRead) {
+  SnapshotState s = SampleState();
+  s.accelerator = "kvm-v1-marker";
+  s.vm.saved_at_ns = 0x1122334455667788;
+  const auto v2 = EncodeStateFile(s);
+  std::vector<uint8_t> payload(v2.begin() + kHeaderSize, v2.end());
+  auto find = [&](std::span<const uint8_t> needle) {
+    auto it = std::search(payload.begin(), payload.end(), needle.begin(), needle.end());
+    EXPECT_NE(it, payload.end());
+    return it;
+  };
+  const uint8_t saved_at[] = {0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
+  auto at = find(saved_at);
+  payload.erase(at, at + 8);
+  const std::string marker = s.accelerator;
+  // The HPET flag and the irqchip mode are the configuration's last two bytes, before the
+  // accelerator's length and name.
+  auto name = find({reinterpret_cast<const uint8_t*>(marker.data()), marker.size()});
+  payload.erase(name - 6, name - 4);
+  payload.resize(payload.size() - 4);  // no device records: their count, 0
+  std::vector<uint8_t> v1(v2.begin(), v2.begin() + kHeaderSize);
+  auto put32 = [&](size_t offset, uint32_t v) {
+    for (int i = 0; i < 4; ++i) v1[offset + i] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  put32(8, 1);
+  put32(16, static_cast<uint32_t>(payload.size()));
+  put32(20, static_cast<uint32_t>(
+                crc32(crc32(0, Z_NULL, 0), payload.data(), static_cast<uInt>(payload.size()))));
+  v1.insert(v1.end(), payload.begin(), payload.end());
+  auto back = DecodeStateFile(v1);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_FALSE(back->config.hpet);
+  EXPECT_EQ(back->config.irqchip, IrqchipMode::kKernel);
+  EXPECT_FALSE(back->devices.hpet);
+  EXPECT_EQ(back->vm.saved_at_ns, 0u);
+  EXPECT_EQ(back->vm.clock_ns, s.vm.clock_ns);
+  EXPECT_EQ(back->accelerator, marker);
+  ASSERT_EQ(back->vcpus.size(), 2u);
+  EXPECT_EQ(back->vcpus[1].regs.rip, 0x1001u);
+  EXPECT_EQ(back->devices.virtio.transports.size(), 2u);
 }
 
 TEST(StateFile, ValuesOutOfRangeAreRefusedEvenWithAGoodChecksum) {

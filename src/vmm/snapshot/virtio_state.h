@@ -4,9 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
+#include "virtio/balloon/balloon_state.h"
+#include "virtio/net/net_state.h"
 #include "virtio/transport_state.h"
+#include "virtio/vsock/vsock_state.h"
 #include "vmm/snapshot/state_codec.h"
 
 namespace vireo::snapshot {
@@ -18,6 +22,12 @@ struct VirtioStates {
   uint32_t pci_config_address = 0;
   // One per virtio device, in the order the configuration creates them.
   std::vector<virtio::TransportState> transports;
+  // The devices' own state beyond their transports, encoded as device records
+  // (device_records.h; format version 2 on): one per network device in configuration order,
+  // the balloon's and vsock's when the VM has them.
+  std::vector<virtio::NetSavedState> nets;
+  std::optional<virtio::balloon::BalloonSavedState> balloon;
+  std::optional<virtio::VsockSavedState> vsock;
 };
 
 void Put(StateWriter& w, const VirtioStates& v);

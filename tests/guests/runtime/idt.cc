@@ -19,6 +19,7 @@ struct alignas(16) Gate {
 
 alignas(4096) Gate idt[256];
 InterruptHandler handlers[256];
+bool no_eoi[256];
 
 constexpr uint16_t kKernelCs = 0x10;
 
@@ -52,7 +53,17 @@ void IdtInit() {
   IdtLoad();
 }
 
-void SetInterruptHandler(uint8_t vector, InterruptHandler h) { handlers[vector] = h; }
+void SetInterruptHandler(uint8_t vector, InterruptHandler h) {
+  handlers[vector] = h;
+  no_eoi[vector] = false;
+}
+
+void SetInterruptHandlerNoEoi(uint8_t vector, InterruptHandler h) {
+  handlers[vector] = h;
+  no_eoi[vector] = true;
+}
+
+void SetNmiHandler(InterruptHandler h) { handlers[2] = h; }
 
 }  // namespace rt
 
@@ -62,6 +73,10 @@ extern "C" void rt_interrupt_dispatch(rt::InterruptFrame* f) {
   if (f->vector == 6 && (f->cs & 3) == 3 &&
       f->rip == reinterpret_cast<uint64_t>(rt_user_exit_ud2)) {
     rt_user_return_from_trap(f->rax);
+  }
+  if (f->vector == 2 && handlers[2]) {  // NMI: no EOI (SDM Vol. 3 11.8.5)
+    handlers[2](*f);
+    return;
   }
   if (f->vector < 32) {
     uint64_t cr2;
@@ -76,5 +91,5 @@ extern "C" void rt_interrupt_dispatch(rt::InterruptFrame* f) {
   } else {
     Printf("unexpected interrupt vector %lu\n", f->vector);
   }
-  LapicEoi();
+  if (!no_eoi[f->vector]) LapicEoi();
 }

@@ -24,5 +24,11 @@ void IdtInit();
 void IdtLoad();
 // Installs `h` for `vector` (>= 32). External interrupts get a LAPIC EOI after `h` returns.
 void SetInterruptHandler(uint8_t vector, InterruptHandler h);
+// As SetInterruptHandler, but no LAPIC EOI follows: for interrupts the guest ends itself
+// later (a level interrupt held in service) or that never reach the LAPIC's ISR (the 8259
+// PIC's, directly or through LINT0 in ExtINT mode).
+void SetInterruptHandlerNoEoi(uint8_t vector, InterruptHandler h);
+// Installs `h` for NMI (vector 2), which otherwise ends the VM as an unexpected exception.
+void SetNmiHandler(InterruptHandler h);
 
 }  // namespace rt

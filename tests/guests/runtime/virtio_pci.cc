@@ -231,4 +231,8 @@ uint32_t PciTransport::DeviceConfig32(uint32_t off) const {
   return MmioRead<uint32_t>(device_ + off);
 }
 
+void PciTransport::SetDeviceConfig32(uint32_t off, uint32_t value) const {
+  if (device_ && off + 4 <= device_len_) MmioWrite<uint32_t>(device_ + off, value);
+}
+
 }  // namespace rt::virtio

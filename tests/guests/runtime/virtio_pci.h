@@ -96,6 +96,8 @@ class PciTransport {
   uint8_t DeviceConfig8(uint32_t off) const;
   uint16_t DeviceConfig16(uint32_t off) const;
   uint32_t DeviceConfig32(uint32_t off) const;
+  // A natural 32-bit write (the balloon's `actual`); dropped outside the structure.
+  void SetDeviceConfig32(uint32_t off, uint32_t value) const;
 
   const PciDevice& device() const { return dev_; }
 

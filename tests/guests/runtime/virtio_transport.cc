@@ -232,4 +232,12 @@ uint32_t Transport::Config32(uint32_t off) const {
   return kind_ == TransportKind::kPci ? pci_.DeviceConfig32(off) : 0xffffffff;
 }
 
+void Transport::SetConfig32(uint32_t off, uint32_t value) const {
+  if (kind_ == TransportKind::kMmio) {
+    mmio_.Write(kConfig + off, value);
+  } else if (kind_ == TransportKind::kPci) {
+    pci_.SetDeviceConfig32(off, value);
+  }
+}
+
 }  // namespace rt::virtio

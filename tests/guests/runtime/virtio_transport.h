@@ -63,6 +63,7 @@ class Transport {
   uint8_t Config8(uint32_t off) const;
   uint16_t Config16(uint32_t off) const;
   uint32_t Config32(uint32_t off) const;
+  void SetConfig32(uint32_t off, uint32_t value) const;  // a driver-writable field (5.5.4 actual)
 
  private:
   TransportKind kind_;
