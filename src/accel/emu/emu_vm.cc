@@ -1,8 +1,5 @@
 #include "accel/emu/emu_vm.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
@@ -58,14 +55,7 @@ EmuVm::EmuVm(int vcpu_count)
       HostTscHz());
 }
 
-EmuVm::~EmuVm() {
-  if (irqfd_thread_.joinable()) {
-    stopping_.store(true);
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(irqfd_control_.get(), &one, sizeof(one));
-    irqfd_thread_.join();
-  }
-}
+EmuVm::~EmuVm() = default;
 
 void EmuVm::SetVcpu(int id, EmuVcpu* vcpu) {
   if (id >= 0 && id < vcpu_count_) vcpus_[id].store(vcpu, std::memory_order_release);
@@ -139,74 +129,15 @@ bool EmuVm::SignalIoEvent(bool mmio, uint64_t address, uint32_t size, uint64_t v
   return false;
 }
 
-Status EmuVm::AddIrqFd(uint32_t gsi, int event_fd) {
-  std::unique_lock lock(irqfds_mutex_);
-  if (!irqfd_control_) {
-    irqfd_control_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!irqfd_control_) return Fail("eventfd for the irqfd reader: {}", std::strerror(errno));
-    irqfd_thread_ = std::thread([this] { IrqFdLoop(); });
-  }
-  UniqueFd own(::fcntl(event_fd, F_DUPFD_CLOEXEC, 0));
-  if (!own) return Fail("irqfd {} for GSI {}: {}", event_fd, gsi, std::strerror(errno));
-  irqfds_.push_back({gsi, event_fd, std::move(own)});
-  ++irqfd_generation_;
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(irqfd_control_.get(), &one, sizeof(one));
-  return {};
-}
+Status EmuVm::AddIrqFd(uint32_t gsi, int event_fd) { return irqfds_.Add(gsi, event_fd); }
 
-Status EmuVm::RemoveIrqFd(uint32_t gsi, int event_fd) {
-  std::unique_lock lock(irqfds_mutex_);
-  auto it = std::find_if(irqfds_.begin(), irqfds_.end(),
-                         [&](const IrqFd& f) { return f.gsi == gsi && f.fd == event_fd; });
-  if (it == irqfds_.end()) return Fail("no irqfd is registered for GSI {}", gsi);
-  // Closed only once the reader has stopped polling it (below).
-  UniqueFd own = std::move(it->own);
-  irqfds_.erase(it);
-  const uint64_t wanted = ++irqfd_generation_;
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(irqfd_control_.get(), &one, sizeof(one));
-  irqfds_changed_.wait(lock, [&] { return irqfd_generation_seen_ >= wanted; });
-  return {};
-}
-
-void EmuVm::IrqFdLoop() {
-  std::vector<pollfd> fds;
-  std::vector<uint32_t> gsis;
-  for (;;) {
-    {
-      std::lock_guard lock(irqfds_mutex_);
-      fds.assign(1, pollfd{irqfd_control_.get(), POLLIN, 0});
-      gsis.assign(1, 0);
-      for (const IrqFd& f : irqfds_) {
-        fds.push_back(pollfd{f.own.get(), POLLIN, 0});
-        gsis.push_back(f.gsi);
-      }
-      irqfd_generation_seen_ = irqfd_generation_;
-    }
-    irqfds_changed_.notify_all();
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      Log(LogLevel::kError, "software CPU: polling irqfds failed: {}", std::strerror(errno));
-      return;
-    }
-    uint64_t count = 0;
-    if (fds[0].revents & POLLIN) {
-      [[maybe_unused]] ssize_t n = ::read(fds[0].fd, &count, sizeof(count));
-      if (stopping_.load()) return;
-    }
-    for (size_t i = 1; i < fds.size(); ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      if (::read(fds[i].fd, &count, sizeof(count)) == sizeof(count)) RaiseGsi(gsis[i]);
-    }
-  }
-}
+Status EmuVm::RemoveIrqFd(uint32_t gsi, int event_fd) { return irqfds_.Remove(gsi, event_fd); }
 
 void EmuVm::RaiseGsi(uint32_t gsi) {
   if (gsi >= kFirstMsiGsi) {
     std::pair<uint64_t, uint32_t> msi;
     {
-      std::lock_guard lock(irqfds_mutex_);
+      std::lock_guard lock(msi_routes_mutex_);
       if (gsi - kFirstMsiGsi >= msi_routes_.size()) return;
       msi = msi_routes_[gsi - kFirstMsiGsi];
     }
@@ -224,12 +155,15 @@ Status EmuVm::SignalMsi(uint64_t address, uint32_t data) {
 }
 
 Result<uint32_t> EmuVm::AddMsiRoute(uint64_t address, uint32_t data) {
-  std::lock_guard lock(irqfds_mutex_);
+  std::lock_guard lock(msi_routes_mutex_);
   msi_routes_.emplace_back(address, data);
   return static_cast<uint32_t>(kFirstMsiGsi + msi_routes_.size() - 1);
 }
 
-Result<accel::VmSavedState> EmuVm::SaveState() { return platform_->SaveState(); }
+Result<accel::VmSavedState> EmuVm::SaveState() {
+  irqfds_.Drain();  // an interrupt still in an eventfd goes into the saved controllers
+  return platform_->SaveState();
+}
 
 Status EmuVm::RestoreState(const accel::VmSavedState& state) {
   // The PIT's count_load_time is on the host's CLOCK_MONOTONIC, the clock_ the platform runs

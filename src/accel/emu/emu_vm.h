@@ -5,7 +5,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +16,7 @@
 #include "accel/emu/dirty_log.h"
 #include "accel/emu/emu_platform.h"
 #include "base/unique_fd.h"
+#include "devices/irqchip/irqfd_reader.h"
 
 namespace vireo::emu {
 
@@ -42,9 +42,8 @@ class EmuVm final : public accel::Vm {
     platform_->SetPitIrqEnabled(enabled);
     return {};
   }
-  // The userspace PIC, IOAPIC and PIT are not in snapshots yet: a save holds them in their
-  // reset state (every line masked) so a KVM restore starts them cleanly; a restore here
-  // skips them (logged).
+  // The platform's PICs, IOAPIC and PIT in the accelerator-neutral form (the LAPICs go with
+  // each vCPU).
   Result<accel::VmSavedState> SaveState() override;
   Status RestoreState(const accel::VmSavedState& state) override;
   Status StartDirtyLog() override;
@@ -66,7 +65,6 @@ class EmuVm final : public accel::Vm {
  private:
   // Raises `gsi`: an MSI route's message, or an edge on the line.
   void RaiseGsi(uint32_t gsi);
-  void IrqFdLoop();
 
   struct Registered {
     IoEvent event;
@@ -82,20 +80,10 @@ class EmuVm final : public accel::Vm {
   std::unique_ptr<std::atomic<EmuVcpu*>[]> vcpus_;
   std::unique_ptr<EmuPlatform> platform_;
   std::unique_ptr<CodeTracker> code_tracker_;
-  std::mutex irqfds_mutex_;  // irqfds_ and msi_routes_
-  struct IrqFd {
-    uint32_t gsi;
-    int fd;        // the caller's, for RemoveIrqFd
-    UniqueFd own;  // a dup the reader polls: the caller may close its fd, as with KVM's
-  };
-  std::vector<IrqFd> irqfds_;
+  std::mutex msi_routes_mutex_;
   std::vector<std::pair<uint64_t, uint32_t>> msi_routes_;  // GSI 24 + index
-  UniqueFd irqfd_control_;  // wakes the reader to re-read irqfds_ or stop
-  std::atomic<bool> stopping_{false};
-  // RemoveIrqFd waits until the reader has dropped the fd (the caller may close it next).
-  std::condition_variable irqfds_changed_;
-  uint64_t irqfd_generation_ = 0, irqfd_generation_seen_ = 0;
-  std::thread irqfd_thread_;
+  // Last: its thread (started by the first AddIrqFd) stops before the rest goes.
+  irqchip::IrqFdReader irqfds_{"software CPU", [this](uint32_t gsi) { RaiseGsi(gsi); }};
 };
 
 }  // namespace vireo::emu

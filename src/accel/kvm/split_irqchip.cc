@@ -1,8 +1,5 @@
 #include "accel/kvm/split_irqchip.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -48,17 +45,7 @@ SplitIrqchip::SplitIrqchip(SplitIrqchipHost& host, int vcpu_count, const irqchip
   }
 }
 
-SplitIrqchip::~SplitIrqchip() {
-  if (thread_.joinable()) {
-    {
-      std::lock_guard lock(irqfds_mu_);
-      stopping_ = true;
-    }
-    irqfds_changed_.notify_all();  // a RemoveIrqFd still waiting gives up
-    WakeServiceThread();
-    thread_.join();
-  }
-}
+SplitIrqchip::~SplitIrqchip() = default;
 
 std::array<MsiMessage, irqchip::Ioapic::kPins> SplitIrqchip::PinRoutes() {
   std::lock_guard lock(mu_);
@@ -68,15 +55,19 @@ std::array<MsiMessage, irqchip::Ioapic::kPins> SplitIrqchip::PinRoutes() {
 Status SplitIrqchip::Start() {
   timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer_) return Fail("creating the PIT's timerfd: {}", std::strerror(errno));
-  control_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!control_) return Fail("eventfd for the split irqchip's thread: {}", std::strerror(errno));
-  thread_ = std::thread([this] { ServiceLoop(); });
-  return {};
+  irqfds_ = std::make_unique<irqchip::IrqFdReader>(
+      "split irqchip", [this](uint32_t gsi) { RaisePin(gsi); }, timer_.get(),
+      [this] { OnPitTimer(); });
+  return irqfds_->Start();
 }
 
-void SplitIrqchip::WakeServiceThread() {
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(control_.get(), &one, sizeof(one));
+void SplitIrqchip::OnPitTimer() {
+  uint64_t count = 0;
+  [[maybe_unused]] ssize_t n = ::read(timer_.get(), &count, sizeof(count));
+  std::lock_guard lock(mu_);
+  armed_ns_ = UINT64_MAX;  // expired: arm again whatever the next deadline is
+  pc_.PollPit();
+  ArmPitTimerLocked();
 }
 
 void SplitIrqchip::SetIrqLine(uint32_t gsi, bool level) {
@@ -98,66 +89,13 @@ void SplitIrqchip::RaisePin(uint32_t gsi) {
 
 Status SplitIrqchip::AddIrqFd(uint32_t gsi, int event_fd) {
   if (gsi >= irqchip::Ioapic::kPins) return Fail("GSI {} is not an IOAPIC pin", gsi);
-  if (!control_) return Fail("the split irqchip's thread is not started");
-  UniqueFd own(::fcntl(event_fd, F_DUPFD_CLOEXEC, 0));
-  if (!own) return Fail("irqfd {} for GSI {}: {}", event_fd, gsi, std::strerror(errno));
-  std::lock_guard lock(irqfds_mu_);
-  irqfds_.push_back({gsi, event_fd, std::move(own)});
-  ++irqfd_generation_;
-  WakeServiceThread();
-  return {};
+  if (!irqfds_) return Fail("the split irqchip's thread is not started");
+  return irqfds_->Add(gsi, event_fd);
 }
 
 Status SplitIrqchip::RemoveIrqFd(uint32_t gsi, int event_fd) {
-  std::unique_lock lock(irqfds_mu_);
-  auto it = std::find_if(irqfds_.begin(), irqfds_.end(),
-                         [&](const IrqFd& f) { return f.gsi == gsi && f.fd == event_fd; });
-  if (it == irqfds_.end()) return Fail("no irqfd is registered for GSI {}", gsi);
-  UniqueFd own = std::move(it->own);  // closed once the thread has stopped polling it
-  irqfds_.erase(it);
-  const uint64_t wanted = ++irqfd_generation_;
-  WakeServiceThread();
-  irqfds_changed_.wait(lock, [&] { return irqfd_generation_seen_ >= wanted || stopping_; });
-  return {};
-}
-
-void SplitIrqchip::ServiceLoop() {
-  std::vector<pollfd> fds;
-  std::vector<uint32_t> gsis;
-  for (;;) {
-    {
-      std::lock_guard lock(irqfds_mu_);
-      if (stopping_) return;
-      fds.assign({pollfd{control_.get(), POLLIN, 0}, pollfd{timer_.get(), POLLIN, 0}});
-      gsis.assign(2, 0);
-      for (const IrqFd& f : irqfds_) {
-        fds.push_back(pollfd{f.own.get(), POLLIN, 0});
-        gsis.push_back(f.gsi);
-      }
-      irqfd_generation_seen_ = irqfd_generation_;
-    }
-    irqfds_changed_.notify_all();
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      Log(LogLevel::kError, "split irqchip: poll failed: {}", std::strerror(errno));
-      return;
-    }
-    uint64_t count = 0;
-    if (fds[0].revents & POLLIN) {
-      [[maybe_unused]] ssize_t n = ::read(fds[0].fd, &count, sizeof(count));
-    }
-    if (fds[1].revents & POLLIN) {
-      [[maybe_unused]] ssize_t n = ::read(fds[1].fd, &count, sizeof(count));
-      std::lock_guard lock(mu_);
-      armed_ns_ = UINT64_MAX;  // expired: arm again whatever the next deadline is
-      pc_.PollPit();
-      ArmPitTimerLocked();
-    }
-    for (size_t i = 2; i < fds.size(); ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      if (::read(fds[i].fd, &count, sizeof(count)) == sizeof(count)) RaisePin(gsis[i]);
-    }
-  }
+  if (!irqfds_) return Fail("no irqfd is registered for GSI {}", gsi);
+  return irqfds_->Remove(gsi, event_fd);
 }
 
 void SplitIrqchip::ArmPitTimerLocked() {
@@ -184,6 +122,7 @@ void SplitIrqchip::PollTimers() {
 }
 
 void SplitIrqchip::SaveState(accel::VmSavedState& state) {
+  if (irqfds_) irqfds_->Drain();  // a pin's interrupt still in its eventfd is saved too
   std::lock_guard lock(mu_);
   pc_.SaveState(state);
 }

@@ -21,18 +21,17 @@
 #pragma once
 
 #include <array>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "devices/irqchip/clock.h"
+#include "devices/irqchip/irqfd_reader.h"
 #include "devices/irqchip/pc_irqchip.h"
 
 namespace vireo::kvm {
@@ -115,10 +114,9 @@ class SplitIrqchip final : public irqchip::PcIrqchip::ApicBus {
   void RedirectionWritten(int pin) override;
 
  private:
-  void ServiceLoop();
+  void OnPitTimer();  // the timerfd fired, on the reader's thread
   void ArmPitTimerLocked();
   void RaisePin(uint32_t gsi);
-  void WakeServiceThread();
 
   SplitIrqchipHost& host_;
   std::mutex mu_;  // the models, the mirrored routes, vCPU 0's state
@@ -128,19 +126,9 @@ class SplitIrqchip final : public irqchip::PcIrqchip::ApicBus {
   bool vcpu0_in_guest_ = false;
   UniqueFd timer_;  // the PIT's timerfd (after Start)
   uint64_t armed_ns_ = UINT64_MAX;
-
-  std::mutex irqfds_mu_;
-  struct IrqFd {
-    uint32_t gsi;
-    int fd;        // the caller's, for RemoveIrqFd
-    UniqueFd own;  // a dup the service thread polls: the caller may close its fd
-  };
-  std::vector<IrqFd> irqfds_;
-  std::condition_variable irqfds_changed_;
-  uint64_t irqfd_generation_ = 0, irqfd_generation_seen_ = 0;
-  UniqueFd control_;       // wakes the service thread to re-read irqfds_ or stop
-  bool stopping_ = false;  // guarded by irqfds_mu_
-  std::thread thread_;
+  // The service thread (after Start): the pins' irqfds and the PIT's timerfd. Last, so it
+  // stops before the rest goes.
+  std::unique_ptr<irqchip::IrqFdReader> irqfds_;
 };
 
 }  // namespace vireo::kvm
