@@ -277,6 +277,10 @@ void MmioTransport::NotifyQueue(uint32_t index) {
   device_->QueueNotify(static_cast<uint16_t>(index));
 }
 
+void MmioTransport::NotifyAllQueues() {
+  for (uint32_t q = 0; q < queues_.size(); ++q) NotifyQueue(q);
+}
+
 std::string MmioCmdlineParam(GuestAddress base, uint64_t size, uint32_t gsi) {
   std::string size_text;
   if (size != 0 && size % (1ull << 30) == 0) {

@@ -114,6 +114,10 @@ class MmioTransport : public BusDevice {
   // restores the queues through Queue::Restore and at DRIVER_OK activates the device. The
   // pci-only fields must be empty. On error the transport is reset.
   Status RestoreState(const TransportState& state);
+  // After a restore, once the whole machine is: hands every queue to the device as a guest
+  // kick would. A kick the guest made just before the pause can be left unread in its
+  // ioeventfd and is not in the saved state; a queue with no new buffers is left as it is.
+  void NotifyAllQueues();
 
  private:
   class Interrupt : public QueueInterrupt {

@@ -310,6 +310,10 @@ void PciTransport::NotifyQueue(uint16_t queue) {
   device_->QueueNotify(queue);
 }
 
+void PciTransport::NotifyAllQueues() {
+  for (uint16_t q = 0; q < num_queues_; ++q) NotifyQueue(q);
+}
+
 // ---- Interrupts (4.1.5.1.2 "MSI-X Vector Configuration", 4.1.4.5 ISR). ----
 
 void PciTransport::Raise(uint8_t isr_bits, uint16_t vector) {

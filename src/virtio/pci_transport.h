@@ -142,6 +142,10 @@ class PciTransport : public pci::PciDevice {
   // then calls PciBus::RefreshBars so the BAR moves to its saved address (and the notify
   // ioeventfds follow). On error the transport is reset.
   Status RestoreState(const TransportState& state);
+  // After a restore, once the whole machine is: hands every queue to the device as a guest
+  // kick would. A kick the guest made just before the pause can be left unread in its
+  // ioeventfd and is not in the saved state; a queue with no new buffers is left as it is.
+  void NotifyAllQueues();
 
  private:
   class Interrupt : public QueueInterrupt {

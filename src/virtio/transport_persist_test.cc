@@ -215,6 +215,30 @@ TEST_F(TransportPersistTest, ConsoleReceiveBufferPostedBeforeTheSnapshotGetsInpu
   EXPECT_EQ(tx.ReadUsedIdx(), 2);
 }
 
+// A buffer the driver made available and kicked just before the snapshot, whose kick the
+// device never saw (left in an ioeventfd at the pause), is used after the restore, exactly
+// once: the machine hands every queue over after a restore (NotifyAllQueues), and doing so
+// again finds nothing new.
+TEST_F(TransportPersistTest, MmioBufferKickedBeforeTheSnapshotIsUsedOnceAfterTheRestore) {
+  auto irq = std::make_shared<vireo::testing::FakeInterruptLine>();
+  MmioTransport before(memory_, std::make_shared<Rng>(), irq);
+  ASSERT_EQ(testing::MmioNegotiate(before, kFVersion1), kAck | kDrv | kFok);
+  testing::MmioSetupQueue(before, 0, driver_);
+  testing::Write32(before, MmioTransport::kStatus, kAck | kDrv | kFok | kDok);
+  driver_.AddChain(std::vector<TestBuffer>{{kData, 32, true}});  // the kick is lost
+  const TransportState saved = before.SaveState();
+  EXPECT_EQ(saved.queues[0].next_avail, 0);
+
+  auto irq2 = std::make_shared<vireo::testing::FakeInterruptLine>();
+  MmioTransport after(memory_, std::make_shared<Rng>(), irq2);
+  ASSERT_TRUE(after.RestoreState(saved));
+  after.NotifyAllQueues();
+  after.NotifyAllQueues();
+  ASSERT_TRUE(driver_.NextUsed());
+  EXPECT_EQ(driver_.ReadUsedIdx(), 1) << "used once, not replayed";
+  EXPECT_EQ(after.SaveState().queues[0].next_avail, 1);
+}
+
 TEST_F(TransportPersistTest, MmioStateRoundTripsAndTheDeviceCarriesOn) {
   auto irq = std::make_shared<vireo::testing::FakeInterruptLine>();
   MmioTransport before(memory_, std::make_shared<Rng>(), irq);

@@ -272,6 +272,7 @@ Status Machine::RestoreVirtioState(const snapshot::VirtioStates& state) {
     for (size_t i = 0; i < mmio_transports_.size(); ++i) {
       VIREO_TRY_STATUS(mmio_transports_[i]->RestoreState(state.transports[i]));
     }
+    for (const auto& transport : mmio_transports_) transport->NotifyAllQueues();
     return {};
   }
   if (state.host_bridge.size() != pci::kConfigSpaceSize) {
@@ -288,6 +289,7 @@ Status Machine::RestoreVirtioState(const snapshot::VirtioStates& state) {
     // The BAR moves to its saved address; the notify ioeventfds move with it.
     pci_bus_->RefreshBars(pci_slots_[i]);
   }
+  for (const auto& transport : pci_transports_) transport->NotifyAllQueues();
   return {};
 }
 
