@@ -202,7 +202,10 @@ std::vector<uint8_t> EncodeFrame(FrameType type, std::span<const uint8_t> payloa
   StoreLe32(frame.data(), static_cast<uint32_t>(type));
   StoreLe32(frame.data() + 4, static_cast<uint32_t>(payload.size()));
   StoreLe32(frame.data() + 8, Crc32(payload));
-  std::memcpy(frame.data() + kFrameHeaderSize, payload.data(), payload.size());
+  // An empty payload's data() may be null, which memcpy must not get even for 0 bytes.
+  if (!payload.empty()) {
+    std::memcpy(frame.data() + kFrameHeaderSize, payload.data(), payload.size());
+  }
   return frame;
 }
 
