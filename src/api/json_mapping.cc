@@ -17,6 +17,8 @@ json ToJson(const VmInfo& info) {
             {"kernel", info.kernel},
             {"cmdline", info.cmdline},
             {"transport", info.transport},
+            {"accelerator", info.accelerator},
+            {"irqchip", info.irqchip},
             {"devices", info.devices}}}};
 }
 

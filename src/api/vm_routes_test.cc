@@ -18,6 +18,8 @@ class FakeController : public VmController {
     info.memory_bytes = 256ull << 20;
     info.kernel = "built-in";
     info.transport = "pci";
+    info.accelerator = "kvm";
+    info.irqchip = "split";
     info.devices = {"blk0"};
     info.boots = 1;
     return info;
@@ -101,6 +103,7 @@ TEST_F(VmRoutesTest, InfoHasStateAndConfigSummary) {
   EXPECT_EQ(r.body["config"]["memory_bytes"], 256ull << 20);
   EXPECT_EQ(r.body["config"]["kernel"], "built-in");
   EXPECT_EQ(r.body["config"]["transport"], "pci");
+  EXPECT_EQ(r.body["config"]["irqchip"], "split");
   EXPECT_EQ(r.body["config"]["devices"], nlohmann::json::array({"blk0"}));
 }
 

@@ -114,6 +114,8 @@ class Machine {
   std::vector<VcpuCounters> LiveCounters() const;
   std::vector<DeviceCounters> LiveDeviceCounters() const;
   std::vector<std::string> DeviceNames() const;
+  // "kvm" or "emu".
+  const std::string& accelerator_name() const { return accelerator_name_; }
   // The virtio-balloon's num_pages and actual (4 KiB pages); {0, 0} without --balloon.
   std::pair<uint64_t, uint64_t> BalloonPages() const;
   // Sets num_pages and signals the driver; fails without --balloon.

@@ -56,7 +56,13 @@ ControlResult<VmInfo> MachineController::Info() {
   info.kernel = config_.kernel_path.value_or("built-in");
   info.cmdline = config_.cmdline;
   info.transport = config_.transport == VirtioTransport::kPci ? "pci" : "mmio";
-  if (machine_ != nullptr) info.devices = machine_->DeviceNames();
+  if (machine_ != nullptr) {
+    info.devices = machine_->DeviceNames();
+    info.accelerator = machine_->accelerator_name();
+  }
+  info.irqchip = info.accelerator == "emu"                ? "vireo"
+                 : config_.irqchip == IrqchipMode::kSplit ? "split"
+                                                          : "kernel";
   info.boots = boots_;
   return info;
 }

@@ -36,6 +36,8 @@ struct VmInfo {
   std::string kernel;  // a path, or "built-in" for the default guest
   std::string cmdline;
   std::string transport;             // "pci" or "mmio"
+  std::string accelerator;           // "kvm" or "emu"
+  std::string irqchip;               // "kernel" or "split" (KVM), "vireo" (the software CPU)
   std::vector<std::string> devices;  // virtio devices by name, in bus order
   uint64_t boots = 0;                // 1 for the first boot; +1 per guest or API reset
 };

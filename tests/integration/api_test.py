@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The control API end to end: `vireo run --api-socket` with the api_counter guest.
 
-    api_test.py VIREO GUESTS_DIR API_YAML [--accel emu]
+    api_test.py VIREO GUESTS_DIR API_YAML [--accel emu | --irqchip split]
 
-(With --accel emu every VM runs on the software CPU: the same checks.)
+(With --accel emu every VM runs on the software CPU, with --irqchip split on KVM's split
+irqchip: the same checks.)
 
 Every operation in docs/api.yaml is called and each answer (status, JSON body) is checked
 against the document: the status must be one the operation lists, and the body must match
@@ -143,7 +144,7 @@ def check_sequence(seq, what):
           + str(next((i for i, v in enumerate(seq) if v != i), None)))
 
 
-ACCEL = []  # extra `vireo run` options for every VM: the optional trailing ["--accel", "emu"]
+ACCEL = []  # extra `vireo run` options for every VM: the optional trailing mode pair
 
 
 def start_vm(vireo, guests, work, name, extra=()):

@@ -170,15 +170,17 @@ def virtio_rounds(serial_path):
     return [int(n) for n in re.findall(r"^round (\d+) ok rng [0-9a-f]+ sector \d+$", text, re.M)]
 
 
-def virtio_case(vireo, guests, work, transport, vms):
-    """snapshot_virtio with --disk and --rng on `transport`: snapshot, restore, carry on."""
+def virtio_case(vireo, guests, work, transport, vms, run_extra=(), restore_extra=()):
+    """snapshot_virtio with --disk and --rng on `transport`: snapshot, restore, carry on
+    (`run_extra`, `restore_extra`: options for the first VM and for the restored one)."""
     kernel = os.path.join(guests, "snapshot_virtio.elf")
     img = os.path.join(work, f"disk-{transport}.img")
     with open(img, "wb") as f:
         f.truncate(1 << 20)
     snap = os.path.join(work, f"virtio-{transport}")
     vm = Vm(vireo, work, f"virtio_{transport}",
-            ["--kernel", kernel, "--transport", transport, "--disk", f"path={img}", "--rng"])
+            ["--kernel", kernel, "--transport", transport, "--disk", f"path={img}", "--rng",
+             *run_extra])
     vms.append(vm)
     wait_for(lambda: len(virtio_rounds(vm.serial)) >= 3, 60, f"{transport}: 3 rounds")
     st, ans = vm.api("PUT", "/vm/pause")
@@ -186,7 +188,7 @@ def virtio_case(vireo, guests, work, transport, vms):
     last = virtio_rounds(vm.serial)[-1]
     info = vm.snapshot(snap, "full")
     vm.stop()
-    r = Vm(vireo, work, f"virtio_{transport}_restored", ["--restore", snap])
+    r = Vm(vireo, work, f"virtio_{transport}_restored", ["--restore", snap, *restore_extra])
     vms.append(r)
     wait_for(lambda: len(virtio_rounds(r.serial)) >= 4, 60, f"{transport}: rounds after restore")
     r.stop()
@@ -227,7 +229,8 @@ def emu_main(vireo, guests):
     t0 = time.monotonic()
     vms = []
     names = ["emu", "emu_full_on_emu", "emu_diff_on_emu", "emu_on_kvm", "kvm", "kvm_on_emu",
-             "kvm_on_kvm"]
+             "kvm_on_kvm", "virtio_mmio", "virtio_mmio_restored", "virtio_pci",
+             "virtio_pci_restored"]
     done = []
     try:
         full, diff = os.path.join(work, "emu-full"), os.path.join(work, "emu-diff")
@@ -257,6 +260,9 @@ def emu_main(vireo, guests):
         check_continues(r, last_diff, "emu diff snapshot restored on emu")
         r.stop()
         done.append("emu diff -> emu")
+        for transport in ("mmio", "pci"):
+            virtio_case(vireo, guests, work, transport, vms, run_extra=emu, restore_extra=emu)
+            done.append(f"snapshot_virtio on {transport}")
 
         if kvm_usable():
             r = Vm(vireo, work, "emu_on_kvm", ["--restore", full, "--accel", "kvm"])
@@ -309,7 +315,8 @@ def split_main(vireo, guests):
     work = tempfile.mkdtemp(prefix="vireo-snap-split-")
     t0 = time.monotonic()
     vms = []
-    names = ["split", "split_on_split", "split_on_emu"]
+    names = ["split", "split_on_split", "split_on_emu", "virtio_mmio", "virtio_mmio_restored",
+             "virtio_pci", "virtio_pci_restored"]
     done = []
     try:
         full = os.path.join(work, "split-full")
@@ -318,17 +325,27 @@ def split_main(vireo, guests):
         vm.wait_rounds(3)
         last = vm.pause()
         vm.snapshot(full, "full")
+        st, info = vm.api("GET", "/vm")
+        check(st == 200 and info["config"]["irqchip"] == "split", f"GET /vm of the split VM: {info}")
         vm.stop()
         r = Vm(vireo, work, "split_on_split", ["--restore", full])
         vms.append(r)
+        st, info = r.api("GET", "/vm")
+        check(st == 200 and info["config"]["irqchip"] == "split",
+              f"the restored VM's irqchip (from the snapshot): {info}")
         check_continues(r, last, "split snapshot restored (split mode from the snapshot)")
         r.stop()
         done.append("split -> split")
         r = Vm(vireo, work, "split_on_emu", ["--restore", full, "--accel", "emu"])
         vms.append(r)
+        st, info = r.api("GET", "/vm")
+        check(st == 200 and info["config"]["irqchip"] == "vireo", f"GET /vm on emu: {info}")
         check_continues(r, last, "split snapshot restored on emu")
         r.stop()
         done.append("split -> emu")
+        for transport in ("mmio", "pci"):
+            virtio_case(vireo, guests, work, transport, vms, run_extra=["--irqchip", "split"])
+            done.append(f"snapshot_virtio on {transport}")
         print(f"PASS snapshot_test --irqchip split: {', '.join(done)}; "
               f"{time.monotonic() - t0:.1f} s")
         shutil.rmtree(work, ignore_errors=True)
