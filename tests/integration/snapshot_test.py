@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,18 @@ def wait_for(pred, timeout, what):
     raise Failure(f"timed out waiting for {what}")
 
 
+def accepting(path):
+    """Whether a Unix socket at `path` accepts a connection now."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class Vm:
     def __init__(self, vireo, work, name, args):
         self.serial = os.path.join(work, f"{name}.serial")
@@ -108,7 +121,8 @@ class Vm:
         self.proc = subprocess.Popen([vireo, "run", *args, "--serial", f"file:{self.serial}",
                                       "--api-socket", self.sock, "--no-reboot"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
-        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 20, "the API socket")
+        # The socket file exists from bind(), a moment before listen(): wait until it accepts.
+        wait_for(lambda: accepting(self.sock) or self.proc.poll() is not None, 20, "the API socket")
         check(self.proc.poll() is None, f"vireo exited early with {self.proc.returncode}: {self.stderr()}")
 
     def stderr(self):
@@ -330,6 +344,7 @@ def split_main(vireo, guests):
         vm.stop()
         r = Vm(vireo, work, "split_on_split", ["--restore", full])
         vms.append(r)
+        wait_for(lambda: r.api("GET", "/vm")[1]["state"] == "running", 60, "the split restore to run")
         st, info = r.api("GET", "/vm")
         check(st == 200 and info["config"]["irqchip"] == "split",
               f"the restored VM's irqchip (from the snapshot): {info}")
@@ -338,6 +353,8 @@ def split_main(vireo, guests):
         done.append("split -> split")
         r = Vm(vireo, work, "split_on_emu", ["--restore", full, "--accel", "emu"])
         vms.append(r)
+        # The API answers before the restored machine is built ("starting" until then).
+        wait_for(lambda: r.api("GET", "/vm")[1]["state"] == "running", 60, "the emu restore to run")
         st, info = r.api("GET", "/vm")
         check(st == 200 and info["config"]["irqchip"] == "vireo", f"GET /vm on emu: {info}")
         check_continues(r, last, "split snapshot restored on emu")
