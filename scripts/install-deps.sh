@@ -10,7 +10,7 @@ packages=(
   libpugixml-dev  # vireo daemon: libvirt domain XML definitions
   libtomlplusplus-dev  # vireo daemon: TOML domain definitions
   nftables dnsmasq-base  # vireo daemon: managed NAT networks (masquerading, DHCP/DNS)
-  zlib1g-dev libzstd-dev
+  zlib1g-dev libzstd-dev liblzma-dev  # qcow2 clusters; bzImage payloads unpacked on the host
   libgtest-dev libgmock-dev libbenchmark-dev
   acpica-tools
   clang libclang-rt-14-dev

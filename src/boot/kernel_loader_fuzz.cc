@@ -37,6 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   image.kernel.assign(data + 1, data + size);
   image.cmdline = "console=ttyS0";
   if (data[0] & 0x4) image.initrd = std::vector<uint8_t>(4096, 0xab);
+  // A bzImage's payload through the host-side decompressors too.
+  if (data[0] & 0x8) image.decompression = vireo::boot::PayloadDecompression::kHost;
   vireo::boot::MachineInfo machine{kFuzzMemory, vireo::x86::E820Map(kFuzzMemory), 0xe0000};
   auto entry = vireo::boot::LoadKernel(FuzzMemory(), image, kProtocols[data[0] & 3], machine);
   (void)entry;

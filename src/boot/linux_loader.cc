@@ -8,6 +8,7 @@
 #include "base/bytes.h"
 #include "boot/boot_data.h"
 #include "boot/bootparam.h"
+#include "boot/kernel_payload.h"
 
 namespace vireo::boot {
 namespace {
@@ -22,6 +23,7 @@ constexpr uint16_t kMinVersion = 0x206;  // cmdline_size; Linux 2.6.22
 constexpr uint16_t kVersionInitSize = 0x20a;
 constexpr uint16_t kVersionXloadflags = 0x20c;
 constexpr uint16_t kVersionAcpiRsdp = 0x20e;
+constexpr uint16_t kVersionPayload = 0x208;  // payload_offset / payload_length
 // The version we claim in a synthesized header: kernel_info era, and what a 64-bit
 // vmlinux understands.
 constexpr uint16_t kSynthesizedVersion = 0x20f;
@@ -77,6 +79,39 @@ Result<std::string> FillZeroPage(const GuestMemory& memory, BootParams& params,
   return note;
 }
 
+// The bzImage's payload unpacked on the host: its vmlinux goes where its program headers say
+// (as the kernel's decompressor would put it without KASLR) and the 64-bit entry is vmlinux's
+// own, with the zero page carrying the bzImage's real setup header.
+Result<BootEntry> LoadUnpackedPayload(const GuestMemory& memory, const BootImage& image,
+                                      const MachineInfo& machine, BootParams& params,
+                                      std::span<const uint8_t> vmlinux, PayloadFormat format) {
+  auto elf = elf::Parse(vmlinux);
+  if (!elf)
+    return Wrap(fmt::format("the bzImage's {} payload", PayloadFormatName(format)), elf.error());
+  if (!elf->is64) {
+    return Fail(
+        "the bzImage's payload is a 32-bit ELF; Vireo unpacks only x86-64 kernels; use "
+        "--kernel-decompress guest");
+  }
+  elf::Extent extent = VIREO_TRY(elf::LoadSegments(memory, vmlinux, *elf));
+  if (elf->entry < extent.start || elf->entry >= extent.end) {
+    return Fail("the bzImage's vmlinux entry point {:#x} is outside its segments [{:#x}, {:#x})",
+                elf->entry, extent.start, extent.end);
+  }
+  std::string note = VIREO_TRY(FillZeroPage(memory, params, image, machine, extent.end));
+  BootEntry entry;
+  entry.protocol = BootProtocol::kLinux;
+  entry.mode = EntryMode::kLong64;
+  entry.entry_point = elf->entry;
+  entry.rsi = x86::kZeroPage;
+  entry.description = fmt::format(
+      "bzImage, boot protocol {}, {} payload unpacked by Vireo ({} vmlinux), 64-bit entry at "
+      "{:#x}{}",
+      VersionText(params.hdr.version), PayloadFormatName(format), SizeText(vmlinux.size()),
+      entry.entry_point, note);
+  return entry;
+}
+
 }  // namespace
 
 bool IsBzImage(std::span<const uint8_t> kernel) {
@@ -128,6 +163,28 @@ Result<BootEntry> LoadBzImage(const GuestMemory& memory, const BootImage& image,
                 file.size(), setup_bytes);
   }
   std::span<const uint8_t> payload = file.subspan(setup_bytes);
+
+  // Unpack on the host when asked and the header says where the compressed kernel is.
+  std::string fallback;
+  if (image.decompression == PayloadDecompression::kHost) {
+    if (hdr.version < kVersionPayload) {
+      fallback =
+          ", payload unpacked by the guest (boot protocol before 2.08 has no payload fields)";
+    } else if (uint64_t{hdr.payload_offset} + hdr.payload_length > payload.size()) {
+      return Fail(
+          "bzImage payload [{:#x}, +{:#x}) lies past the end of the file; the image is "
+          "truncated or corrupt",
+          uint32_t{hdr.payload_offset}, uint32_t{hdr.payload_length});
+    } else {
+      std::span<const uint8_t> packed = payload.subspan(hdr.payload_offset, hdr.payload_length);
+      PayloadFormat format = DetectPayloadFormat(packed);
+      if (CanDecompressOnHost(format)) {
+        std::vector<uint8_t> vmlinux = VIREO_TRY(DecompressPayload(packed, memory.total_size()));
+        return LoadUnpackedPayload(memory, image, machine, *params, vmlinux, format);
+      }
+      fallback = fmt::format(", {} payload unpacked by the guest", PayloadFormatName(format));
+    }
+  }
   // The kernel decompresses in place and needs init_size bytes from its load address.
   uint64_t footprint = payload.size();
   if (hdr.version >= kVersionInitSize) footprint = std::max<uint64_t>(footprint, hdr.init_size);
@@ -151,8 +208,8 @@ Result<BootEntry> LoadBzImage(const GuestMemory& memory, const BootImage& image,
   entry.entry_point = entry64 ? x86::kHighMemory + kEntry64Offset : x86::kHighMemory;
   entry.rsi = x86::kZeroPage;
   entry.description =
-      fmt::format("bzImage, boot protocol {}, {}-bit entry at {:#x}{}", VersionText(hdr.version),
-                  entry64 ? 64 : 32, entry.entry_point, note);
+      fmt::format("bzImage, boot protocol {}, {}-bit entry at {:#x}{}{}", VersionText(hdr.version),
+                  entry64 ? 64 : 32, entry.entry_point, note, fallback);
   return entry;
 }
 

@@ -4,6 +4,7 @@
 
 #include "arch/x86/layout.h"
 #include "boot/bootparam.h"
+#include "boot/kernel_payload.h"
 #include "boot/test_images.h"
 
 namespace vireo::boot {
@@ -24,6 +25,13 @@ class LinuxLoader : public ::testing::Test {
                          BootProtocol protocol = BootProtocol::kAuto) {
     BootImage image{std::move(kernel), std::move(initrd), std::move(cmdline)};
     return LoadKernel(memory_, image, protocol, machine_);
+  }
+  // --kernel-decompress host.
+  Result<BootEntry> LoadUnpacked(std::vector<uint8_t> kernel,
+                                 std::optional<std::vector<uint8_t>> initrd = std::nullopt) {
+    BootImage image{std::move(kernel), std::move(initrd), "console=ttyS0",
+                    PayloadDecompression::kHost};
+    return LoadKernel(memory_, image, BootProtocol::kAuto, machine_);
   }
   std::string Error(Result<BootEntry> result) { return result ? "" : result.error().message; }
   BootParams ZeroPage() {
@@ -215,6 +223,97 @@ TEST_F(LinuxLoader, VmlinuxEntryMustBeInsideSegments) {
   b.entry = 0x2000000;
   b.Load(0x1000000, Pattern(0x100, 4));
   EXPECT_NE(Error(Load(b.Build())).find("outside its loaded segments"), std::string::npos);
+}
+
+// The vmlinux a compressed bzImage carries in these tests: 12 KiB of code and data at 16 MiB
+// (LOAD_PHYSICAL_ADDR), then 8 KiB of bss.
+std::vector<uint8_t> PackedVmlinux() {
+  ElfBuilder b;
+  b.entry = 0x1000000;
+  b.Load(0x1000000, Pattern(0x3000, 9), 0x5000);
+  return b.Build();
+}
+
+TEST_F(LinuxLoader, HostUnpackedBzImageEntersItsVmlinuxWithTheRealHeader) {
+  for (auto compress : {testing::CompressGzip, testing::CompressXz, testing::CompressZstd}) {
+    memory_ = MakeMemory();
+    BzImageOptions options;
+    options.compressed = compress(PackedVmlinux());
+    auto entry = LoadUnpacked(MakeBzImage(options), std::vector<uint8_t>(4096, 7));
+    ASSERT_TRUE(entry) << entry.error().message;
+    EXPECT_EQ(entry->protocol, BootProtocol::kLinux);
+    EXPECT_EQ(entry->mode, EntryMode::kLong64);
+    EXPECT_EQ(entry->entry_point, 0x1000000u);
+    EXPECT_EQ(entry->rsi, x86::kZeroPage);
+    std::string format(PayloadFormatName(DetectPayloadFormat(options.compressed)));
+    EXPECT_EQ(entry->description.rfind(
+                  "bzImage, boot protocol 2.15, " + format + " payload unpacked by Vireo", 0),
+              0u)
+        << entry->description;
+    // The segments as the ELF says, bss zeroed; nothing of the compressed image at 1 MiB.
+    std::vector<uint8_t> loaded(0x3000);
+    ASSERT_TRUE(memory_.Read(0x1000000, loaded));
+    EXPECT_EQ(loaded, Pattern(0x3000, 9));
+    EXPECT_EQ(memory_.ReadObj<uint8_t>(0x1004fff), 0);
+    EXPECT_EQ(memory_.ReadObj<uint8_t>(0x100000), 0);
+    // The zero page carries the bzImage's own setup header, plus what the loader fills in.
+    BootParams params = ZeroPage();
+    EXPECT_EQ(params.hdr.version, 0x20f);
+    EXPECT_EQ(params.hdr.kernel_alignment, 0x200000u);
+    EXPECT_EQ(params.hdr.type_of_loader, 0xff);
+    EXPECT_EQ(params.hdr.cmd_line_ptr, x86::kCmdline);
+    EXPECT_EQ(params.hdr.ramdisk_size, 4096u);
+    EXPECT_GE(params.hdr.ramdisk_image, 0x1005000u);
+    EXPECT_EQ(StringAt(x86::kCmdline), "console=ttyS0");
+  }
+}
+
+TEST_F(LinuxLoader, GuestDecompressionStaysTheDefault) {
+  BzImageOptions options;
+  options.compressed = testing::CompressXz(PackedVmlinux());
+  auto entry = Load(MakeBzImage(options));
+  ASSERT_TRUE(entry) << entry.error().message;
+  EXPECT_EQ(entry->entry_point, 0x100200u);
+  EXPECT_EQ(entry->description, "bzImage, boot protocol 2.15, 64-bit entry at 0x100200");
+}
+
+TEST_F(LinuxLoader, HostUnpackingFallsBackToTheGuestForOtherFormats) {
+  BzImageOptions options;
+  options.compressed = {0x02, 0x21, 0x4c, 0x18, 1, 2, 3, 4};  // lz4
+  auto entry = LoadUnpacked(MakeBzImage(options));
+  ASSERT_TRUE(entry) << entry.error().message;
+  EXPECT_EQ(entry->entry_point, 0x100200u);
+  EXPECT_EQ(entry->description,
+            "bzImage, boot protocol 2.15, 64-bit entry at 0x100200, lz4 payload unpacked by the "
+            "guest");
+  // Protocol 2.07 has no payload fields: the guest unpacks, whatever the payload is.
+  options.version = 0x207;
+  options.compressed = testing::CompressXz(PackedVmlinux());
+  entry = LoadUnpacked(MakeBzImage(options));
+  ASSERT_TRUE(entry) << entry.error().message;
+  EXPECT_NE(entry->description.find("payload unpacked by the guest (boot protocol before 2.08"),
+            std::string::npos)
+      << entry->description;
+}
+
+TEST_F(LinuxLoader, HostUnpackingRefusesABadPayloadByName) {
+  // The payload fields point past the end of the file.
+  BzImageOptions options;
+  options.compressed = testing::CompressXz(PackedVmlinux());
+  std::vector<uint8_t> kernel = MakeBzImage(options);
+  kernel.resize(kernel.size() - 64);
+  EXPECT_NE(Error(LoadUnpacked(kernel)).find("lies past the end of the file"), std::string::npos);
+  // A payload that unpacks to something other than an x86-64 ELF.
+  options.compressed = testing::CompressXz(Pattern(0x2000, 1));
+  EXPECT_NE(Error(LoadUnpacked(MakeBzImage(options))).find("the bzImage's xz payload"),
+            std::string::npos)
+      << Error(LoadUnpacked(MakeBzImage(options)));
+  // A damaged compressed stream.
+  options.compressed = testing::CompressZstd(PackedVmlinux());
+  options.compressed.resize(options.compressed.size() / 2);
+  EXPECT_NE(Error(LoadUnpacked(MakeBzImage(options))).find("zstd kernel payload is truncated"),
+            std::string::npos)
+      << Error(LoadUnpacked(MakeBzImage(options)));
 }
 
 TEST_F(LinuxLoader, ExplicitLinuxRefusesOtherFormats) {

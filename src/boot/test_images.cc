@@ -1,5 +1,9 @@
 #include "boot/test_images.h"
 
+#include <lzma.h>
+#include <zlib.h>
+#include <zstd.h>
+
 #include <cstdlib>
 #include <utility>
 
@@ -27,6 +31,12 @@ std::vector<uint8_t> MakeBzImage(const BzImageOptions& o) {
   size_t setup = (size_t{o.setup_sects == 0 ? 4u : o.setup_sects} + 1) * 512;
   std::vector<uint8_t> file(setup, 0);
   std::vector<uint8_t> payload = Pattern(o.payload_size, 0x5a);
+  constexpr uint32_t kPayloadOffset = 0x100;
+  if (!o.compressed.empty()) {
+    payload.resize(kPayloadOffset);
+    payload.insert(payload.end(), o.compressed.begin(), o.compressed.end());
+    payload.insert(payload.end(), {0x78, 0x56, 0x34, 0x12});  // the appended size
+  }
   file.insert(file.end(), payload.begin(), payload.end());
   std::span<uint8_t> f(file);
   f[0x1f1] = o.setup_sects;
@@ -43,7 +53,53 @@ std::vector<uint8_t> MakeBzImage(const BzImageOptions& o) {
   StoreLe<uint16_t>(f, 0x236, o.xloadflags);
   StoreLe<uint32_t>(f, 0x238, o.cmdline_size);
   StoreLe<uint32_t>(f, 0x260, o.init_size);
+  if (!o.compressed.empty()) {
+    StoreLe<uint32_t>(f, 0x248, kPayloadOffset);
+    StoreLe<uint32_t>(f, 0x24c, static_cast<uint32_t>(o.compressed.size()));
+  }
   return file;
+}
+
+std::vector<uint8_t> CompressGzip(std::span<const uint8_t> data) {
+  z_stream z{};
+  deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::vector<uint8_t> out(deflateBound(&z, data.size()));
+  z.next_in = const_cast<Bytef*>(data.data());
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = out.data();
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+std::vector<uint8_t> CompressXz(std::span<const uint8_t> data) {
+  // The kernel's xz: CRC32 check, the x86 BCJ filter, then LZMA2 (scripts/xz_wrap.sh).
+  lzma_options_lzma lzma2{};
+  lzma_lzma_preset(&lzma2, 6);
+  lzma_filter filters[] = {
+      {LZMA_FILTER_X86, nullptr}, {LZMA_FILTER_LZMA2, &lzma2}, {LZMA_VLI_UNKNOWN, nullptr}};
+  std::vector<uint8_t> out(lzma_stream_buffer_bound(data.size()));
+  size_t used = 0;
+  if (lzma_stream_buffer_encode(filters, LZMA_CHECK_CRC32, nullptr, data.data(), data.size(),
+                                out.data(), &used, out.size()) != LZMA_OK) {
+    std::abort();  // a test-image builder bug, not something under test
+  }
+  out.resize(used);
+  return out;
+}
+
+std::vector<uint8_t> CompressZstd(std::span<const uint8_t> data) {
+  // With the content checksum the zstd command line writes by default (as the kernel's
+  // build uses it).
+  std::vector<uint8_t> out(ZSTD_compressBound(data.size()));
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 19);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  out.resize(ZSTD_compress2(cctx, out.data(), out.size(), data.data(), data.size()));
+  ZSTD_freeCCtx(cctx);
+  return out;
 }
 
 ElfBuilder& ElfBuilder::Load(uint64_t paddr, std::vector<uint8_t> data, uint64_t memsz) {

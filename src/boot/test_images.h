@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ struct BzImageOptions {
   uint32_t initrd_addr_max = 0x7fffffff;
   uint32_t init_size = 0;
   size_t payload_size = 0x10000;
+  // When set: the compressed kernel, put at payload_offset 0x100 of the protected-mode part
+  // (after a stand-in for the decompressor) and followed by the 4-byte size the kernel's
+  // build appends; payload_offset/payload_length (0x248/0x24c) describe it.
+  std::vector<uint8_t> compressed;
 };
 std::vector<uint8_t> MakeBzImage(const BzImageOptions& options = {});
 
@@ -53,6 +58,11 @@ struct ElfBuilder {
   size_t PhdrOffset(size_t i) const;
   size_t DataOffset(size_t i) const;
 };
+
+// Compress `data` the way the kernel's build does for CONFIG_KERNEL_GZIP / _XZ / _ZSTD.
+std::vector<uint8_t> CompressGzip(std::span<const uint8_t> data);
+std::vector<uint8_t> CompressXz(std::span<const uint8_t> data);
+std::vector<uint8_t> CompressZstd(std::span<const uint8_t> data);
 
 // A multiboot header (at `offset`) with a valid checksum for `flags`.
 void PutMultibootHeader(std::vector<uint8_t>& file, size_t offset, uint32_t flags);

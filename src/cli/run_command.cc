@@ -93,6 +93,7 @@ Result<boot::BootImage> LoadBootImage(const VmConfig& config) {
     image.initrd = VIREO_TRY(ReadFile(*config.initrd_path, "initrd", config.memory));
   }
   image.cmdline = config.cmdline;
+  image.decompression = config.kernel_decompression;
   return image;
 }
 
@@ -150,6 +151,10 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
                 "At exit, print exits per reason and vCPU and the time to first guest entry");
   run->add_option("--boot", o.boot_text, "Boot protocol: auto, linux, pvh or multiboot")
       ->default_val("auto");
+  run->add_option("--kernel-decompress", o.decompress_text,
+                  "Who unpacks a bzImage's compressed kernel: guest (its own decompressor) or "
+                  "host (Vireo, gzip/xz/zstd; no KASLR) (default: host with --accel emu, guest "
+                  "with kvm)");
   run->add_flag("--no-reboot", o.config.no_reboot, "Exit instead of restarting on a guest reset");
   run->add_option("--disk", o.disk_texts,
                   "virtio-blk disk: "
@@ -196,9 +201,10 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& o) {
   incoming->excludes(restore);
   // Not --net: tap=NAME is the host side of a network device, and may re-attach a restored
   // or migrated VM's device to another tap (the guest-visible rest stays the snapshot's).
-  for (const char* name : {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory",
-                           "--memory-backing", "--boot", "--disk", "--vsock", "--rng", "--console",
-                           "--balloon", "--transport", "--hpet", "--irqchip"}) {
+  for (const char* name :
+       {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--memory-backing", "--boot",
+        "--disk", "--vsock", "--rng", "--console", "--balloon", "--transport", "--hpet",
+        "--irqchip", "--kernel-decompress"}) {
     if (CLI::Option* other = run->get_option_no_throw(name)) {
       restore->excludes(other);
       if (std::string_view(name) != "--disk") incoming->excludes(other);
@@ -290,6 +296,18 @@ Status ValidateRunOptions(RunOptions& o) {
     c.hpet = o.hpet_text == "on";
   } else {
     return Fail("--hpet {}: expected on or off", o.hpet_text);
+  }
+  // The software CPU interprets the guest's decompressor for minutes; on KVM it runs at
+  // native speed and keeps the kernel's own KASLR, so the host unpacks only for emu.
+  if (o.decompress_text == "auto") {
+    c.kernel_decompression = o.accel_text == "emu" ? boot::PayloadDecompression::kHost
+                                                   : boot::PayloadDecompression::kGuest;
+  } else if (o.decompress_text == "host") {
+    c.kernel_decompression = boot::PayloadDecompression::kHost;
+  } else if (o.decompress_text == "guest") {
+    c.kernel_decompression = boot::PayloadDecompression::kGuest;
+  } else {
+    return Fail("--kernel-decompress {}: expected host or guest", o.decompress_text);
   }
   if (o.irqchip_text == "split") {
     c.irqchip = IrqchipMode::kSplit;

@@ -49,6 +49,8 @@ struct VmConfig {
   bool stats = false;
   bool no_reboot = false;  // a guest reset ends vireo instead of restarting
   boot::BootProtocol boot_protocol = boot::BootProtocol::kAuto;
+  // --kernel-decompress: who unpacks a bzImage's payload (auto: the host with --accel emu).
+  boot::PayloadDecompression kernel_decompression = boot::PayloadDecompression::kGuest;
   // virtio devices
   VirtioTransport transport = VirtioTransport::kPci;
   std::vector<DiskConfig> disks;
