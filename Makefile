@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-asan test-linux-emu bench clean
+.PHONY: all deps build run run-linux-emu test test-asan test-linux-emu bench clean
 
 all: build
 
@@ -17,6 +17,11 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	$(BUILD)/vireo run $(ARGS)
+
+# Debian's kernel and a busybox shell on Vireo's software CPU (--accel emu, no /dev/kvm
+# needed); the kernel and initramfs come from Debian's archive on first use.
+run-linux-emu: build
+	scripts/run-linux-emu.sh $(BUILD) $(ARGS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

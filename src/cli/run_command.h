@@ -31,9 +31,8 @@ struct RunOptions {
   std::string incoming_uri;        // --incoming: receive a live migration (tcp:HOST:PORT)
   std::string accel_text = "kvm";  // --accel: kvm or emu (the software CPU)
   std::string hpet_text = "auto";  // --hpet: on, off, or auto (on with emu, off with kvm)
-  std::string decompress_text =
-      "auto";                // --kernel-decompress: host, guest, or auto (host with emu)
-  std::string irqchip_text;  // --irqchip: kernel or split (KVM only; empty: kernel)
+  std::string decompress_text = "auto";  // --kernel-decompress: host, guest or auto
+  std::string irqchip_text;              // --irqchip: kernel or split (KVM only; empty: kernel)
   bool cmdline_given = false;
   bool verbose = false;
 };
