@@ -1,11 +1,6 @@
 #include "accel/kvm/split_irqchip.h"
 
-#include <sys/timerfd.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 #include "base/log.h"
 
@@ -53,19 +48,16 @@ std::array<MsiMessage, irqchip::Ioapic::kPins> SplitIrqchip::PinRoutes() {
 }
 
 Status SplitIrqchip::Start() {
-  timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  if (!timer_) return Fail("creating the PIT's timerfd: {}", std::strerror(errno));
+  timer_.emplace(VIREO_TRY(DeadlineTimer::Create("the PIT's timerfd")));
   irqfds_ = std::make_unique<irqchip::IrqFdReader>(
-      "split irqchip", [this](uint32_t gsi) { RaisePin(gsi); }, timer_.get(),
+      "split irqchip", [this](uint32_t gsi) { RaisePin(gsi); }, timer_->fd(),
       [this] { OnPitTimer(); });
   return irqfds_->Start();
 }
 
 void SplitIrqchip::OnPitTimer() {
-  uint64_t count = 0;
-  [[maybe_unused]] ssize_t n = ::read(timer_.get(), &count, sizeof(count));
   std::lock_guard lock(mu_);
-  armed_ns_ = UINT64_MAX;  // expired: arm again whatever the next deadline is
+  timer_->Expired();
   pc_.PollPit();
   ArmPitTimerLocked();
 }
@@ -99,20 +91,7 @@ Status SplitIrqchip::RemoveIrqFd(uint32_t gsi, int event_fd) {
 }
 
 void SplitIrqchip::ArmPitTimerLocked() {
-  if (!timer_) return;  // no service thread (unit tests)
-  const uint64_t next = pc_.NextPitEventNs();
-  if (next == armed_ns_) return;
-  itimerspec spec{};  // all zero disarms
-  if (next != UINT64_MAX) {
-    spec.it_value.tv_sec = static_cast<time_t>(next / 1'000'000'000);
-    spec.it_value.tv_nsec = static_cast<long>(next % 1'000'000'000);
-    if (next == 0) spec.it_value.tv_nsec = 1;  // exactly 0 would disarm; a past time fires now
-  }
-  if (::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
-    Log(LogLevel::kWarn, "arming the PIT's timerfd: {}", std::strerror(errno));
-    return;
-  }
-  armed_ns_ = next;
+  if (timer_) timer_->Arm(pc_.NextPitEventNs());  // no timer: no service thread (unit tests)
 }
 
 void SplitIrqchip::PollTimers() {

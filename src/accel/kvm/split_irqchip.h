@@ -28,8 +28,8 @@
 #include <optional>
 #include <vector>
 
+#include "base/deadline_timer.h"
 #include "base/result.h"
-#include "base/unique_fd.h"
 #include "devices/irqchip/clock.h"
 #include "devices/irqchip/irqfd_reader.h"
 #include "devices/irqchip/pc_irqchip.h"
@@ -124,8 +124,7 @@ class SplitIrqchip final : public irqchip::PcIrqchip::ApicBus {
   std::array<MsiMessage, irqchip::Ioapic::kPins> mirrored_{};
   std::function<void()> kick_vcpu0_;
   bool vcpu0_in_guest_ = false;
-  UniqueFd timer_;  // the PIT's timerfd (after Start)
-  uint64_t armed_ns_ = UINT64_MAX;
+  std::optional<DeadlineTimer> timer_;  // the PIT's timerfd (after Start); guarded by mu_
   // The service thread (after Start): the pins' irqfds and the PIT's timerfd. Last, so it
   // stops before the rest goes.
   std::unique_ptr<irqchip::IrqFdReader> irqfds_;

@@ -13,9 +13,9 @@
 #include <span>
 #include <string_view>
 
+#include "base/deadline_timer.h"
 #include "base/event_loop.h"
 #include "base/result.h"
-#include "base/unique_fd.h"
 #include "devices/bus_device.h"
 #include "devices/irqchip/hpet.h"
 
@@ -40,16 +40,15 @@ class HpetDevice final : public BusDevice {
   Status RestoreState(const HpetState& state);
 
  private:
-  HpetDevice(const Clock& clock, EventLoop& loop, UniqueFd timer, Hpet::Callbacks callbacks);
+  HpetDevice(const Clock& clock, EventLoop& loop, DeadlineTimer timer, Hpet::Callbacks callbacks);
   void OnExpiry();
   // Polls the model and arms the timerfd for its next event. mu_ held.
   void Update();
 
   EventLoop& loop_;
-  UniqueFd timer_;
   std::mutex mu_;
-  Hpet hpet_;                       // guarded by mu_
-  uint64_t armed_ns_ = UINT64_MAX;  // guarded by mu_: the timerfd's deadline, or none
+  DeadlineTimer timer_;  // guarded by mu_
+  Hpet hpet_;            // guarded by mu_
 };
 
 }  // namespace vireo::irqchip
