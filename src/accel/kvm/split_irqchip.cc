@@ -111,6 +111,7 @@ Status SplitIrqchip::RestoreState(const accel::VmSavedState& state) {
   VIREO_TRY_STATUS(pc_.RestoreState(state));
   for (int pin = 0; pin < static_cast<int>(irqchip::Ioapic::kPins); ++pin) RedirectionWritten(pin);
   ArmPitTimerLocked();
+  pic_pending_.store(pc_.PicOutput());  // restored with an IRQ pending: vCPU 0 takes it
   return {};
 }
 
@@ -118,6 +119,8 @@ bool SplitIrqchip::HandlePio(bool is_write, uint16_t port, uint64_t* data) {
   if (!irqchip::PcIrqchip::ClaimsPort(port)) return false;
   std::lock_guard lock(mu_);
   pc_.HandlePio(is_write, port, data);
+  // Whatever a PIC or ELCR write did to the PIC's output, vCPU 0 looks again at its next entry.
+  if (is_write) pic_pending_.store(pc_.PicOutput());
   // A new count or mode moves counter 0's next edge.
   if (is_write && port >= irqchip::Pit::kBasePort && port < irqchip::Pit::kBasePort + 4) {
     ArmPitTimerLocked();
@@ -137,9 +140,13 @@ void SplitIrqchip::Eoi(uint8_t vector) {
 }
 
 SplitIrqchip::Entry SplitIrqchip::EnterGuest(bool ready_for_injection) {
-  std::lock_guard lock(mu_);
-  vcpu0_in_guest_ = true;
+  // Without the lock in the common case (the PIC's output low). Both flags are sequentially
+  // consistent: either this load sees a rise that PicOutputHigh flagged, or PicOutputHigh
+  // sees vCPU 0 inside and kicks it (a kick before KVM_RUN makes it return at once).
+  vcpu0_in_guest_.store(true);
   Entry entry;
+  if (!pic_pending_.load()) return entry;
+  std::lock_guard lock(mu_);
   switch (DecideExtInt(pc_.PicOutput(), ready_for_injection)) {
     case ExtIntAction::kNone:
       break;
@@ -152,13 +159,11 @@ SplitIrqchip::Entry SplitIrqchip::EnterGuest(bool ready_for_injection) {
       entry.request_window = true;
       break;
   }
+  pic_pending_.store(pc_.PicOutput());
   return entry;
 }
 
-void SplitIrqchip::LeaveGuest() {
-  std::lock_guard lock(mu_);
-  vcpu0_in_guest_ = false;
-}
+void SplitIrqchip::LeaveGuest() { vcpu0_in_guest_.store(false); }
 
 void SplitIrqchip::SetVcpu0Kick(std::function<void()> kick) {
   std::lock_guard lock(mu_);
@@ -177,7 +182,8 @@ bool SplitIrqchip::Deliver(const irqchip::ApicMessage& message) {
 }
 
 void SplitIrqchip::PicOutputHigh() {
-  if (vcpu0_in_guest_ && kick_vcpu0_) kick_vcpu0_();
+  pic_pending_.store(true);
+  if (vcpu0_in_guest_.load() && kick_vcpu0_) kick_vcpu0_();
 }
 
 void SplitIrqchip::RedirectionWritten(int pin) {

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -102,6 +103,7 @@ class SplitIrqchip final : public irqchip::PcIrqchip::ApicBus {
     std::optional<uint8_t> inject;
     bool request_window = false;
   };
+  // Lock-free unless the PIC's output may be high.
   Entry EnterGuest(bool ready_for_injection);
   void LeaveGuest();
   // How to kick vCPU 0 out of KVM_RUN (only called between EnterGuest and LeaveGuest, so its
@@ -123,7 +125,12 @@ class SplitIrqchip final : public irqchip::PcIrqchip::ApicBus {
   irqchip::PcIrqchip pc_;
   std::array<MsiMessage, irqchip::Ioapic::kPins> mirrored_{};
   std::function<void()> kick_vcpu0_;
-  bool vcpu0_in_guest_ = false;
+  // vCPU 0 is between EnterGuest and LeaveGuest. Atomic, as is pic_pending_, so that vCPU 0
+  // takes mu_ around KVM_RUN only when the PIC may have something for it.
+  std::atomic<bool> vcpu0_in_guest_{false};
+  // The PIC's output may be high: set on every rise (PicOutputHigh) and re-read from the
+  // model, under mu_, wherever it may have changed otherwise.
+  std::atomic<bool> pic_pending_{false};
   std::optional<DeadlineTimer> timer_;  // the PIT's timerfd (after Start); guarded by mu_
   // The service thread (after Start): the pins' irqfds and the PIT's timerfd. Last, so it
   // stops before the rest goes.

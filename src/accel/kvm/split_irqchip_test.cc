@@ -190,6 +190,21 @@ TEST_F(SplitIrqchipTest, PicInterruptIsInjectedWhenReadyElseWaitsForTheWindow) {
   chip_.LeaveGuest();
 }
 
+TEST_F(SplitIrqchipTest, PicInterruptPendingInASnapshotIsInjectedAfterRestore) {
+  InitPic(0xef);              // only IRQ 4
+  chip_.SetIrqLine(4, true);  // vCPU 0 outside KVM_RUN: nothing taken yet
+  accel::VmSavedState state;
+  chip_.SaveState(state);
+  // A fresh chip has seen no rise; only the restored model says IRQ 4 is pending.
+  FakeKvm kvm;
+  SplitIrqchip restored{kvm, 2, clock_};
+  ASSERT_TRUE(restored.RestoreState(state));
+  const SplitIrqchip::Entry e = restored.EnterGuest(true);
+  ASSERT_TRUE(e.inject);
+  EXPECT_EQ(*e.inject, 0x24);
+  restored.LeaveGuest();
+}
+
 TEST_F(SplitIrqchipTest, PitDrivesIoapicPin2AndThePicIrq0) {
   Redirect(2, 0x30);  // edge, vector 0x30
   InitPic(0xfe);      // PIC: only IRQ 0
