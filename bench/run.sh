@@ -13,7 +13,8 @@
 # (bench/qcow2_bench.sh): QCOW2_BENCH=0 skips them, QCOW2_RUNS (default 5), QCOW2_DIR; for the
 # snapshot cases (bench/snapshot.sh): SNAPSHOT_BENCH=0 skips them, SNAP_RUNS (default 5); for
 # live migration (bench/migration.sh): MIGRATION_BENCH=0 skips it, MIG_RUNS (default 3); for
-# the software CPU (bench/emu_bench.sh): EMU_BENCH=0 skips it, EMU_RUNS (default 3).
+# the software CPU (bench/emu_bench.sh): EMU_BENCH=0 skips it, EMU_RUNS (default 3); for Debian
+# on the software CPU (bench/linux_emu.sh): LINUX_EMU_BENCH=0 skips it, LINUX_EMU_RUNS (default 1).
 #
 # Writes BUILD_DIR/bench/results-<UTC timestamp>.jsonl (one JSON object per measurement, the
 # first being the host description) and .txt (the table printed below), and copies them to
@@ -346,6 +347,15 @@ if [[ ${EMU_BENCH:-1} != 0 ]]; then
   log "software CPU: --accel emu vs KVM vs QEMU TCG (bench/emu_bench.sh)"
   if ! "$repo/bench/emu_bench.sh" "$build" | tee -a "$txt"; then
     log "software CPU benchmark failed; its rows are missing from $txt"
+  fi
+fi
+
+# --- 7c. Debian Linux on the software CPU against QEMU TCG: boot to init, virtio-blk dd and
+# md5sum inside the guest, 1 and 2 vCPUs (bench/linux_emu.sh; LINUX_EMU_BENCH=0 skips it).
+if [[ ${LINUX_EMU_BENCH:-1} != 0 ]]; then
+  log "Debian on the software CPU: --accel emu vs QEMU TCG (bench/linux_emu.sh)"
+  if ! "$repo/bench/linux_emu.sh" "$build" | tee -a "$txt"; then
+    log "Linux-on-emu benchmark failed; its rows are missing from $txt"
   fi
 fi
 
