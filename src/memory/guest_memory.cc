@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -64,6 +65,7 @@ Result<GuestMemory> GuestMemory::Create(std::span<const RamRange> ranges,
     memory.regions_.push_back(Region{range, std::move(mapping)});
   }
   if (memory.regions_.empty()) return Fail("guest has no RAM");
+  memory.CreateWriteLog();
   return memory;
 }
 
@@ -86,6 +88,7 @@ Result<GuestMemory> GuestMemory::FromRegions(std::vector<Region> regions) {
     memory.regions_.push_back(std::move(region));
   }
   if (memory.regions_.empty()) return Fail("guest has no RAM");
+  memory.CreateWriteLog();
   return memory;
 }
 
@@ -148,6 +151,7 @@ Result<GuestMemory> GuestMemory::MapFile(int fd, std::span<const RamRange> range
     offset += range.size;
   }
   if (memory.regions_.empty()) return Fail("guest has no RAM");
+  memory.CreateWriteLog();
   return memory;
 }
 
@@ -174,7 +178,75 @@ bool GuestMemory::Write(GuestAddress addr, std::span<const uint8_t> data) const 
   if (!span) return false;
   if (data.empty()) return true;
   std::memcpy(span->data(), data.data(), data.size());
+  MarkWritten(addr, data.size());
   return true;
+}
+
+struct GuestMemory::WriteLog {
+  static constexpr uint64_t kPageShift = 12;
+  std::atomic<bool> enabled{false};
+  // Per region: one bit per page, in atomic words (devices mark from several threads).
+  std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> bits;
+  std::vector<size_t> words;
+};
+
+void GuestMemory::CreateWriteLog() {
+  write_log_ = std::make_shared<WriteLog>();
+  for (const Region& region : regions_) {
+    const uint64_t pages =
+        (region.range.size + (1ull << WriteLog::kPageShift) - 1) >> WriteLog::kPageShift;
+    const size_t words = static_cast<size_t>((pages + 63) / 64);
+    write_log_->bits.push_back(std::make_unique<std::atomic<uint64_t>[]>(words));
+    write_log_->words.push_back(words);
+  }
+}
+
+void GuestMemory::StartWriteLog() const {
+  if (write_log_) write_log_->enabled.store(true, std::memory_order_release);
+}
+
+std::vector<std::vector<uint64_t>> GuestMemory::FetchWriteLog() const {
+  std::vector<std::vector<uint64_t>> out(regions_.size());
+  if (!write_log_ || !write_log_->enabled.load(std::memory_order_acquire)) return out;
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    out[r].resize(write_log_->words[r]);
+    for (size_t w = 0; w < out[r].size(); ++w) {
+      out[r][w] = write_log_->bits[r][w].exchange(0, std::memory_order_acq_rel);
+    }
+  }
+  return out;
+}
+
+void GuestMemory::MarkRegion(size_t region, uint64_t offset, uint64_t len) const {
+  if (len == 0) return;
+  std::atomic<uint64_t>* bits = write_log_->bits[region].get();
+  const uint64_t last = (offset + len - 1) >> WriteLog::kPageShift;
+  for (uint64_t page = offset >> WriteLog::kPageShift; page <= last; ++page) {
+    bits[page / 64].fetch_or(uint64_t{1} << (page % 64), std::memory_order_release);
+  }
+}
+
+void GuestMemory::MarkWritten(GuestAddress addr, uint64_t len) const {
+  if (!write_log_ || !write_log_->enabled.load(std::memory_order_acquire)) return;
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    const RamRange& range = regions_[r].range;
+    if (addr < range.base || addr - range.base >= range.size) continue;
+    const uint64_t offset = addr - range.base;
+    MarkRegion(r, offset, std::min(len, range.size - offset));
+    return;
+  }
+}
+
+void GuestMemory::MarkWrittenHost(const void* host, uint64_t len) const {
+  if (!write_log_ || !write_log_->enabled.load(std::memory_order_acquire)) return;
+  const auto* p = static_cast<const uint8_t*>(host);
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    const uint8_t* base = regions_[r].host();
+    if (p < base || p >= base + regions_[r].range.size) continue;
+    const auto offset = static_cast<uint64_t>(p - base);
+    MarkRegion(r, offset, std::min(len, regions_[r].range.size - offset));
+    return;
+  }
 }
 
 Status GuestMemory::WriteOrFail(GuestAddress addr, std::span<const uint8_t> data,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -86,9 +87,27 @@ class GuestMemory {
   uint64_t total_size() const;
   std::span<const Region> regions() const { return regions_; }
 
+  // The VMM's own writes to guest RAM (devices: used rings and status bytes, data read from
+  // a disk, received frames, discarded balloon pages). No accelerator's dirty log sees them
+  // (they are not guest stores), so live migration and diff snapshots add this log to the
+  // accelerator's. Off until StartWriteLog; from then on Write marks the pages it wrote, and
+  // code that writes through a Span or an iovec made from one calls MarkWritten* after the
+  // bytes are in place (a page fetched in between is marked again, so it is sent again).
+  void StartWriteLog() const;
+  // Per region (regions() order), the bitmap of pages marked since the last fetch (bit i of
+  // word i/64 = page i); clears it. Empty bitmaps while the log is off.
+  std::vector<std::vector<uint64_t>> FetchWriteLog() const;
+  void MarkWritten(GuestAddress addr, uint64_t len) const;
+  void MarkWrittenHost(const void* host, uint64_t len) const;
+
  private:
+  struct WriteLog;
   GuestMemory() = default;
+  void CreateWriteLog();
+  void MarkRegion(size_t region, uint64_t offset, uint64_t len) const;
   std::vector<Region> regions_;
+  // Shared: GuestMemory moves, and writers on other threads hold the memory, not the log.
+  std::shared_ptr<WriteLog> write_log_;
 };
 
 }  // namespace vireo

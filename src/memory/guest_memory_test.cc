@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -95,6 +96,64 @@ TEST(GuestMemory, FromRegionsRejectsBadRegions) {
 }
 
 TEST(GuestMemory, TotalSizeSumsRegions) { EXPECT_EQ(TwoRegions().total_size(), 0x20000u); }
+
+// Pages set in a FetchWriteLog answer, as (region, page) pairs.
+std::vector<std::pair<size_t, uint64_t>> PagesIn(const std::vector<std::vector<uint64_t>>& log) {
+  std::vector<std::pair<size_t, uint64_t>> pages;
+  for (size_t r = 0; r < log.size(); ++r) {
+    for (size_t w = 0; w < log[r].size(); ++w) {
+      for (int b = 0; b < 64; ++b) {
+        if (log[r][w] & (uint64_t{1} << b)) pages.emplace_back(r, w * 64 + b);
+      }
+    }
+  }
+  return pages;
+}
+
+TEST(GuestMemory, WriteLogRecordsNothingUntilStarted) {
+  GuestMemory memory = TwoRegions();
+  ASSERT_TRUE(memory.WriteObj<uint32_t>(0x2000, 1));
+  memory.MarkWritten(0x3000, 1);
+  const auto log = memory.FetchWriteLog();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_TRUE(PagesIn(log).empty());
+}
+
+TEST(GuestMemory, WriteLogMarksEveryPageAWriteTouchesAndFetchClears) {
+  GuestMemory memory = TwoRegions();
+  memory.StartWriteLog();
+  // 8 bytes across the boundary of pages 1 and 2 of region 1, and one byte in region 0.
+  ASSERT_TRUE(memory.WriteObj<uint64_t>(0x101ffc, ~uint64_t{0}));
+  ASSERT_TRUE(memory.WriteObj<uint8_t>(0xf000, 7));
+  using Pages = std::vector<std::pair<size_t, uint64_t>>;
+  EXPECT_EQ(PagesIn(memory.FetchWriteLog()), (Pages{{0, 15}, {1, 1}, {1, 2}}));
+  EXPECT_TRUE(PagesIn(memory.FetchWriteLog()).empty()) << "a fetch clears the log";
+  EXPECT_FALSE(memory.Write(0x20000, std::array<uint8_t, 1>{}));  // outside RAM: no mark
+  EXPECT_TRUE(PagesIn(memory.FetchWriteLog()).empty());
+}
+
+TEST(GuestMemory, WriteLogTakesWritesMadeThroughSpans) {
+  GuestMemory memory = TwoRegions();
+  memory.StartWriteLog();
+  // What a device does with an iovec it built from a Span (a disk read, a received frame).
+  auto span = memory.Span(0x100800, 0x1000);
+  ASSERT_TRUE(span);
+  std::fill(span->begin(), span->end(), uint8_t{0xaa});
+  memory.MarkWrittenHost(span->data(), span->size());
+  memory.MarkWritten(0x4000, 0x2000);
+  int outside = 0;
+  memory.MarkWrittenHost(&outside, sizeof(outside));  // not guest RAM: ignored
+  using Pages = std::vector<std::pair<size_t, uint64_t>>;
+  EXPECT_EQ(PagesIn(memory.FetchWriteLog()), (Pages{{0, 4}, {0, 5}, {1, 0}, {1, 1}}));
+}
+
+TEST(GuestMemory, WriteLogSurvivesAMove) {
+  GuestMemory memory = TwoRegions();
+  memory.StartWriteLog();
+  GuestMemory moved = std::move(memory);
+  ASSERT_TRUE(moved.WriteObj<uint8_t>(0x100000, 1));
+  EXPECT_EQ(PagesIn(moved.FetchWriteLog()).size(), 1u);
+}
 
 }  // namespace
 }  // namespace vireo

@@ -382,6 +382,14 @@ void Blk::OnBackendDone(void* cookie, int32_t result) {
                   uint64_t{segment.num_sectors} << kBlkSectorShift);
       break;
     }
+    case BlkOp::kRead:
+      // The backend read straight into guest RAM, which no accelerator's dirty log sees.
+      if (memory_ != nullptr) {
+        for (size_t i = 0; i < slot.request.iov_count; ++i) {
+          memory_->MarkWrittenHost(slot.iov[i].iov_base, slot.iov[i].iov_len);
+        }
+      }
+      break;
     default:
       break;
   }

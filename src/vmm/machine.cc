@@ -420,7 +420,12 @@ RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
     threads.emplace_back([this, i, &timings] { VcpuThread(i, &timings); });
   }
   if (start_paused_) {
-    if (auto paused = Pause(std::chrono::milliseconds(5000)); !paused) {
+    std::unique_lock lock(control_mu_);
+    auto paused = PauseLocked(std::chrono::milliseconds(5000));
+    start_pause_pending_ = false;
+    control_cv_.notify_all();
+    lock.unlock();
+    if (!paused) {
       stop_.Request({StopReason::kError, 1, "starting paused: " + paused.error().message});
     }
   }
@@ -442,6 +447,11 @@ RunOutcome Machine::Run(int signal_fd, RunTimings& timings) {
 }
 
 Status Machine::Pause(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(control_mu_);
+  return PauseLocked(timeout);
+}
+
+Status Machine::PauseLocked(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto kick_all = [this] {
     for (auto& vcpu : vcpus_) vcpu->Kick();
@@ -472,6 +482,12 @@ Status Machine::Pause(std::chrono::milliseconds timeout) {
 }
 
 void Machine::Resume() {
+  std::unique_lock lock(control_mu_);
+  // Restored paused: Run() pauses the machine properly first (vCPUs parked and the I/O
+  // thread parked); resuming before that would let the I/O thread park after this release.
+  while (start_pause_pending_ && !stop_.stopped()) {
+    control_cv_.wait_for(lock, std::chrono::milliseconds(10));
+  }
   ReleaseIoThread();
   pause_.Open();
 }

@@ -84,8 +84,13 @@ class Machine {
                                                   snapshot::LoadedSnapshot& snapshot);
   ~Machine();
 
-  // Run() parks every vCPU before its first guest instruction, as if paused.
-  void StartPaused() { start_paused_ = true; }
+  // Run() parks every vCPU before its first guest instruction, as if paused. A Resume() that
+  // comes before Run() has finished that pause (the API reports the VM paused from the start)
+  // waits for it.
+  void StartPaused() {
+    start_paused_ = true;
+    start_pause_pending_ = true;
+  }
   // Writes a snapshot of the paused machine into `dir` (machine_snapshot.cc). A diff holds
   // the pages written since this machine's previous snapshot (or its restore).
   ControlResult<SnapshotInfo> SaveSnapshot(const std::string& dir, bool diff);
@@ -141,7 +146,13 @@ class Machine {
   // RAM layout, VM, vCPU and device state (machine_snapshot.cc).
   Result<snapshot::SnapshotState> CaptureState() const;
   Status RestoreVirtioState(const snapshot::VirtioStates& state);
+  // The dirty log of live migration and diff snapshots: the accelerator's (guest stores) and
+  // guest memory's write log (the devices' writes) together (machine_snapshot.cc).
+  Status StartDirtyLog();
+  Result<std::vector<std::vector<uint64_t>>> FetchDirtyPages();
   void VcpuThread(size_t index, RunTimings* timings);
+  // Pause with control_mu_ held.
+  Status PauseLocked(std::chrono::milliseconds timeout);
   // Blocks the I/O thread inside a posted work item until ReleaseIoThread.
   Status ParkIoThread(std::chrono::steady_clock::time_point deadline);
   void ReleaseIoThread();
@@ -178,6 +189,11 @@ class Machine {
   std::shared_ptr<irqchip::HpetDevice> hpet_;
   PauseGate pause_;
   bool start_paused_ = false;
+  // One Pause or Resume at a time (the API, a migration and Run's start pause), so a resume
+  // cannot slip into a pause that is parking the I/O thread and leave it parked for good.
+  std::mutex control_mu_;
+  std::condition_variable control_cv_;
+  bool start_pause_pending_ = false;  // guarded by control_mu_ once Run() has started
   // Snapshots: the directory of the last snapshot taken (or restored from), which a diff
   // snapshot names as its parent; the dirty log runs from then on. Guarded by the caller
   // (MachineController serialises snapshot calls).

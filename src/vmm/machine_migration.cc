@@ -47,9 +47,9 @@ class MachineMigrationSource final : public migration::MigrationSource {
   explicit MachineMigrationSource(Machine& machine) : m_(machine) {}
 
   const GuestMemory& memory() const override { return *m_.memory_; }
-  Status StartDirtyLog() override { return m_.vm_->StartDirtyLog(); }
+  Status StartDirtyLog() override { return m_.StartDirtyLog(); }
   Result<std::vector<std::vector<uint64_t>>> FetchDirtyPages() override {
-    return m_.vm_->FetchDirtyPages();
+    return m_.FetchDirtyPages();
   }
   Status Pause() override { return m_.Pause(MachineController::kPauseTimeout); }
   void Resume() override { m_.Resume(); }

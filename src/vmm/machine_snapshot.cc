@@ -66,7 +66,7 @@ ControlResult<SnapshotInfo> Machine::SaveSnapshot(const std::string& dir, bool d
   state.type = diff ? snapshot::SnapshotType::kDiff : snapshot::SnapshotType::kFull;
   if (diff) {
     state.parent = last_snapshot_dir_;
-    auto dirty = vm_->FetchDirtyPages();
+    auto dirty = FetchDirtyPages();
     if (!dirty) return Failed("reading the dirty-page log: " + dirty.error().message);
     state.dirty = std::move(*dirty);
   }
@@ -75,9 +75,9 @@ ControlResult<SnapshotInfo> Machine::SaveSnapshot(const std::string& dir, bool d
   if (!written) return Failed("writing the snapshot: " + written.error().message);
   if (!diff) {
     // Pages written from now on go into the next diff.
-    if (auto started = vm_->StartDirtyLog(); !started) {
+    if (auto started = StartDirtyLog(); !started) {
       Log(LogLevel::kWarn, "diff snapshots unavailable: {}", started.error().message);
-    } else if (auto cleared = vm_->FetchDirtyPages(); !cleared) {
+    } else if (auto cleared = FetchDirtyPages(); !cleared) {
       Log(LogLevel::kWarn, "diff snapshots unavailable: {}", cleared.error().message);
     }
   }
@@ -171,11 +171,29 @@ Result<std::unique_ptr<Machine>> Machine::Restore(const VmConfig& config,
   // A diff snapshot of this machine applies on top of the one it was restored from. A VM that
   // arrived by migration (no directory) has none to diff against, and starting the log costs
   // milliseconds per GiB inside the migration's downtime, so it is left off.
-  if (!snap.dir.empty() && m->vm_->StartDirtyLog() && m->vm_->FetchDirtyPages()) {
+  if (!snap.dir.empty() && m->StartDirtyLog() && m->FetchDirtyPages()) {
     char resolved[PATH_MAX];
     m->last_snapshot_dir_ = ::realpath(snap.dir.c_str(), resolved) != nullptr ? resolved : snap.dir;
   }
   return m;
+}
+
+Status Machine::StartDirtyLog() {
+  VIREO_TRY_STATUS(vm_->StartDirtyLog());
+  memory_->StartWriteLog();
+  return {};
+}
+
+Result<std::vector<std::vector<uint64_t>>> Machine::FetchDirtyPages() {
+  auto dirty = VIREO_TRY(vm_->FetchDirtyPages());
+  const std::vector<std::vector<uint64_t>> written = memory_->FetchWriteLog();
+  // Both are per region in GuestMemory's order, a bit per page.
+  for (size_t r = 0; r < dirty.size() && r < written.size(); ++r) {
+    for (size_t w = 0; w < dirty[r].size() && w < written[r].size(); ++w) {
+      dirty[r][w] |= written[r][w];
+    }
+  }
+  return dirty;
 }
 
 Result<snapshot::SnapshotState> Machine::CaptureState() const {

@@ -14,7 +14,10 @@ DiscardResult DiscardGuestRange(const GuestMemory& memory, GuestAddress addr, ui
   if (reinterpret_cast<uintptr_t>(span->data()) % kPageSize != 0) return DiscardResult::kUnaligned;
   // Bounded: EINTR cannot happen for madvise, EAGAIN is retried a few times only.
   for (int attempt = 0; attempt < 4; ++attempt) {
-    if (::madvise(span->data(), span->size(), MADV_DONTNEED) == 0) return DiscardResult::kDone;
+    if (::madvise(span->data(), span->size(), MADV_DONTNEED) == 0) {
+      memory.MarkWritten(addr, len);  // now zeros: a migration or diff snapshot must carry that
+      return DiscardResult::kDone;
+    }
     if (errno != EAGAIN) break;
   }
   return DiscardResult::kFailed;

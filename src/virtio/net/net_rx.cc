@@ -160,6 +160,11 @@ void Net::CompleteFrame(size_t len) {
   // The tap skipped num_buffers; chain 0 holds the whole header (HoldChain checked).
   CopyToIov(std::span(rx_iov_).first(held_iov_), kNumBuffersOffset,
             {reinterpret_cast<const uint8_t*>(&num_buffers), sizeof(num_buffers)});
+  // readv wrote the frame straight into guest RAM, which no accelerator's dirty log sees.
+  const size_t frame_iov = count < held_count_ ? held_[count].iov_begin : held_iov_;
+  for (size_t i = 0; i < frame_iov; ++i) {
+    memory_->MarkWrittenHost(rx_iov_[i].iov_base, rx_iov_[i].iov_len);
+  }
   size_t remaining = len;
   for (size_t i = 0; i < count; ++i) {
     const auto used = static_cast<uint32_t>(std::min<size_t>(held_[i].capacity, remaining));
