@@ -226,8 +226,14 @@ accel::VcpuExit EmuVcpu::Run() {
     pending_exit_ = PendingExit::kNone;
   }
   for (;;) {
+    // An MMIO read the last exit answered belongs to an instruction that has not retired:
+    // it runs again with the answer before a kick or an event is taken. Parked in between,
+    // the vCPU's state could not be saved (a pause for a snapshot or a migration would fail),
+    // and an event delivered in between would make it issue the read, with its side effects,
+    // again.
+    const bool replay = interp_.instruction_in_flight();
     const uint32_t events = events_.load(std::memory_order_acquire);
-    if (events & kEventKick) {
+    if ((events & kEventKick) && !replay) {
       accel::VcpuExit exit;
       exit.reason = accel::ExitReason::kInterrupted;
       return exit;
@@ -243,7 +249,7 @@ accel::VcpuExit EmuVcpu::Run() {
     }
     interp_.SyncCode();
     vm_.platform().PollTimers(id_, GuestTsc());
-    if (!DeliverPendingEvents()) {
+    if (!replay && !DeliverPendingEvents()) {
       accel::VcpuExit exit;
       exit.reason = accel::ExitReason::kShutdown;
       return exit;
@@ -258,7 +264,7 @@ accel::VcpuExit EmuVcpu::Run() {
     // runs whole slices: it waits for STI, POPF or IRET anyway, and an STI; HLT pair halts
     // inside the shadow and is woken above.
     uint8_t cr8 = static_cast<uint8_t>(state_.cr8);
-    const bool waiting = pending_vector_.load(std::memory_order_relaxed) >= 0 ||
+    const bool waiting = replay || pending_vector_.load(std::memory_order_relaxed) >= 0 ||
                          pending_nmi_.load(std::memory_order_relaxed) ||
                          (state_.flags.ifl() &&
                           vm_.platform().TakeInterrupt(id_, state_.msr.apic_base, &cr8, false));

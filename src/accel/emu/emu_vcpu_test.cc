@@ -185,6 +185,24 @@ TEST_F(EmuVcpuTest, KickBeforeRunReturnsAtOnceAndClearKickResumes) {
   EXPECT_EQ(vcpu_->Run().reason, ExitReason::kIo);
 }
 
+TEST_F(EmuVcpuTest, KickAfterAnMmioReadExitFinishesTheInstructionBeforeStopping) {
+  // movabs rsi, kMmio; mov eax, [rsi]; out 0x80, al
+  Code({0x48, 0xbe, 0x00, 0x00, 0x00, 0xd0, 0, 0, 0, 0, 0x8b, 0x06, 0xe6, 0x80});
+  VcpuExit exit = vcpu_->Run();
+  ASSERT_EQ(exit.reason, ExitReason::kMmio);
+  Answer(exit, 0x55667788);
+  // A pause kicks the vCPU while the read's answer is on its way back: the instruction the
+  // answer belongs to retires first, so the parked vCPU's state is whole and can be saved.
+  vcpu_->Kick();
+  EXPECT_EQ(vcpu_->Run().reason, ExitReason::kInterrupted);
+  EXPECT_EQ(Regs().rax, 0x55667788u);
+  EXPECT_EQ(Regs().rip, kCode + 12);
+  auto saved = vcpu_->SaveState();
+  EXPECT_TRUE(saved) << saved.error().message;
+  vcpu_->ClearKick();
+  EXPECT_EQ(vcpu_->Run().reason, ExitReason::kIo);
+}
+
 TEST_F(EmuVcpuTest, HaltWaitsUntilKicked) {
   Code({0xf4, 0xe6, 0x80});  // hlt; out 0x80, al
   std::thread kicker([this] {
