@@ -38,6 +38,7 @@ alignas(4096) uint8_t data[kBlock];
 void Check(Error e, const char* what) {
   if (e == Error::kOk) return;
   rt::Printf("%s: %s (device status %#x)\n", what, rt::virtio::ErrorName(e), blk.Status());
+  blk.PrintQueue(0);
   rt::Fail(kName, 5, "request did not complete");
 }
 

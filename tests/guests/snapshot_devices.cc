@@ -51,6 +51,7 @@ bool Init(Device& d, const rt::BootInfo& info, uint32_t id, Device::Options opti
 void Transfer(Device& d, int q, const Buffer& b) {
   if (Error e = d.Transfer(q, &b, 1); e != Error::kOk) {
     rt::Printf("device %u queue %d: %s\n", d.device_id(), q, rt::virtio::ErrorName(e));
+    d.PrintQueue(q);
     rt::Fail(kName, 6, "a request did not complete");
   }
 }

@@ -239,7 +239,11 @@ def vsock_case(vireo, kernel, work, vms):
     after = check_carries_on(vm.serial, r.serial, "vsock")
     check("vsock transport reset" in serial_text(r.serial), "vsock: the guest saw no transport reset")
     check(all(x[3] == "ok" for x in after), f"vsock: rounds without an echo {after[:3]}")
-    check(echo.connections >= served + len(after), "vsock: the restored VM made no new connections")
+    # The pause can fall after a round's echo, while the guest waits for the host's RST: that
+    # round then ends with the transport reset and prints without a new connection.
+    check(echo.connections >= served + len(after) - 1,
+          f"vsock: the restored VM made {echo.connections - served} new connections in "
+          f"{len(after)} rounds")
     check(os.path.exists(uds), "vsock: the host socket was not re-created")
     r.stop()
 

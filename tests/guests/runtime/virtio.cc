@@ -275,6 +275,15 @@ Error Device::Transfer(int q, const Buffer* bufs, int n, uint32_t* used_len, boo
   return Wait(q, head, used_len);
 }
 
+void Device::PrintQueue(int q) {
+  Queue& queue = queues_[q];
+  Printf(
+      "virtio: device %u queue %d: avail idx %u, used idx %u (memory), last used %u, "
+      "%u strays, used flags %#x\n",
+      device_id_, q, queue.avail_idx(), V(queue.rings_.used.idx), queue.last_used(), strays_,
+      V(queue.rings_.used.flags));
+}
+
 Error Device::Wait(int q, int head, uint32_t* used_len, uint32_t timeout_ms) {
   Queue& queue = queues_[q];
   bool interrupt = options_.mode == WaitMode::kInterrupt;

@@ -181,6 +181,9 @@ class Device {
   uint32_t interrupts() const { return interrupts_; }
   uint32_t config_interrupts() const { return config_interrupts_; }
   uint32_t stray_completions() const { return strays_; }
+  // Prints where queue q's rings stand: after a failed wait it tells a request the device never
+  // took (used idx = last used) from one whose used element the driver missed.
+  void PrintQueue(int q);
 
  private:
   static void OnInterrupt(InterruptFrame& frame);
