@@ -1,7 +1,8 @@
 #!/bin/bash
 # Shared by the vhost-user end-to-end scenarios (vhost_user_*_test.sh): Debian's kernel boots
 # under QEMU with TCG (no KVM needed), its virtio device served by `vireo vhost-user` through a
-# Unix socket, and the guest's own drivers do the I/O. Sourced, not run.
+# Unix socket, and the guest's own drivers do the I/O. Sourced, not run. emu_suite_test.sh reuses
+# it (VU_NEEDS_QEMU=0, VU_SUBDIR=emu) for the same scenarios booted by `vireo run --accel emu`.
 #
 # Each scenario: vu_setup NAME VIREO ARTIFACTS, writes its guest script, vu_initrd SCRIPT,
 # starts a back-end with vu_backend, boots with vu_boot, then checks the console (vu_want) and
@@ -35,7 +36,8 @@ vu_setup() {
   VU_NAME=$1
   VU_VIREO=$2
   VU_ART=$3
-  if ! command -v qemu-system-x86_64 >/dev/null; then
+  # The emu suite (emu_suite_test.sh) boots in Vireo itself and sets VU_NEEDS_QEMU=0.
+  if [[ "${VU_NEEDS_QEMU:-1}" == 1 ]] && ! command -v qemu-system-x86_64 >/dev/null; then
     echo "SKIP: $VU_NAME needs qemu-system-x86_64 (scripts/install-deps.sh installs qemu-system-x86)"
     exit 77
   fi
@@ -47,7 +49,7 @@ vu_setup() {
     exit 1
   }
   VU_ART=$(cd "$VU_ART" && pwd)
-  VU_DIR="$VU_ART/vhost-user/$VU_NAME"
+  VU_DIR="$VU_ART/${VU_SUBDIR:-vhost-user}/$VU_NAME"
   rm -rf "$VU_DIR"
   mkdir -p "$VU_DIR"
   VU_SOCK="$VU_DIR/backend.sock"
