@@ -6,9 +6,12 @@
 // instructions (CPUID, IRET, MOV CR) that the SDM's cross-modifying protocol has
 // the executing CPU run before it jumps to new code.
 //
-// Marks are a hashed table, so a store to a page that shares a slot with a code page costs
-// the vCPUs a re-decode, never a stale instruction. Only VMs with more than one vCPU have a
-// tracker: one vCPU's own stores are handled by its DecodeCache alone.
+// Marks are a table indexed by page number modulo kSlots (4 GiB of guest-physical pages, so
+// a Linux guest's data pages do not share slots with its code pages: every such store made
+// all vCPUs drop all their decodes), and a store to a page that shares a slot with a code
+// page costs the vCPUs a re-decode, never a stale instruction. Only VMs with more than one
+// vCPU have a tracker. A vCPU's own stores are handled by its DecodeCache: the generation it
+// starts itself does not make it drop its decodes (Interpreter::NoteOwnWrite).
 #pragma once
 
 #include <array>
@@ -20,18 +23,23 @@ namespace vireo::emu {
 
 class CodeTracker {
  public:
-  static constexpr size_t kSlots = 4096;
+  static constexpr size_t kSlots = size_t{1} << 20;
 
   void MarkCode(uint64_t page) {
     std::atomic<uint8_t>& mark = marks_[page % kSlots];
     if (!mark.load(std::memory_order_relaxed)) mark.store(1, std::memory_order_seq_cst);
   }
-  void NoteWrite(uint64_t page) {
+  // A store to `page`. True when it started a new generation; *before is then the
+  // generation it replaced.
+  bool NoteWrite(uint64_t page, uint64_t* before = nullptr) {
     std::atomic<uint8_t>& mark = marks_[page % kSlots];
     if (mark.load(std::memory_order_relaxed)) {
       mark.store(0, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
+      const uint64_t old = generation_.fetch_add(1, std::memory_order_release);
+      if (before) *before = old;
+      return true;
     }
+    return false;
   }
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 

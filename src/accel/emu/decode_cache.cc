@@ -1,21 +1,39 @@
 #include "accel/emu/decode_cache.h"
 
-namespace vireo::emu {
+#include <cstring>
+#include <new>
 
-void DecodeCache::Insert(uint64_t physical, CpuMode mode, const DecodedInsn& insn) {
-  const uint64_t page = physical >> 12;
-  uint64_t& slot = code_pages_[PageSlot(page)];
-  // Another page owns the slot: drop its decodes so the invariant holds (rare: 64 slots).
-  if (slot != 0 && slot != page + 1) DropPage(slot - 1);
-  slot = page + 1;
-  entries_[Index(physical)] = {Tag(physical, mode), insn};
+namespace vireo::emu {
+namespace {
+
+template <typename T>
+T* ZeroedArray(size_t n) {
+  void* p = std::calloc(n, sizeof(T));
+  if (p == nullptr) throw std::bad_alloc();  // set-up time, not the guest path
+  return static_cast<T*>(p);
 }
 
-void DecodeCache::DropPage(uint64_t page) {
-  for (Entry& e : entries_) {
-    if (e.tag != 0 && (e.tag >> 14) == page) e.tag = 0;
-  }
-  code_pages_[PageSlot(page)] = 0;
+}  // namespace
+
+DecodeCache::DecodeCache()
+    : entries_(ZeroedArray<Entry>(kEntries)), generations_(ZeroedArray<uint32_t>(kPageSlots)) {}
+
+const DecodedInsn* DecodeCache::Insert(uint64_t physical, CpuMode mode, const DecodedInsn& insn) {
+  uint32_t& g = generations_[PageSlot(physical >> 12)];
+  g |= 1;  // this page's slot now has decodes: a store to it must start a new generation
+  Entry& e = entries_[Index(physical)];
+  e.tag = Tag(physical, mode);
+  e.generation = g;
+  e.epoch = epoch_;
+  e.insn = insn;
+  return &e.insn;
+}
+
+void DecodeCache::ClearSlow() {
+  // Tags only: an instruction's bytes stay as they are while its handler may be running.
+  for (size_t i = 0; i < kEntries; ++i) entries_[i].tag = 0;
+  std::memset(generations_.get(), 0, kPageSlots * sizeof(uint32_t));
+  epoch_ = 1;
 }
 
 }  // namespace vireo::emu

@@ -1,23 +1,35 @@
 // The decoded-instruction cache: instructions already decoded, keyed by the guest-physical
 // address of their first byte and the CPU mode, so a loop decodes each instruction once.
 //
-// Keyed by physical address (after the TLB, which still checks the fetch's rights on every
-// step), so remapping a linear page needs no flush here. x86 guarantees that a store to an
-// instruction that executes later is seen (SDM Vol. 3 8.1.3, self-modifying code), so every
-// guest store through the interpreter's write path calls InvalidateWrite. Only instructions
-// that lie wholly in one 4 KiB page are cached, so one page's invalidation covers them.
+// Keyed by physical address (after the TLB, which still checks the fetch's rights), so
+// remapping a linear page needs no flush here. x86 guarantees that a store to an instruction
+// that executes later is seen (SDM Vol. 3 8.1.3, self-modifying code), so every guest store
+// through the interpreter's write path calls InvalidateWrite. Only instructions that lie
+// wholly in one 4 KiB page are cached, so one page's invalidation covers them.
 //
-// Which pages hold cached decodes is tracked exactly in a small direct-mapped table: a store
-// to a page with no decodes costs one compare; a store to a code page (self-modifying code,
-// rare) or a slot collision drops that page's decodes with one scan.
+// Sized for a kernel, whose hot code spans megabytes: kEntries slots indexed by a hash of the
+// address (higher bits mixed in, so pages 64 KiB apart do not fight for the same slots), and
+// invalidation in O(1) whatever the size:
+// - per page: a table of page generations (kPageSlots, indexed by page number modulo its
+//   size). An entry keeps the generation its page had at insert; a store to a page bumps the
+//   page's generation, which makes every decode of that page miss. The low bit of a
+//   generation says "decodes were inserted since the last bump", so a store to a page with
+//   no decodes only reads its slot. Pages sharing a slot only cause extra misses.
+// - whole cache (Clear): an epoch that entries must match.
+// Both counters wrap by clearing everything for real (once per 2^31 stores to one page
+// slot, or 2^32 clears), so an old entry can never match a reused value.
+//
+// An entry's bytes change only in Insert, never on invalidation, so the interpreter may run a
+// handler on a pointer into the cache even when that handler's own store invalidates it.
 //
 // Not seen: stores that bypass the interpreter (another vCPU, device DMA, the VMM). Whoever
-// owns those must call InvalidateWrite too once such writers exist (docs/emulator.md).
+// owns those must call InvalidateWrite too (docs/emulator.md).
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 
 #include "accel/emu/decoded_insn.h"
 
@@ -25,19 +37,29 @@ namespace vireo::emu {
 
 class DecodeCache {
  public:
-  static constexpr int kEntries = 512;
-  static constexpr int kCodePages = 64;
+  static constexpr size_t kEntries = 16384;
+  static constexpr size_t kPageSlots = 65536;  // 256 MiB of guest-physical pages
+  // Largest page generation (bits 31..1; bit 0 is "has decodes"): the next bump wraps.
+  static constexpr uint32_t kLastGeneration = 0xfffffffe;
+
+  DecodeCache();
 
   const DecodedInsn* Lookup(uint64_t physical, CpuMode mode) const {
     const Entry& e = entries_[Index(physical)];
-    return e.tag == Tag(physical, mode) ? &e.insn : nullptr;
+    return e.tag == Tag(physical, mode) && e.epoch == epoch_ &&
+                   e.generation == generations_[PageSlot(physical >> 12)]
+               ? &e.insn
+               : nullptr;
   }
+  // Starts loading the entry of `physical` into the host's cache (the next instruction's,
+  // while the current one runs): the table is too large for the L1 cache.
+  void Prefetch(uint64_t physical) const { __builtin_prefetch(&entries_[Index(physical)]); }
   // `insn` starts at `physical` and ends in the same 4 KiB page (the caller checked).
-  void Insert(uint64_t physical, CpuMode mode, const DecodedInsn& insn);
-  // Drops every decode (INIT; a store by another writer to a page this cache may hold).
+  // Returns the cached copy.
+  const DecodedInsn* Insert(uint64_t physical, CpuMode mode, const DecodedInsn& insn);
+  // Drops every decode (INIT; a store by another vCPU to a page this cache may hold).
   void Clear() {
-    for (Entry& e : entries_) e.tag = 0;
-    code_pages_.fill(0);
+    if (++epoch_ == 0) ClearSlow();
   }
   // A guest store to [physical, physical + len), len <= 4096: drops decodes on its pages.
   void InvalidateWrite(uint64_t physical, size_t len) {
@@ -45,25 +67,49 @@ class DecodeCache {
     if (((physical + len - 1) >> 12) != (physical >> 12)) InvalidatePage((physical >> 12) + 1);
   }
 
+  // Tests: the generation of `page`'s slot, and setting it (to reach the wrap quickly).
+  uint32_t page_generation(uint64_t page) const { return generations_[PageSlot(page)]; }
+  void set_page_generation_for_test(uint64_t page, uint32_t generation) {
+    generations_[PageSlot(page)] = generation;
+  }
+  void set_epoch_for_test(uint32_t epoch) { epoch_ = epoch; }
+
  private:
   struct Entry {
-    uint64_t tag = 0;  // (physical << 2) | (mode + 1); 0 is empty
+    uint64_t tag;         // (physical << 2) | (mode + 1); 0 is empty
+    uint32_t generation;  // of the page's slot at insert (bit 0 set)
+    uint32_t epoch;       // epoch_ at insert
     DecodedInsn insn;
+  };
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
   };
   static uint64_t Tag(uint64_t physical, CpuMode mode) {
     return (physical << 2) | (static_cast<uint64_t>(mode) + 1);
   }
-  static unsigned Index(uint64_t physical) { return physical & (kEntries - 1); }
-  static unsigned PageSlot(uint64_t page) { return page & (kCodePages - 1); }
-  void InvalidatePage(uint64_t page) {
-    if (code_pages_[PageSlot(page)] == page + 1) DropPage(page);
+  // Consecutive bytes of one page fill consecutive slots; the page number above the index
+  // bits is folded in so that code at the same offset of distant pages spreads out.
+  static size_t Index(uint64_t physical) {
+    return (physical ^ ((physical >> 14) * 0x9e3779b1u)) & (kEntries - 1);
   }
-  void DropPage(uint64_t page);
+  static size_t PageSlot(uint64_t page) { return page & (kPageSlots - 1); }
+  void InvalidatePage(uint64_t page) {
+    uint32_t& g = generations_[PageSlot(page)];
+    if (g & 1) {
+      if (g == (kLastGeneration | 1)) {
+        ClearSlow();  // the counter wraps: no entry may keep a generation that comes back
+      } else {
+        g += 1;  // next even value: a new generation with no decodes yet
+      }
+    }
+  }
+  void ClearSlow();
 
-  std::array<Entry, kEntries> entries_{};
-  // page + 1 of the one page in this slot that may have entries; 0 is none. Invariant:
-  // every valid entry's page is recorded in its slot.
-  std::array<uint64_t, kCodePages> code_pages_{};
+  // calloc: all-zero is "empty", and untouched pages of a large table cost nothing (the
+  // differential harness makes one interpreter per case).
+  std::unique_ptr<Entry[], Free> entries_;
+  std::unique_ptr<uint32_t[], Free> generations_;
+  uint32_t epoch_ = 1;
 };
 
 }  // namespace vireo::emu

@@ -111,7 +111,10 @@ bool Interpreter::LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum A
       fault_status_ = PageFault(linear, t.error_code);
       return false;
     }
-    if (memory_.Read(t.physical, {bytes, chunk})) {
+    if (t.host != nullptr) {
+      std::memcpy(bytes, t.host, chunk);  // RAM, known from the TLB entry
+      if (locked_ && access == Access::kRead) ArmLocked(t.physical, bytes, chunk);
+    } else if (memory_.Read(t.physical, {bytes, chunk})) {
       if (locked_ && access == Access::kRead) ArmLocked(t.physical, bytes, chunk);
     } else if (!ReadMmio(t.physical, bytes, chunk, access)) {
       return false;
@@ -127,6 +130,7 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
   const bool user = state_.cpl() == 3 && !supervisor_;
   // Translate every page first so a fault on the second page leaves the first untouched.
   uint64_t phys[2];
+  uint8_t* host[2];
   size_t first = std::min<size_t>(len, kPageSize - (linear & (kPageSize - 1)));
   for (int i = 0; i < (first < len ? 2 : 1); ++i) {
     uint64_t at = i == 0 ? linear : linear + first;
@@ -136,13 +140,14 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
       return false;
     }
     phys[i] = t.physical;
+    host[i] = t.host;
   }
   for (int i = 0; i < (first < len ? 2 : 1); ++i) {
     const uint8_t* src = i == 0 ? bytes : bytes + first;
     size_t n = i == 0 ? first : len - first;
     // Self-modifying code: a later fetch must see this store (SDM Vol. 3 8.1.3).
     decoded_.InvalidateWrite(phys[i], n);
-    if (code_tracker_) code_tracker_->NoteWrite(phys[i] >> 12);
+    NoteOwnWrite(phys[i] >> 12);
     if (locked_armed_ && phys[i] == locked_physical_ && n == locked_len_) {
       if (!LockedWrite(src)) {
         retry_ = true;  // another thread changed the operand: run the instruction again
@@ -152,7 +157,10 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
       if (dirty_log_ != nullptr) dirty_log_->Mark(phys[i], n);
       continue;
     }
-    if (!memory_.Write(phys[i], {src, n})) {
+    if (host[i] != nullptr) {
+      std::memcpy(host[i], src, n);  // RAM, known from the TLB entry
+      if (dirty_log_ != nullptr) dirty_log_->Mark(phys[i], n);
+    } else if (!memory_.Write(phys[i], {src, n})) {
       // A store to MMIO is held until the instruction retires, then becomes the exit. One
       // per instruction (a REP string stops after it); wider or second stores to MMIO are
       // not emulated (compilers emit neither for device registers).
@@ -386,42 +394,64 @@ StepStatus Interpreter::Execute() {
     if (state_.rip > cs.limit) return Raise(kGeneralProtection, 0);
     linear = (cs.base + state_.rip) & 0xffffffffull;
   }
-  uint8_t bytes[kMaxInsnLength];
-  // Fetch what is on the current page; cross to the next only if the decoder needs it, so
-  // a fault on the next page is raised only for an instruction that really spans it.
-  size_t got = std::min<size_t>(kMaxInsnLength, kPageSize - (linear & (kPageSize - 1)));
   if (mode == CpuMode::kLong64 && !Canonical(linear)) return Raise(kGeneralProtection, 0);
-  // The fetch is translated (and its rights checked) every step; only the decode is cached.
-  const Translation fetch = TranslateCached(tlb_, state_, memory_, linear, Access::kExecute,
-                                            state_.cpl() == 3 && !supervisor_);
-  if (!fetch.ok) return PageFault(linear, fetch.error_code);
-  DecodedInsn insn;
-  DecodeStatus status = DecodeStatus::kOk;
-  if (const DecodedInsn* cached = decoded_.Lookup(fetch.physical, mode)) {
-    insn = *cached;
+  // The fetch is translated (and its rights checked) through the TLB, except while it stays
+  // on the code page of the last translated fetch: that translation stands until the TLB is
+  // flushed in any way (which MOV CR0/CR3/CR4, EFER.NXE, INVLPG, a page fault and a new
+  // vCPU state all do) or the privilege of the fetch changes.
+  const bool user = state_.cpl() == 3 && !supervisor_;
+  uint64_t physical;
+  if ((linear >> 12) == fetch_page_ && tlb_.version() == fetch_version_ && user == fetch_user_ &&
+      (state_.cr0 & kCr0Pg)) {
+    physical = fetch_frame_ | (linear & (kPageSize - 1));
   } else {
+    const Translation fetch =
+        TranslateCached(tlb_, state_, memory_, linear, Access::kExecute, user);
+    if (!fetch.ok) return PageFault(linear, fetch.error_code);
+    physical = fetch.physical;
+    if (state_.cr0 & kCr0Pg) {
+      fetch_page_ = linear >> 12;
+      fetch_frame_ = physical & ~(kPageSize - 1);
+      fetch_version_ = tlb_.version();
+      fetch_user_ = user;
+    }
+  }
+  // The handler runs on the cached record itself (no copy): the cache never rewrites an
+  // entry's bytes except in Insert, which only this function calls, before dispatch.
+  const DecodedInsn* insn = decoded_.Lookup(physical, mode);
+  DecodedInsn fresh;
+  if (insn == nullptr) {
     // Marked before the bytes are read, so a store another vCPU makes after this read finds
     // the mark.
-    if (code_tracker_) code_tracker_->MarkCode(fetch.physical >> 12);
+    if (code_tracker_) code_tracker_->MarkCode(physical >> 12);
+    uint8_t bytes[kMaxInsnLength];
+    // Fetch what is on the current page; cross to the next only if the decoder needs it, so
+    // a fault on the next page is raised only for an instruction that really spans it.
+    const size_t got = std::min<size_t>(kMaxInsnLength, kPageSize - (linear & (kPageSize - 1)));
     if (!LinearRead(linear, bytes, got, Access::kExecute)) return fault_status_;
-    status = Decoder::Decode(bytes, got, mode, &insn);
-    // Decoded from this page's bytes alone: it lies in one page, so it can be cached.
-    if (status == DecodeStatus::kOk) decoded_.Insert(fetch.physical, mode, insn);
+    DecodeStatus status = Decoder::Decode(bytes, got, mode, &fresh);
+    if (status == DecodeStatus::kOk) {
+      // Decoded from this page's bytes alone: it lies in one page, so it can be cached.
+      insn = decoded_.Insert(physical, mode, fresh);
+    } else {
+      if (status == DecodeStatus::kTruncated) {
+        if (!LinearRead(linear + got, bytes + got, kMaxInsnLength - got, Access::kExecute))
+          return fault_status_;
+        status = Decoder::Decode(bytes, kMaxInsnLength, mode, &fresh);
+      }
+      switch (status) {
+        case DecodeStatus::kOk:
+          insn = &fresh;
+          break;
+        case DecodeStatus::kTooLong:
+          return Raise(kGeneralProtection, 0);
+        default:
+          return Raise(kInvalidOpcode);
+      }
+    }
   }
-  if (status == DecodeStatus::kTruncated) {
-    if (!LinearRead(linear + got, bytes + got, kMaxInsnLength - got, Access::kExecute))
-      return fault_status_;
-    status = Decoder::Decode(bytes, kMaxInsnLength, mode, &insn);
-  }
-  switch (status) {
-    case DecodeStatus::kOk:
-      break;
-    case DecodeStatus::kTooLong:
-      return Raise(kGeneralProtection, 0);
-    default:
-      return Raise(kInvalidOpcode);
-  }
-  next_rip_ = state_.rip + insn.length();
+  decoded_.Prefetch(physical + insn->length());  // most often the next one to run
+  next_rip_ = state_.rip + insn->length();
   if (mode != CpuMode::kLong64) {
     if (next_rip_ - 1 > cs.limit) return Raise(kGeneralProtection, 0);  // the last byte too
     next_rip_ &= cs.db ? 0xffffffffull : 0xffffull;
@@ -431,9 +461,9 @@ StepStatus Interpreter::Execute() {
   mmio_write_pending_ = false;
   // LOCK, and XCHG with memory (always locked): the operand's update is a host CAS.
   locked_ =
-      insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
+      insn->lock() || ((insn->opcode() == 0x86 || insn->opcode() == 0x87) && !insn->is_reg_form());
   locked_armed_ = false;
-  StepStatus result = Table()[insn.opcode()](*this, insn);
+  StepStatus result = Table()[insn->opcode()](*this, *insn);
   locked_ = false;
   if (retry_) {
     retry_ = false;  // nothing happened: RIP stays, the next step runs the instruction again
@@ -441,7 +471,7 @@ StepStatus Interpreter::Execute() {
     return StepStatus::kOk;
   }
   if (result == StepStatus::kOk && mmio_write_pending_) result = StepStatus::kMmio;
-  if (result == StepStatus::kOk && insn.opcode() == 0xcf) state_.nmi_blocked = false;  // IRET
+  if (result == StepStatus::kOk && insn->opcode() == 0xcf) state_.nmi_blocked = false;  // IRET
   // Answered reads belong to this instruction only, unless it is waiting for another one.
   if (result != StepStatus::kMmio || mmio_.is_write) mmio_reads_count_ = 0;
   switch (result) {

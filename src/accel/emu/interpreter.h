@@ -208,6 +208,14 @@ class Interpreter {
       decoded_.Clear();
     }
   }
+  // A guest store by this vCPU to `page` (its own decodes are already dropped): tells the
+  // other vCPUs. When this vCPU had seen every generation before the one its store starts,
+  // it has seen that one too, and keeps its decodes at the next SyncCode.
+  void NoteOwnWrite(uint64_t page) {
+    uint64_t before;
+    if (code_tracker_ && code_tracker_->NoteWrite(page, &before) && before == code_generation_)
+      code_generation_ = before + 1;
+  }
   const Tlb& tlb() const { return tlb_; }
   // Guest memory written outside this interpreter (DMA, the VMM, another vCPU, a test
   // patching code): drops cached decodes of [physical, physical + len). Stores made by the
@@ -278,6 +286,12 @@ class Interpreter {
   // Not architectural state: a new Interpreter starts empty, which the SDM allows.
   Tlb tlb_;
   DecodeCache decoded_;
+  // The last translated fetch's linear page and frame, good while tlb_.version() is
+  // fetch_version_ and the fetch's privilege is fetch_user_ (Execute).
+  uint64_t fetch_page_ = ~uint64_t{0};
+  uint64_t fetch_frame_ = 0;
+  uint64_t fetch_version_ = 0;
+  bool fetch_user_ = false;
 };
 
 }  // namespace vireo::emu

@@ -163,6 +163,23 @@ TEST_F(InterpreterTest, SelfModifyingCodeIsSeenThroughTheDecodeCache) {
   EXPECT_EQ(state_.rip, kCode + 2);
 }
 
+// With more than one vCPU, a vCPU's own store to its code still reaches its decode cache
+// (the tracker no longer makes it drop everything for its own stores), and the store still
+// starts a new generation for the others.
+TEST_F(InterpreterTest, OwnStoreToCodeIsSeenWithACodeTrackerAndTellsTheOthers) {
+  CodeTracker tracker;
+  const std::vector<uint8_t> code = {0xb0, 0x01, 0x88, 0xc3, 0xc6, 0x05, 0xf6,
+                                     0xff, 0xff, 0xff, 0x02, 0xeb, 0xf3};
+  ASSERT_TRUE(memory_->Write(kCode, code));
+  Interpreter cpu(state_, *memory_, env_);
+  cpu.set_code_tracker(&tracker);
+  const uint64_t before = tracker.generation();
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(cpu.Step(), StepStatus::kOk);
+  EXPECT_EQ(state_.gpr[kRbx] & 0xff, 1u);
+  EXPECT_EQ(state_.gpr[kRax] & 0xff, 2u) << "executed the stale decode";
+  EXPECT_GT(tracker.generation(), before) << "the other vCPUs were not told";
+}
+
 // Cross-modifying code (SDM Vol. 3 8.1.3): CPU B stores to an instruction CPU A has
 // already decoded; A must run the new bytes once it executes a serializing instruction
 // (CPUID here). Without the shared tracker A's decode cache would keep "mov sil, 1".

@@ -15,15 +15,6 @@ constexpr uint64_t kPteGlobal = 1ull << 8;
 constexpr uint64_t kPteNx = 1ull << 63;
 constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;  // MAXPHYADDR 52
 
-// The permission checks of SDM Vol. 3 4.6 over the combined rights of a walk.
-bool Denied(const CpuState& state, Access access, bool user, bool writable, bool user_ok, bool nx) {
-  if (user && !user_ok) return true;
-  if (access == Access::kWrite && !writable && (user || (state.cr0 & kCr0Wp))) return true;
-  if (access == Access::kExecute && nx) return true;
-  if (access == Access::kExecute && !user && user_ok && (state.cr4 & kCr4Smep)) return true;
-  return false;
-}
-
 // One paging-structure entry: 4 bytes (32-bit paging) or 8 (PAE, 4-level).
 struct Entry {
   uint64_t addr;
@@ -75,7 +66,7 @@ struct Walk {
     nx = nx || ((e & kPteNx) && (state.efer & kEferNxe));
     // A is set by the walk even when the access is then denied (SDM Vol. 3 4.8).
     e |= kPteAccessed;
-    if (Denied(state, access, user, writable, user_ok, nx)) {
+    if (AccessDenied(state, access, user, writable, user_ok, nx)) {
       if (e != was) WriteEntry(memory, at, e);
       return Fault(kPfPresent);
     }
@@ -192,26 +183,17 @@ bool LoadPdptes(uint64_t cr3, const GuestMemory& memory, std::array<uint64_t, 4>
   return true;
 }
 
-Translation TranslateCached(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
-                            uint64_t linear, Access access, bool user) {
-  // Paging off (or not yet 4-level): nothing to cache, the "walk" is a mask.
-  if (!(state.cr0 & kCr0Pg)) return Translate(state, memory, linear, access, user);
-  if (const TlbEntry* e = tlb.Lookup(linear)) {
-    const uint8_t f = e->flags;
-    // The rights are re-checked on every hit against the current CPL/CR0.WP/SMEP. A write
-    // through an entry whose final PTE had D=0 must not complete from the TLB: the walk
-    // below sets D (SDM Vol. 3 4.8). A is already set: entries exist only after a walk.
-    const bool denied = Denied(state, access, user, f & kTlbWritable, f & kTlbUser, f & kTlbNx);
-    if (!denied && (access != Access::kWrite || (f & kTlbDirty))) {
-      Translation t;
-      t.ok = true;
-      t.physical = e->frame | (linear & 0xfff);
-      return t;
-    }
-  }
+Translation TranslateFill(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
+                          uint64_t linear, Access access, bool user) {
   Translation t = Translate(state, memory, linear, access, user);
   if (t.ok) {
-    if (t.cacheable) tlb.Insert(linear, t.physical, t.tlb_flags, t.page_shift);
+    if (t.cacheable) {
+      // RAM is looked up once per fill: the whole 4 KiB frame or nothing.
+      auto page = memory.Span(t.physical & ~uint64_t{0xfff}, 0x1000);
+      uint8_t* host = page ? page->data() : nullptr;
+      tlb.Insert(linear, t.physical, host, t.tlb_flags, t.page_shift);
+      t.host = host ? host + (t.physical & 0xfff) : nullptr;
+    }
   } else {
     tlb.FlushPage(linear);
   }

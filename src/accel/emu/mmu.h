@@ -31,6 +31,9 @@ struct Translation {
   bool cacheable = false;
   uint8_t tlb_flags = 0;
   uint8_t page_shift = 12;
+  // From TranslateCached when ok: the host address of `physical` when its page is RAM (valid
+  // to the end of that 4 KiB page), else null (MMIO, or paging off: ask GuestMemory).
+  uint8_t* host = nullptr;
 };
 
 // Walks the page tables in `memory` for `linear` as `state` sees them. `user` is whether the
@@ -47,11 +50,45 @@ inline bool LoadPdptes(CpuState& state, const GuestMemory& memory) {
   return LoadPdptes(state.cr3, memory, &state.pdpte);
 }
 
+// The permission checks of SDM Vol. 3 4.6 over the combined rights of a walk (or a TLB
+// entry): `user` is a CPL3 access, the others are the rights gathered.
+inline bool AccessDenied(const CpuState& state, Access access, bool user, bool writable,
+                         bool user_ok, bool nx) {
+  if (user && !user_ok) return true;
+  if (access == Access::kWrite && !writable && (user || (state.cr0 & kCr0Wp))) return true;
+  if (access == Access::kExecute && nx) return true;
+  if (access == Access::kExecute && !user && user_ok && (state.cr4 & kCr4Smep)) return true;
+  return false;
+}
+
+// The slow half of TranslateCached: walk, then fill the entry (or drop the page on a fault).
+Translation TranslateFill(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
+                          uint64_t linear, Access access, bool user);
+
 // Translate through `tlb`: a hit whose rights allow the access (checked again against the
 // current CPL, CR0.WP, SMEP) and that needs no A/D update returns without a walk; anything
 // else walks, refills the entry, and on a fault drops the page's entries (SDM Vol. 3
 // 4.10.4.1: a page fault invalidates the TLB entries of the faulting linear address).
-Translation TranslateCached(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
-                            uint64_t linear, Access access, bool user);
+// Inline: it runs for every memory access.
+inline Translation TranslateCached(Tlb& tlb, const CpuState& state, const GuestMemory& memory,
+                                   uint64_t linear, Access access, bool user) {
+  // Paging off: nothing to cache, the "walk" is a mask.
+  if (!(state.cr0 & kCr0Pg)) return Translate(state, memory, linear, access, user);
+  if (const TlbEntry* e = tlb.Lookup(linear)) {
+    const uint8_t f = e->flags;
+    // The rights are re-checked on every hit against the current CPL/CR0.WP/SMEP. A write
+    // through an entry whose final PTE had D=0 must not complete from the TLB: the walk
+    // sets D (SDM Vol. 3 4.8). A is already set: entries exist only after a walk.
+    if (!AccessDenied(state, access, user, f & kTlbWritable, f & kTlbUser, f & kTlbNx) &&
+        (access != Access::kWrite || (f & kTlbDirty))) {
+      Translation t;
+      t.ok = true;
+      t.physical = e->frame | (linear & 0xfff);
+      t.host = e->host ? e->host + (linear & 0xfff) : nullptr;
+      return t;
+    }
+  }
+  return TranslateFill(tlb, state, memory, linear, access, user);
+}
 
 }  // namespace vireo::emu

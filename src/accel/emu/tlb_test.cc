@@ -62,8 +62,11 @@ TEST_F(TlbTest, MissWalksAndFillsThenHitSkipsTheWalk) {
   // Remap behind the TLB's back: without a flush the cached frame is still used.
   W(Pte(kPage), kOther | kP | kW | kU | kA);
   EXPECT_EQ(T(kPage + 8).physical, kPage + 8) << "a hit does not walk";
-  // A page 256 pages further shares the direct-mapped slot and evicts it.
-  EXPECT_TRUE(T(kPage + 256 * 0x1000).ok);
+  // A page kEntries pages further shares the direct-mapped slot and evicts it (mapped here
+  // by a 2 MiB page of its own).
+  const uint64_t alias = kPage + Tlb::kEntries * uint64_t{0x1000};
+  W(kPd + (alias >> 21) * 8, (alias & ~uint64_t{0x1fffff}) | kP | kW | kU | kPs);
+  EXPECT_TRUE(T(alias).ok);
   EXPECT_EQ(T(kPage + 8).physical, kOther + 8) << "evicted: walked again";
 }
 
@@ -108,6 +111,86 @@ TEST_F(TlbTest, InvlpgOfAnyAddressInALargePageDropsEverySlice) {
   EXPECT_EQ(T(kLarge + 0x5000).physical, kLarge + 0x205000);
   EXPECT_EQ(T(kLarge + 0x1ff000).physical, kLarge + 0x3ff000);
   EXPECT_EQ(T(kPage).physical, kPage) << "a 4 KiB page outside it stays";
+}
+
+// With thousands of slots, INVLPG looks only at the slots a large page's slices can occupy:
+// every cached slice goes, a 4 KiB entry sharing one of those slots stays.
+TEST_F(TlbTest, InvlpgDropsAllSlicesOfALargePageAndKeepsA4KiBPageInTheirSlots) {
+  static_assert(Tlb::kEntries >= 1024, "the slices below must not evict each other");
+  for (uint64_t off = 0; off < 0x200000; off += 0x1000) {
+    ASSERT_EQ(T(kLarge + off).physical, kLarge + off);
+  }
+  // A 4 KiB page whose slot is that of slice 0x5000 (another page table, PD entry 5+).
+  const uint64_t small = kLarge + 0x5000 + Tlb::kEntries * uint64_t{0x1000};
+  const uint64_t pt2 = 0x5000;
+  W(kPd + (small >> 21) * 8, pt2 | kP | kW | kU);
+  W(pt2 + ((small >> 12) & 0x1ff) * 8, kPage | kP | kW | kU);
+  ASSERT_EQ(T(small).physical, kPage);
+  ASSERT_EQ(tlb_.Lookup(kLarge + 0x5000), nullptr) << "the 4 KiB page took that slot";
+  W(kPd + 8, (kLarge + 0x200000) | kP | kW | kU | kPs);
+  W(pt2 + ((small >> 12) & 0x1ff) * 8, kOther | kP | kW | kU);
+  tlb_.FlushPage(kLarge + 0x123456);
+  for (uint64_t off = 0; off < 0x200000; off += 0x1000) {
+    ASSERT_EQ(tlb_.Lookup(kLarge + off), nullptr) << "slice " << off << " survived INVLPG";
+  }
+  EXPECT_EQ(T(kLarge + 0x7000).physical, kLarge + 0x207000);
+  EXPECT_EQ(T(small).physical, kPage) << "the 4 KiB page is not part of the large page";
+}
+
+// A 1 GiB page has more slices than the TLB has slots: INVLPG anywhere in it drops them all.
+TEST_F(TlbTest, InvlpgOfAGigabytePageDropsSlicesInAnySlot) {
+  const uint64_t giant = 0x40000000;  // PDPT entry 1
+  W(kPdpt + 8, 0 | kP | kW | kU | kPs);
+  ASSERT_EQ(T(giant + 0x3000).physical, 0x3000u);
+  ASSERT_EQ(T(giant + 0x12345000).physical, 0x12345000u);
+  W(kPdpt + 8, 0x40000000 | kP | kW | kU | kPs);
+  tlb_.FlushPage(giant + 0x3fffffff);
+  EXPECT_EQ(T(giant + 0x3000).physical, 0x40003000u);
+  EXPECT_EQ(T(giant + 0x12345000).physical, 0x52345000u);
+}
+
+// Flushes are epochs: a global entry outlives any number of MOV CR3 flushes, a full flush ends
+// it, and an epoch that wraps clears the entries for real, so an entry filled in epoch 1 does
+// not come back when the counter returns to 1.
+TEST_F(TlbTest, GlobalEntriesSurviveManyCr3FlushesAndEpochWrapClearsEverything) {
+  const uint64_t global = kPage, local = kPage + 0x1000;
+  W(Pte(global), global | kP | kW | kU | kG);
+  ASSERT_TRUE(T(global).ok);
+  for (int i = 0; i < 10000; ++i) tlb_.Flush(false);
+  EXPECT_NE(tlb_.Lookup(global), nullptr) << "global entry dropped by MOV CR3";
+  tlb_.Flush(true);
+  EXPECT_EQ(tlb_.Lookup(global), nullptr);
+
+  Tlb fresh;  // epochs at 1: both entries are filled in epoch 1
+  ASSERT_TRUE(TranslateCached(fresh, s_, *memory_, local, Access::kRead, false).ok);
+  ASSERT_TRUE(TranslateCached(fresh, s_, *memory_, global, Access::kRead, false).ok);
+  fresh.set_epochs_for_test(0xffffffff, 0xffffffff);  // 2^32 - 2 flushes later
+  EXPECT_EQ(fresh.Lookup(local), nullptr);
+  fresh.Flush(false);  // the non-global epoch wraps to 0: everything is cleared, epochs 1
+  EXPECT_EQ(fresh.Lookup(local), nullptr) << "an epoch-1 entry matched after the wrap";
+  EXPECT_EQ(fresh.Lookup(global), nullptr);
+  // And the global epoch's wrap the same way.
+  ASSERT_TRUE(TranslateCached(fresh, s_, *memory_, global, Access::kRead, false).ok);
+  fresh.set_epochs_for_test(1, 0xffffffff);
+  fresh.Flush(true);
+  EXPECT_EQ(fresh.Lookup(global), nullptr) << "a global epoch-1 entry matched after the wrap";
+}
+
+// Every flush moves version(), which the interpreter's cached code page depends on.
+TEST_F(TlbTest, EveryFlushMovesTheVersion) {
+  uint64_t v = tlb_.version();
+  tlb_.Flush(false);
+  EXPECT_GT(tlb_.version(), v);
+  v = tlb_.version();
+  tlb_.Flush(true);
+  EXPECT_GT(tlb_.version(), v);
+  v = tlb_.version();
+  tlb_.FlushPage(kPage);
+  EXPECT_GT(tlb_.version(), v);
+  v = tlb_.version();
+  W(Pte(kPage), kPage | kW | kU);  // not present: the fault drops the page
+  EXPECT_FALSE(T(kPage).ok);
+  EXPECT_GT(tlb_.version(), v);
 }
 
 TEST_F(TlbTest, RightsAreCheckedAgainOnEveryHit) {
@@ -199,6 +282,36 @@ TEST_F(TlbTest, InterpreterHooksFlushOnMovCr3AndInvlpg) {
   ASSERT_EQ(cpu.Step(), StepStatus::kOk);  // invlpg [rsi]
   ASSERT_EQ(cpu.Step(), StepStatus::kOk);
   EXPECT_EQ(s_.gpr[kRax], 3u) << "INVLPG dropped the global entry";
+}
+
+// The interpreter keeps the current code page's translation between steps; a flush must end
+// it. The code page is remapped behind the TLB; after MOV CR3 the next fetch, on the same
+// page, comes from the new frame.
+TEST_F(TlbTest, CodePageTranslationIsDroppedByMovCr3AndInvlpg) {
+  struct Env : CpuEnvironment {
+    void Cpuid(uint32_t, uint32_t, uint32_t out[4]) override { out[0] = out[1] = out[2] = 0; }
+    uint64_t ReadTsc() override { return 0; }
+  } env;
+  const uint64_t code = 0x20000, a = 0x20000, b = 0x30000;
+  // Frame a: nop; mov cr3, rcx; mov al, 1; invlpg [rsi]; mov bl, 1.
+  // Frame b: the same but mov al, 2 and mov bl, 2.
+  ASSERT_TRUE(memory_->Write(
+      a, std::vector<uint8_t>{0x90, 0x0f, 0x22, 0xd9, 0xb0, 0x01, 0x0f, 0x01, 0x3e, 0xb3, 0x01}));
+  ASSERT_TRUE(memory_->Write(
+      b, std::vector<uint8_t>{0x90, 0x0f, 0x22, 0xd9, 0xb0, 0x02, 0x0f, 0x01, 0x3e, 0xb3, 0x02}));
+  s_.rip = code;
+  s_.gpr[kRcx] = kPml4;
+  s_.gpr[kRsi] = code;
+  Interpreter cpu(s_, *memory_, env);
+  ASSERT_EQ(cpu.Step(), StepStatus::kOk);  // nop, from frame a
+  W(Pte(code), b | kP | kW | kA);
+  ASSERT_EQ(cpu.Step(), StepStatus::kOk);  // mov cr3: still frame a (cached), then flush
+  ASSERT_EQ(cpu.Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.gpr[kRax] & 0xff, 2u) << "fetched from the old frame after MOV CR3";
+  W(Pte(code), a | kP | kW | kA | kG);     // back to a, now global: MOV CR3 would keep it
+  ASSERT_EQ(cpu.Step(), StepStatus::kOk);  // invlpg [rsi], fetched from b
+  ASSERT_EQ(cpu.Step(), StepStatus::kOk);
+  EXPECT_EQ(s_.gpr[kRbx] & 0xff, 1u) << "fetched from the old frame after INVLPG";
 }
 
 }  // namespace
