@@ -103,10 +103,14 @@ boot() {
     tail -n 20 "$CONSOLE" >&2
     die "$engine with $cpus vCPUs: exit status $status, init at $init s, results '${line}'"
   fi
-  local dd_w dd_r md5
-  dd_w=$(sed 's/.*dd_w_s=\([0-9.]*\).*/\1/' <<<"$line")
-  dd_r=$(sed 's/.*dd_r_s=\([0-9.]*\).*/\1/' <<<"$line")
-  md5=$(sed 's/.*md5_s=\([0-9.]*\).*/\1/' <<<"$line")
+  local kv dd_w="" dd_r="" md5=""
+  for kv in $line; do
+    case $kv in
+      dd_w_s=*) dd_w=${kv#*=} ;;
+      dd_r_s=*) dd_r=${kv#*=} ;;
+      md5_s=*) md5=${kv#*=} ;;
+    esac
+  done
   echo "$init $dd_w $dd_r $md5 $total"
 }
 
