@@ -142,6 +142,27 @@ TEST_F(EmuDiff, MovesConditionalsAndExchanges) {
   Many({0x48, 0x8d, 0x44, 0x9e, 0x7f});  // lea rax, [rsi+rbx*4+127]
 }
 
+// A flag-setting ALU instruction straight before its consumer: the interpreter evaluates
+// conditions after CMP/SUB and TEST/AND/OR/XOR from the recorded operands (flags.h), and
+// blocks run specialized handlers for these forms (insn_fast.cc).
+TEST_F(EmuDiff, ConditionsRightAfterTheirAluInstruction) {
+  for (int size = 0; size < 4; ++size) {
+    for (uint8_t op : {0x39, 0x29, 0x85, 0x21, 0x31, 0x01}) {  // cmp sub test and xor add
+      for (int cc = 0; cc < 16; ++cc) {
+        std::vector<uint8_t> code = Sized(size, {op, 0xc3}, op != 0x85);
+        if (size == 0 && op == 0x85) code.back() = 0xc3, code[code.size() - 2] = 0x84;
+        std::vector<uint8_t> jcc8 = code, jcc32 = code, set = code;
+        jcc8.insert(jcc8.end(), {uint8_t(0x70 + cc), 0x02, 0xff, 0xc1});  // jcc over inc ecx
+        jcc32.insert(jcc32.end(), {0x0f, uint8_t(0x80 + cc), 2, 0, 0, 0, 0xff, 0xc1});
+        set.insert(set.end(), {0x0f, uint8_t(0x90 + cc), 0xc1});  // setcc cl
+        Many(jcc8, 3);
+        Many(jcc32, 2);
+        Many(set, 2);
+      }
+    }
+  }
+}
+
 TEST_F(EmuDiff, StackAndStrings) {
   Many({0x53, 0x5a});  // push rbx; pop rdx
   Many({0x66, 0x53, 0x66, 0x5a});

@@ -34,6 +34,7 @@ void DecodeCache::ClearSlow() {
   for (size_t i = 0; i < kEntries; ++i) entries_[i].tag = 0;
   std::memset(generations_.get(), 0, kPageSlots * sizeof(uint32_t));
   epoch_ = 1;
+  ++clears_;
 }
 
 }  // namespace vireo::emu

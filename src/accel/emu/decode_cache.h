@@ -67,6 +67,12 @@ class DecodeCache {
     if (((physical + len - 1) >> 12) != (physical >> 12)) InvalidatePage((physical >> 12) + 1);
   }
 
+  // For the block cache (block_cache.h), which shares this cache's invalidation: marks
+  // `page`'s slot as holding decodes and returns its generation; and the whole-cache epoch,
+  // extended by the count of real clears so that a value never comes back.
+  uint32_t MarkPageDecoded(uint64_t page) { return generations_[PageSlot(page)] |= 1; }
+  uint64_t epoch() const { return (static_cast<uint64_t>(clears_) << 32) | epoch_; }
+
   // Tests: the generation of `page`'s slot, and setting it (to reach the wrap quickly).
   uint32_t page_generation(uint64_t page) const { return generations_[PageSlot(page)]; }
   void set_page_generation_for_test(uint64_t page, uint32_t generation) {
@@ -110,6 +116,7 @@ class DecodeCache {
   std::unique_ptr<Entry[], Free> entries_;
   std::unique_ptr<uint32_t[], Free> generations_;
   uint32_t epoch_ = 1;
+  uint32_t clears_ = 0;  // ClearSlow calls
 };
 
 }  // namespace vireo::emu

@@ -61,7 +61,8 @@ class Flags {
   }
   // Writes the six arithmetic flags directly (mask selects which; others are unchanged).
   void SetArith(uint64_t values, uint64_t mask = kArithFlags) {
-    uint64_t current = Arith();
+    // All six replaced (shifts, multiplies): the recorded operation need not be evaluated.
+    const uint64_t current = mask == kArithFlags ? 0 : Arith();
     other_ = (other_ & ~kArithFlags) | (current & ~mask) | (values & mask);
     op_ = FlagOp::kNone;
   }
@@ -80,6 +81,39 @@ class Flags {
 
   // Condition codes 0-15 as in Jcc/SETcc/CMOVcc (SDM Vol. 1 Appendix B).
   bool Condition(int cc) const {
+    // The common pairs straight from the recorded operands: a compare (SUB) or a logic op
+    // (TEST/AND, OF = CF = 0) followed by a branch on Z, C, C|Z, S, or the signed orders.
+    if (op_ == FlagOp::kSub || op_ == FlagOp::kLogic) {
+      const uint64_t mask = SizeMask(size_log_);
+      const uint64_t r = res_ & mask;
+      const bool sub = op_ == FlagOp::kSub;
+      const uint64_t d = dst_ & mask, s = src_ & mask;
+      const int shift = 64 - (8 << size_log_);
+      bool c;
+      switch (cc >> 1) {
+        case 1:  // B / AE
+          c = sub && d < s;
+          return (cc & 1) ? !c : c;
+        case 2:  // E / NE
+          return (cc & 1) ? r != 0 : r == 0;
+        case 3:  // BE / A
+          c = (sub && d < s) || r == 0;
+          return (cc & 1) ? !c : c;
+        case 4:  // S / NS
+          c = (r & SignBit(size_log_)) != 0;
+          return (cc & 1) ? !c : c;
+        case 6:  // L / GE: SF != OF, which after SUB is the signed d < s
+          c = sub ? static_cast<int64_t>(d << shift) < static_cast<int64_t>(s << shift)
+                  : (r & SignBit(size_log_)) != 0;
+          return (cc & 1) ? !c : c;
+        case 7:  // LE / G
+          c = r == 0 || (sub ? static_cast<int64_t>(d << shift) < static_cast<int64_t>(s << shift)
+                             : (r & SignBit(size_log_)) != 0);
+          return (cc & 1) ? !c : c;
+        default:
+          break;
+      }
+    }
     const uint64_t f = Arith();
     bool r;
     switch (cc >> 1) {

@@ -13,47 +13,6 @@ bool Canonical(uint64_t linear) {
 
 }  // namespace
 
-uint64_t Interpreter::Reg(int reg, int size_log, bool rex) const {
-  if (size_log == kSize8 && !rex && reg >= 4 && reg < 8) {
-    return (state_.gpr[reg - 4] >> 8) & 0xff;  // AH CH DH BH
-  }
-  return state_.gpr[reg] & SizeMask(size_log);
-}
-
-void Interpreter::SetReg(int reg, int size_log, bool rex, uint64_t value) {
-  uint64_t& r = state_.gpr[size_log == kSize8 && !rex && reg >= 4 && reg < 8 ? reg - 4 : reg];
-  switch (size_log) {
-    case kSize8:
-      if (!rex && reg >= 4 && reg < 8) {
-        r = (r & ~0xff00ull) | ((value & 0xff) << 8);
-      } else {
-        r = (r & ~0xffull) | (value & 0xff);
-      }
-      break;
-    case kSize16:
-      r = (r & ~0xffffull) | (value & 0xffff);
-      break;
-    case kSize32:
-      r = value & 0xffffffffull;  // 32-bit writes zero-extend (SDM Vol. 1 3.4.1.1)
-      break;
-    default:
-      r = value;
-      break;
-  }
-}
-
-uint64_t Interpreter::EffectiveAddress(const DecodedInsn& insn) const {
-  if (insn.has_moffs()) return insn.imm();
-  uint64_t ea = static_cast<uint64_t>(static_cast<int64_t>(insn.disp()));
-  if (insn.base() == kRipReg) {
-    ea += next_rip_;
-  } else if (insn.base() != kNoReg) {
-    ea += state_.gpr[insn.base()];
-  }
-  if (insn.index() != kNoReg) ea += state_.gpr[insn.index()] << insn.scale_log();
-  return ea & SizeMask(insn.address_size());
-}
-
 bool Interpreter::Linearize(Seg seg, uint64_t offset, size_t len, int asize, Access access,
                             uint64_t* linear) {
   offset &= SizeMask(asize);
@@ -272,7 +231,7 @@ bool Interpreter::AlignmentFault(uint64_t linear, int size_log) {
   return true;
 }
 
-bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
+bool Interpreter::ReadSlow(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
   uint64_t linear;
   if (!Linearize(seg, offset, size_t{1} << size_log, asize, Access::kRead, &linear)) return false;
   if (AlignmentFault(linear, size_log)) return false;
@@ -284,7 +243,7 @@ bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, 
   return true;
 }
 
-bool Interpreter::Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize) {
+bool Interpreter::WriteSlow(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize) {
   uint64_t linear;
   if (!Linearize(seg, offset, size_t{1} << size_log, asize, Access::kWrite, &linear)) return false;
   if (AlignmentFault(linear, size_log)) return false;
@@ -303,22 +262,6 @@ bool Interpreter::WriteBytes(Seg seg, uint64_t offset, std::span<const uint8_t> 
   uint64_t linear;
   if (!Linearize(seg, offset, bytes.size(), asize, Access::kWrite, &linear)) return false;
   return LinearWrite(linear, bytes.data(), bytes.size());
-}
-
-bool Interpreter::ReadRm(const DecodedInsn& insn, int size_log, uint64_t* value) {
-  if (insn.is_reg_form()) {
-    *value = Reg(insn.rm(), size_log, insn.rex());
-    return true;
-  }
-  return Read(insn.segment(), EffectiveAddress(insn), size_log, value, insn.address_size());
-}
-
-bool Interpreter::WriteRm(const DecodedInsn& insn, int size_log, uint64_t value) {
-  if (insn.is_reg_form()) {
-    SetReg(insn.rm(), size_log, insn.rex(), value);
-    return true;
-  }
-  return Write(insn.segment(), EffectiveAddress(insn), size_log, value, insn.address_size());
 }
 
 int Interpreter::StackSizeLog() const {
@@ -456,14 +399,19 @@ StepStatus Interpreter::Execute() {
     if (next_rip_ - 1 > cs.limit) return Raise(kGeneralProtection, 0);  // the last byte too
     next_rip_ &= cs.db ? 0xffffffffull : 0xffffull;
   }
+  return Dispatch(*insn, Table()[insn->opcode()]);
+}
+
+[[gnu::always_inline]] inline StepStatus Interpreter::Dispatch(const DecodedInsn& insn,
+                                                               Handler handler) {
   fault_status_ = StepStatus::kOk;
   mmio_reads_used_ = 0;
   mmio_write_pending_ = false;
   // LOCK, and XCHG with memory (always locked): the operand's update is a host CAS.
   locked_ =
-      insn->lock() || ((insn->opcode() == 0x86 || insn->opcode() == 0x87) && !insn->is_reg_form());
+      insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
   locked_armed_ = false;
-  StepStatus result = Table()[insn->opcode()](*this, *insn);
+  StepStatus result = handler(*this, insn);
   locked_ = false;
   if (retry_) {
     retry_ = false;  // nothing happened: RIP stays, the next step runs the instruction again
@@ -471,7 +419,7 @@ StepStatus Interpreter::Execute() {
     return StepStatus::kOk;
   }
   if (result == StepStatus::kOk && mmio_write_pending_) result = StepStatus::kMmio;
-  if (result == StepStatus::kOk && insn->opcode() == 0xcf) state_.nmi_blocked = false;  // IRET
+  if (result == StepStatus::kOk && insn.opcode() == 0xcf) state_.nmi_blocked = false;  // IRET
   // Answered reads belong to this instruction only, unless it is waiting for another one.
   if (result != StepStatus::kMmio || mmio_.is_write) mmio_reads_count_ = 0;
   switch (result) {
@@ -500,13 +448,96 @@ StepStatus Interpreter::InjectNmi() {
   return InjectInterrupt(2);
 }
 
+bool Interpreter::BlocksApply() const {
+  // 64-bit code only (no CS limit, no wrap of RIP), and none of what Step() handles around
+  // one instruction: the interrupt shadow, single-stepping, an MMIO read being replayed.
+  return blocks_enabled_ && state_.mode() == CpuMode::kLong64 && !state_.interrupt_shadow &&
+         !state_.flags.tf() && mmio_reads_count_ == 0;
+}
+
+const Block* Interpreter::EnterBlock() {
+  const uint64_t linear = state_.rip;
+  if (!Canonical(linear)) return nullptr;  // Step raises the #GP
+  const bool user = state_.cpl() == 3 && !supervisor_;
+  uint64_t physical;
+  if ((linear >> 12) == fetch_page_ && tlb_.version() == fetch_version_ && user == fetch_user_) {
+    physical = fetch_frame_ | (linear & (kPageSize - 1));
+  } else {
+    const Translation fetch =
+        TranslateCached(tlb_, state_, memory_, linear, Access::kExecute, user);
+    if (!fetch.ok) return nullptr;  // Step raises the #PF
+    physical = fetch.physical;
+    fetch_page_ = linear >> 12;
+    fetch_frame_ = physical & ~(kPageSize - 1);
+    fetch_version_ = tlb_.version();
+    fetch_user_ = user;
+  }
+  if (const Block* block = blocks_.Lookup(physical, decoded_)) return block;
+  const uint64_t page = physical & ~(kPageSize - 1);
+  auto code = memory_.Span(page, kPageSize);
+  if (!code) return nullptr;  // code outside RAM: Step reports it
+  // Marked before the bytes are read, so a store another vCPU makes after this read finds
+  // the mark.
+  if (code_tracker_) code_tracker_->MarkCode(physical >> 12);
+  const size_t offset = physical - page;
+  return blocks_.Build(physical, code->data() + offset, kPageSize - offset, decoded_,
+                       Table().data());
+}
+
+StepStatus Interpreter::RunBlocks(uint64_t max, uint64_t* retired) {
+  uint64_t n = *retired;  // a local: the handlers' stores cannot alias it
+  StepStatus status = StepStatus::kOk;
+  while (n < max) {
+    const Block* block = EnterBlock();
+    if (block == nullptr) {
+      // What a block cannot hold (a fault on the fetch, an instruction across the page's
+      // end, code outside RAM): one step, which raises or runs it.
+      status = Step();
+      if (status == StepStatus::kOk) ++n;
+      break;
+    }
+    const BlockInsn* insn = blocks_.insns(*block);
+    const BlockInsn* const end = insn + block->count;
+    const uint64_t page = block->physical >> 12;
+    bool leave = false;
+    for (; insn != end; ++insn) {
+      const uint64_t next = state_.rip + insn->insn.length();
+      next_rip_ = next;
+      status = Dispatch(insn->insn, insn->handler);
+      if (status != StepStatus::kOk) {
+        if (status == StepStatus::kException && deliver_) {
+          status = Deliver();
+          if (status == StepStatus::kOk) ++n;
+        }
+        leave = true;
+        break;
+      }
+      ++n;
+      // Leave the block on a taken branch, a LOCK retry, a store to this block's own page
+      // (its decodes may be stale) or the end of the budget.
+      if (state_.rip != next || decoded_.page_generation(page) != block->generation || n == max) {
+        leave = true;
+        break;
+      }
+    }
+    // The last instruction may have changed the mode, the shadow, TF or the MMIO replay.
+    if (leave || !BlocksApply()) break;
+  }
+  *retired = n;
+  return status;
+}
+
 StepStatus Interpreter::Run(uint64_t max, uint64_t* retired) {
   uint64_t n = 0;
   StepStatus status = StepStatus::kOk;
   while (n < max) {
-    status = Step();
+    if (BlocksApply()) {
+      status = RunBlocks(max, &n);
+    } else {
+      status = Step();
+      if (status == StepStatus::kOk) ++n;
+    }
     if (status != StepStatus::kOk) break;
-    ++n;
   }
   if (retired) *retired = n;
   return status;

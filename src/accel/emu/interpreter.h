@@ -7,8 +7,10 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
+#include "accel/emu/block_cache.h"
 #include "accel/emu/code_tracker.h"
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode_cache.h"
@@ -96,8 +98,6 @@ struct CpuEnvironment {
 // reads of execute-only code: protected mode only), limit with expand-down (SDM Vol. 3 5.3).
 bool SegmentAllows(const CpuState& state, Seg seg, uint64_t offset, size_t len, Access access);
 
-class Interpreter;
-using Handler = StepStatus (*)(Interpreter&, const DecodedInsn&);
 using HandlerTable = std::array<Handler, kOpcodeCount>;
 
 class Interpreter {
@@ -118,7 +118,10 @@ class Interpreter {
   StepStatus InjectNmi();
   bool NmiWindowOpen() const { return !state_.nmi_blocked && !state_.interrupt_shadow; }
   // Executes until something other than kOk, or `max` instructions; counts retired ones.
+  // 64-bit code runs by decoded blocks (block_cache.h) unless they are turned off; the
+  // architectural result is the same either way.
   StepStatus Run(uint64_t max, uint64_t* retired);
+  void set_blocks_enabled(bool on) { blocks_enabled_ = on; }
 
   const Exception& exception() const { return exception_; }
   const IoRequest& io() const { return io_; }
@@ -129,6 +132,7 @@ class Interpreter {
 
   // --- Helpers for handlers -------------------------------------------------------------
   // Registers by ModRM number and size; 8-bit numbers 4-7 are AH..BH without REX.
+  // Inline (below): they run several times per instruction.
   uint64_t Reg(int reg, int size_log, bool rex) const;
   void SetReg(int reg, int size_log, bool rex, uint64_t value);
   uint64_t Gpr(int reg, int size_log) const { return state_.gpr[reg] & SizeMask(size_log); }
@@ -137,6 +141,8 @@ class Interpreter {
   // The effective address (offset in its segment) of a ModRM/moffs memory operand.
   uint64_t EffectiveAddress(const DecodedInsn& insn) const;
   // Memory through a segment: false means an exception or MMIO exit is pending.
+  // Inline (below): a 64-bit access within one RAM page that the TLB already holds, with
+  // the rights for it, is a copy; anything else takes the full path (ReadSlow/WriteSlow).
   bool Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize = kSize64);
   bool Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize = kSize64);
   // Memory operands wider than 8 bytes (SSE m128, the FXSAVE image): all or nothing.
@@ -227,6 +233,13 @@ class Interpreter {
   static const HandlerTable& Table();
 
  private:
+  bool ReadSlow(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize);
+  bool WriteSlow(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize);
+  // The host bytes of a data access that needs none of the full path: 64-bit mode, no
+  // alignment check due, within one page, a TLB hit allowing the access (a write also needs
+  // the D bit already set), RAM. Null otherwise (the full path decides).
+  uint8_t* FastHost(Seg seg, uint64_t offset, int size_log, int asize, Access access,
+                    uint64_t* physical) const;
   // Copies guest bytes at `linear`; false with the fault (or MMIO exit) recorded.
   bool LinearRead(uint64_t linear, uint8_t* bytes, size_t len, enum Access access);
   bool LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len);
@@ -243,6 +256,13 @@ class Interpreter {
   // True (with #AC recorded) for a misaligned access that alignment checking catches.
   bool AlignmentFault(uint64_t linear, int size_log);
   StepStatus Execute();
+  // Runs one decoded instruction whose next_rip_ is set, and retires it (or not) by status.
+  StepStatus Dispatch(const DecodedInsn& insn, Handler handler);
+  // Blocks: whether the next instruction may start one, the block at RIP (null: Step must
+  // run it), and the loop over blocks (counts retired instructions into *n).
+  bool BlocksApply() const;
+  const Block* EnterBlock();
+  StepStatus RunBlocks(uint64_t max, uint64_t* n);
   // Delivers exception_ through the IDT, escalating to #DF and shutdown (exception.cc).
   StepStatus Deliver();
   bool DeliverOnce(const Exception& e);
@@ -286,6 +306,8 @@ class Interpreter {
   // Not architectural state: a new Interpreter starts empty, which the SDM allows.
   Tlb tlb_;
   DecodeCache decoded_;
+  BlockCache blocks_;
+  bool blocks_enabled_ = true;
   // The last translated fetch's linear page and frame, good while tlb_.version() is
   // fetch_version_ and the fetch's privilege is fetch_user_ (Execute).
   uint64_t fetch_page_ = ~uint64_t{0};
@@ -293,5 +315,131 @@ class Interpreter {
   uint64_t fetch_version_ = 0;
   bool fetch_user_ = false;
 };
+
+// --- Inline hot paths ---------------------------------------------------------------------
+
+inline uint64_t Interpreter::Reg(int reg, int size_log, bool rex) const {
+  if (size_log == kSize8 && !rex && reg >= 4 && reg < 8) {
+    return (state_.gpr[reg - 4] >> 8) & 0xff;  // AH CH DH BH
+  }
+  return state_.gpr[reg] & SizeMask(size_log);
+}
+
+inline void Interpreter::SetReg(int reg, int size_log, bool rex, uint64_t value) {
+  uint64_t& r = state_.gpr[size_log == kSize8 && !rex && reg >= 4 && reg < 8 ? reg - 4 : reg];
+  switch (size_log) {
+    case kSize8:
+      if (!rex && reg >= 4 && reg < 8) {
+        r = (r & ~0xff00ull) | ((value & 0xff) << 8);
+      } else {
+        r = (r & ~0xffull) | (value & 0xff);
+      }
+      break;
+    case kSize16:
+      r = (r & ~0xffffull) | (value & 0xffff);
+      break;
+    case kSize32:
+      r = value & 0xffffffffull;  // 32-bit writes zero-extend (SDM Vol. 1 3.4.1.1)
+      break;
+    default:
+      r = value;
+      break;
+  }
+}
+
+inline uint64_t Interpreter::EffectiveAddress(const DecodedInsn& insn) const {
+  if (insn.has_moffs()) return insn.imm();
+  uint64_t ea = static_cast<uint64_t>(static_cast<int64_t>(insn.disp()));
+  if (insn.base() == kRipReg) {
+    ea += next_rip_;
+  } else if (insn.base() != kNoReg) {
+    ea += state_.gpr[insn.base()];
+  }
+  if (insn.index() != kNoReg) ea += state_.gpr[insn.index()] << insn.scale_log();
+  return ea & SizeMask(insn.address_size());
+}
+
+inline uint8_t* Interpreter::FastHost(Seg seg, uint64_t offset, int size_log, int asize,
+                                      Access access, uint64_t* physical) const {
+  if (!(state_.efer & kEferLma) || !state_.seg[kCs].l) return nullptr;
+  const bool user = state_.cpl() == 3 && !supervisor_;
+  // Alignment checking applies to CPL3 with CR0.AM and RFLAGS.AC (Linux keeps CR0.AM on).
+  if (user && (state_.cr0 & kCr0Am) && state_.flags.ac()) return nullptr;
+  uint64_t linear = offset & SizeMask(asize);
+  if (seg == kFs || seg == kGs) linear += state_.seg[seg].base;
+  if ((linear & 0xfff) + (uint64_t{1} << size_log) > 0x1000) return nullptr;
+  // A hit means a canonical address: only translated (canonical) pages are ever inserted.
+  const TlbEntry* e = tlb_.Lookup(linear);
+  if (e == nullptr || e->host == nullptr) return nullptr;
+  const uint8_t f = e->flags;
+  if (AccessDenied(state_, access, user, f & kTlbWritable, f & kTlbUser, f & kTlbNx) ||
+      (access == Access::kWrite && !(f & kTlbDirty))) {
+    return nullptr;
+  }
+  *physical = e->frame | (linear & 0xfff);
+  return e->host + (linear & 0xfff);
+}
+
+inline bool Interpreter::Read(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize) {
+  uint64_t physical;
+  const uint8_t* host;
+  if (locked_ ||
+      (host = FastHost(seg, offset, size_log, asize, Access::kRead, &physical)) == nullptr) {
+    return ReadSlow(seg, offset, size_log, value, asize);
+  }
+  switch (size_log) {
+    case kSize8:
+      *value = *host;
+      break;
+    case kSize16: {
+      uint16_t v;
+      std::memcpy(&v, host, 2);
+      *value = v;
+      break;
+    }
+    case kSize32: {
+      uint32_t v;
+      std::memcpy(&v, host, 4);
+      *value = v;
+      break;
+    }
+    default:
+      std::memcpy(value, host, 8);
+      break;
+  }
+  return true;
+}
+
+inline bool Interpreter::Write(Seg seg, uint64_t offset, int size_log, uint64_t value, int asize) {
+  uint64_t physical;
+  uint8_t* host;
+  if (locked_ ||
+      (host = FastHost(seg, offset, size_log, asize, Access::kWrite, &physical)) == nullptr) {
+    return WriteSlow(seg, offset, size_log, value, asize);
+  }
+  const size_t len = size_t{1} << size_log;
+  // As LinearWrite: stale decodes of this page go, other vCPUs hear of it, dirty tracking.
+  decoded_.InvalidateWrite(physical, len);
+  NoteOwnWrite(physical >> 12);
+  std::memcpy(host, &value, len);  // little-endian host: the low `len` bytes
+  if (dirty_log_ != nullptr) dirty_log_->Mark(physical, len);
+  return true;
+}
+
+inline bool Interpreter::ReadRm(const DecodedInsn& insn, int size_log, uint64_t* value) {
+  if (insn.is_reg_form()) {
+    *value = Reg(insn.rm(), size_log, insn.rex());
+    return true;
+  }
+  return Read(insn.segment(), EffectiveAddress(insn), size_log, value, insn.address_size());
+}
+
+inline bool Interpreter::WriteRm(const DecodedInsn& insn, int size_log, uint64_t value) {
+  if (insn.is_reg_form()) {
+    SetReg(insn.rm(), size_log, insn.rex(), value);
+    return true;
+  }
+  return Write(insn.segment(), EffectiveAddress(insn), size_log, value, insn.address_size());
+}
 
 }  // namespace vireo::emu

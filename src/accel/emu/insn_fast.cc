@@ -1,0 +1,169 @@
+// Specialized handlers for the forms a kernel runs most (measured on Debian's boot: register
+// MOV and ALU, ALU with an immediate, TEST, Jcc), chosen when a block is built. Each does
+// exactly what the generic handler does for that form, with the operation, operand size and
+// direction fixed at compile time and the register-or-memory choices already made; the
+// equivalence is tested in block_cache_test.cc against the generic table.
+#include "accel/emu/fast_handlers.h"
+
+#include <array>
+#include <utility>
+
+#include "accel/emu/insn_groups.h"
+
+namespace vireo::emu {
+namespace {
+
+enum AluOp { kAdd, kOr, kAdc, kSbb, kAnd, kSub, kXor, kCmp };
+
+// ADD, OR, AND, SUB, XOR, CMP (ADC/SBB stay generic): result and recorded flags as Alu() in
+// insn_alu.cc.
+template <int Op, int Size>
+inline uint64_t AluOp2(Flags& f, uint64_t d, uint64_t s) {
+  constexpr uint64_t kMask = SizeMask(Size);
+  d &= kMask;
+  s &= kMask;
+  if constexpr (Op == kAdd) {
+    const uint64_t r = (d + s) & kMask;
+    f.Record(FlagOp::kAdd, Size, d, s, r);
+    return r;
+  } else if constexpr (Op == kSub || Op == kCmp) {
+    const uint64_t r = (d - s) & kMask;
+    f.Record(FlagOp::kSub, Size, d, s, r);
+    return r;
+  } else {
+    const uint64_t r = Op == kOr ? (d | s) : Op == kAnd ? (d & s) : (d ^ s);
+    f.Record(FlagOp::kLogic, Size, d, s, r);
+    return r;
+  }
+}
+
+// 32-bit results zero-extend into the 64-bit register; Size is 2 or 3 here.
+template <int Size>
+inline void Put(uint64_t& reg, uint64_t value) {
+  reg = Size == kSize32 ? (value & 0xffffffffull) : value;
+}
+
+// 89 / 8B, register form.
+template <bool kToRm, int Size>
+StepStatus MovRegReg(Interpreter& cpu, const DecodedInsn& insn) {
+  auto& gpr = cpu.state().gpr;
+  Put<Size>(gpr[kToRm ? insn.rm() : insn.reg()], gpr[kToRm ? insn.reg() : insn.rm()]);
+  return StepStatus::kOk;
+}
+
+// 8B / 89 with a memory operand.
+template <int Size>
+StepStatus MovLoad(Interpreter& cpu, const DecodedInsn& insn) {
+  uint64_t v;
+  if (!cpu.Read(insn.segment(), cpu.EffectiveAddress(insn), Size, &v, insn.address_size()))
+    return cpu.MemoryFault();
+  Put<Size>(cpu.state().gpr[insn.reg()], v);
+  return StepStatus::kOk;
+}
+
+template <int Size>
+StepStatus MovStore(Interpreter& cpu, const DecodedInsn& insn) {
+  if (!cpu.Write(insn.segment(), cpu.EffectiveAddress(insn), Size,
+                 cpu.state().gpr[insn.reg()] & SizeMask(Size), insn.address_size()))
+    return cpu.MemoryFault();
+  return StepStatus::kOk;
+}
+
+// 01/09/21/29/31/39 (Ev,Gv) and 03/0B/23/2B/33/3B (Gv,Ev), register form.
+template <int Op, bool kToRm, int Size>
+StepStatus AluRegReg(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  uint64_t& dst = s.gpr[kToRm ? insn.rm() : insn.reg()];
+  const uint64_t r = AluOp2<Op, Size>(s.flags, dst, s.gpr[kToRm ? insn.reg() : insn.rm()]);
+  if constexpr (Op != kCmp) Put<Size>(dst, r);
+  return StepStatus::kOk;
+}
+
+// 81 / 83, register form.
+template <int Op, int Size>
+StepStatus AluRegImm(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  uint64_t& dst = s.gpr[insn.rm()];
+  const uint64_t r = AluOp2<Op, Size>(s.flags, dst, insn.imm());
+  if constexpr (Op != kCmp) Put<Size>(dst, r);
+  return StepStatus::kOk;
+}
+
+// 85, register form.
+template <int Size>
+StepStatus TestRegReg(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  AluOp2<kAnd, Size>(s.flags, s.gpr[insn.rm()], s.gpr[insn.reg()]);
+  return StepStatus::kOk;
+}
+
+// 70-7F / 0F 80-8F in 64-bit mode (operand size 64: the target is not truncated).
+template <int Cc>
+StepStatus JccNear(Interpreter& cpu, const DecodedInsn& insn) {
+  if (cpu.state().flags.Condition(Cc)) cpu.Branch(cpu.next_rip() + insn.imm(), kSize64);
+  return StepStatus::kOk;
+}
+
+// Tables of the templates by run-time index.
+template <bool kToRm, int Size, size_t... kOps>
+constexpr std::array<Handler, 8> AluRegRegTable(std::index_sequence<kOps...>) {
+  return {&AluRegReg<static_cast<int>(kOps), kToRm, Size>...};
+}
+template <int Size, size_t... kOps>
+constexpr std::array<Handler, 8> AluRegImmTable(std::index_sequence<kOps...>) {
+  return {&AluRegImm<static_cast<int>(kOps), Size>...};
+}
+template <size_t... kCcs>
+constexpr std::array<Handler, 16> JccTable(std::index_sequence<kCcs...>) {
+  return {&JccNear<static_cast<int>(kCcs)>...};
+}
+
+constexpr auto kAluRegRegToRm32 = AluRegRegTable<true, kSize32>(std::make_index_sequence<8>());
+constexpr auto kAluRegRegToRm64 = AluRegRegTable<true, kSize64>(std::make_index_sequence<8>());
+constexpr auto kAluRegRegToReg32 = AluRegRegTable<false, kSize32>(std::make_index_sequence<8>());
+constexpr auto kAluRegRegToReg64 = AluRegRegTable<false, kSize64>(std::make_index_sequence<8>());
+constexpr auto kAluRegImm32 = AluRegImmTable<kSize32>(std::make_index_sequence<8>());
+constexpr auto kAluRegImm64 = AluRegImmTable<kSize64>(std::make_index_sequence<8>());
+constexpr auto kJcc = JccTable(std::make_index_sequence<16>());
+
+bool CarryOp(int op) { return op == kAdc || op == kSbb; }
+
+}  // namespace
+
+Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
+  const int size = insn.operand_size();
+  if (mode != CpuMode::kLong64 || insn.lock() || (size != kSize32 && size != kSize64))
+    return nullptr;
+  const bool wide = size == kSize64;
+  const uint16_t op = insn.opcode();
+  if ((op >= 0x70 && op <= 0x7f) || (op >= (kMap0F | 0x80) && op <= (kMap0F | 0x8f)))
+    return wide ? kJcc[op & 0xf] : nullptr;
+  if (insn.has_memory_operand()) {
+    if (op == 0x8b) return wide ? &MovLoad<kSize64> : &MovLoad<kSize32>;
+    if (op == 0x89) return wide ? &MovStore<kSize64> : &MovStore<kSize32>;
+    return nullptr;
+  }
+  if (!insn.is_reg_form()) return nullptr;
+  switch (op) {
+    case 0x89:
+      return wide ? &MovRegReg<true, kSize64> : &MovRegReg<true, kSize32>;
+    case 0x8b:
+      return wide ? &MovRegReg<false, kSize64> : &MovRegReg<false, kSize32>;
+    case 0x85:
+      return wide ? &TestRegReg<kSize64> : &TestRegReg<kSize32>;
+    case 0x81:
+    case 0x83:
+      if (CarryOp(insn.group_op())) return nullptr;
+      return (wide ? kAluRegImm64 : kAluRegImm32)[insn.group_op()];
+    default:
+      break;
+  }
+  if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3) && !CarryOp(op >> 3)) {
+    const bool to_rm = (op & 7) == 1;
+    if (to_rm) return (wide ? kAluRegRegToRm64 : kAluRegRegToRm32)[op >> 3];
+    return (wide ? kAluRegRegToReg64 : kAluRegRegToReg32)[op >> 3];
+  }
+  return nullptr;
+}
+
+}  // namespace vireo::emu
