@@ -245,6 +245,26 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
     forms.push_back({rex, 0x8b, 0x46, 0x08});        // mov reg, [rsi+8]
     forms.push_back({rex, 0x89, 0x5c, 0x8e, 0xf8});  // mov [rsi+rcx*4-8], reg
   }
+  for (uint8_t rex : {0x40, 0x48, 0x49}) {
+    for (int op = 0; op < 8; ++op) {
+      for (uint8_t count : {0, 1, 7, 31, 32, 63}) {
+        forms.push_back({rex, 0xc1, uint8_t(0xc0 | op << 3 | 3), count});
+      }
+      forms.push_back({rex, 0xd1, uint8_t(0xc0 | op << 3 | 2)});
+      forms.push_back({rex, 0xd3, uint8_t(0xc0 | op << 3 | 1)});
+    }
+    forms.push_back({rex, 0x0f, 0xaf, 0xc3});              // imul
+    forms.push_back({rex, 0x8d, 0x44, 0x8e, 0x10});        // lea
+    forms.push_back({rex, 0x8d, 0x05, 0x10, 0, 0, 0x80});  // lea reg, [rip-...]
+    forms.push_back({rex, 0x0f, 0xb6, 0xc4});              // movzx reg, spl / r12b
+    forms.push_back({rex, 0x0f, 0xb6, 0x46, 0x03});        // movzx reg, byte [rsi+3]
+    forms.push_back({rex, 0x63, 0xc3});                    // movsxd
+    forms.push_back({uint8_t(rex & 0x41), 0x53});          // push rbx / r11
+    forms.push_back({uint8_t(rex & 0x41), 0x5d});          // pop rbp / r13
+  }
+  forms.push_back({0x0f, 0xb6, 0xc4});  // movzx eax, ah
+  forms.push_back({0x54});              // push rsp
+  forms.push_back({0x5c});              // pop rsp
   for (int cc = 0; cc < 16; ++cc) {
     forms.push_back({uint8_t(0x70 + cc), 0x10});
     forms.push_back({0x0f, uint8_t(0x80 + cc), 0x00, 0x01, 0, 0});
@@ -265,7 +285,8 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
       CpuState start = state_;
       for (auto& r : start.gpr) r = value();
       start.gpr[kRsi] = start.gpr[14] = kData + 0x100;  // the base with and without REX.B
-      start.gpr[kRcx] = rng() % 32;
+      start.gpr[kRcx] = rng() % 80;
+      start.gpr[kRsp] = kData + 0x180;
       const int size = static_cast<int>(rng() % 4);
       const uint64_t d = value(), s = value(), mask = SizeMask(size);
       const FlagOp kind = kinds[rng() % 5];
@@ -308,7 +329,7 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
       EXPECT_TRUE(fast_state.rip == next || insn.opcode() >= 0x70) << "only Jcc branches";
     }
   }
-  EXPECT_GE(specialized, 100);
+  EXPECT_GE(specialized, 250);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Specialized handlers for the forms a kernel runs most (measured on Debian's boot: register
-// MOV and ALU, ALU with an immediate, TEST, Jcc), chosen when a block is built. Each does
+// MOV and ALU, ALU with an immediate, TEST, Jcc, shifts, IMUL, LEA, MOVZX/MOVSXD, PUSH/POP),
+// chosen when a block is built. Each does
 // exactly what the generic handler does for that form, with the operation, operand size and
 // direction fixed at compile time and the register-or-memory choices already made; the
 // equivalence is tested in block_cache_test.cc against the generic table.
@@ -104,6 +105,74 @@ StepStatus JccNear(Interpreter& cpu, const DecodedInsn& insn) {
   return StepStatus::kOk;
 }
 
+// C1 / D1 / D3, register form: group 2 by an immediate, by 1 or by CL.
+template <int Size, int kCountFrom>  // 0: imm8, 1: one, 2: CL
+StepStatus ShiftReg(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  uint64_t& reg = s.gpr[insn.rm()];
+  const unsigned count = kCountFrom == 0   ? static_cast<unsigned>(insn.imm())
+                         : kCountFrom == 1 ? 1u
+                                           : static_cast<unsigned>(s.gpr[kRcx] & 0xff);
+  // A masked count of 0 changes nothing but still zero-extends a 32-bit register.
+  Put<Size>(reg, Shift(s.flags, insn.group_op(), Size, reg & SizeMask(Size), count));
+  return StepStatus::kOk;
+}
+
+// 0F AF, register form. SF/ZF/AF/PF are left as they were (as the generic handler).
+template <int Size>
+StepStatus ImulRegReg(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  const __int128 p = static_cast<__int128>(SignExtend(s.gpr[insn.rm()], Size)) *
+                     SignExtend(s.gpr[insn.reg()], Size);
+  const uint64_t lo = static_cast<uint64_t>(p) & SizeMask(Size);
+  const bool overflow = p != static_cast<__int128>(SignExtend(lo, Size));
+  Put<Size>(s.gpr[insn.reg()], lo);
+  s.flags.SetArith(overflow ? kCf | kOf : 0, kCf | kOf);
+  return StepStatus::kOk;
+}
+
+// 8D with a 32- or 64-bit destination.
+template <int Size>
+StepStatus LeaReg(Interpreter& cpu, const DecodedInsn& insn) {
+  Put<Size>(cpu.state().gpr[insn.reg()], cpu.EffectiveAddress(insn));
+  return StepStatus::kOk;
+}
+
+// 63 (MOVSXD r64, r32), register form.
+StepStatus MovsxdRegReg(Interpreter& cpu, const DecodedInsn& insn) {
+  auto& gpr = cpu.state().gpr;
+  gpr[insn.reg()] = static_cast<uint64_t>(SignExtend(gpr[insn.rm()], kSize32));
+  return StepStatus::kOk;
+}
+
+// 0F B6 (MOVZX r32/r64, r/m8).
+template <int Size>
+StepStatus MovzxByte(Interpreter& cpu, const DecodedInsn& insn) {
+  uint64_t v;
+  if (!cpu.ReadRm(insn, kSize8, &v)) return cpu.MemoryFault();
+  Put<Size>(cpu.state().gpr[insn.reg()], v);
+  return StepStatus::kOk;
+}
+
+// 50-57 / 58-5F with the 64-bit operand size (the default in 64-bit mode).
+StepStatus Push64(Interpreter& cpu, const DecodedInsn& insn) {
+  auto& gpr = cpu.state().gpr;
+  const uint64_t rsp = gpr[kRsp] - 8;
+  if (!cpu.Write(kSs, rsp, kSize64, gpr[(insn.opcode() & 7) | ((insn.rex_bits() & 1) << 3)]))
+    return cpu.MemoryFault();
+  gpr[kRsp] = rsp;
+  return StepStatus::kOk;
+}
+
+StepStatus Pop64(Interpreter& cpu, const DecodedInsn& insn) {
+  auto& gpr = cpu.state().gpr;
+  uint64_t v;
+  if (!cpu.Read(kSs, gpr[kRsp], kSize64, &v)) return cpu.MemoryFault();
+  gpr[kRsp] += 8;
+  gpr[(insn.opcode() & 7) | ((insn.rex_bits() & 1) << 3)] = v;  // POP RSP: the loaded value
+  return StepStatus::kOk;
+}
+
 // Tables of the templates by run-time index.
 template <bool kToRm, int Size, size_t... kOps>
 constexpr std::array<Handler, 8> AluRegRegTable(std::index_sequence<kOps...>) {
@@ -138,9 +207,15 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
   const uint16_t op = insn.opcode();
   if ((op >= 0x70 && op <= 0x7f) || (op >= (kMap0F | 0x80) && op <= (kMap0F | 0x8f)))
     return wide ? kJcc[op & 0xf] : nullptr;
+  if (op >= 0x50 && op <= 0x5f) {
+    if (!wide) return nullptr;
+    return op < 0x58 ? &Push64 : &Pop64;
+  }
+  if (op == (kMap0F | 0xb6)) return wide ? &MovzxByte<kSize64> : &MovzxByte<kSize32>;
   if (insn.has_memory_operand()) {
     if (op == 0x8b) return wide ? &MovLoad<kSize64> : &MovLoad<kSize32>;
     if (op == 0x89) return wide ? &MovStore<kSize64> : &MovStore<kSize32>;
+    if (op == 0x8d) return wide ? &LeaReg<kSize64> : &LeaReg<kSize32>;
     return nullptr;
   }
   if (!insn.is_reg_form()) return nullptr;
@@ -151,6 +226,16 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
       return wide ? &MovRegReg<false, kSize64> : &MovRegReg<false, kSize32>;
     case 0x85:
       return wide ? &TestRegReg<kSize64> : &TestRegReg<kSize32>;
+    case 0xc1:
+      return wide ? &ShiftReg<kSize64, 0> : &ShiftReg<kSize32, 0>;
+    case 0xd1:
+      return wide ? &ShiftReg<kSize64, 1> : &ShiftReg<kSize32, 1>;
+    case 0xd3:
+      return wide ? &ShiftReg<kSize64, 2> : &ShiftReg<kSize32, 2>;
+    case kMap0F | 0xaf:
+      return wide ? &ImulRegReg<kSize64> : &ImulRegReg<kSize32>;
+    case 0x63:
+      return wide ? &MovsxdRegReg : nullptr;
     case 0x81:
     case 0x83:
       if (CarryOp(insn.group_op())) return nullptr;

@@ -34,6 +34,10 @@ StepStatus XgetbvXsetbv(Interpreter& cpu, const DecodedInsn& insn);
 StepStatus VerrVerw(Interpreter& cpu, const DecodedInsn& insn);
 StepStatus Arpl(Interpreter& cpu, const DecodedInsn& insn);
 
+// Group 2 operation `op` (/0-/7: ROL ROR RCL RCR SHL SHR SAL SAR) on `v`: returns the result
+// and writes the flags, unless the count (after masking) is zero (insn_shift.cc).
+uint64_t Shift(Flags& f, int op, int size, uint64_t v, unsigned count);
+
 // Recomputes FSW.ES and FSW.B from the exception flags FCW leaves unmasked, as this CPU does
 // whenever x87 state is loaded (FLDCW, FXRSTOR; the harness for state it sets directly).
 void UpdateX87Summary(FxState& fx);

@@ -14,70 +14,6 @@ uint64_t ResultFlags(uint64_t r, int size) {
   return kAf | ((r & SignBit(size)) ? kSf : 0) | (r == 0 ? kZf : 0) | (EvenParity(r) ? kPf : 0);
 }
 
-// Returns the result; writes the flags unless the count (after masking) is zero.
-uint64_t Shift(Flags& f, int op, int size, uint64_t v, unsigned count) {
-  const unsigned bits = 8u << size;
-  const uint64_t mask = SizeMask(size);
-  v &= mask;
-  count &= size == kSize64 ? 0x3f : 0x1f;
-  if (count == 0) return v;
-  uint64_t r, cf;
-  switch (op) {
-    case 0: {  // ROL: only CF and OF
-      const unsigned c = count % bits;
-      r = c == 0 ? v : ((v << c) | (v >> (bits - c))) & mask;
-      cf = r & 1;
-      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ cf) ? kOf : 0), kCf | kOf);
-      return r;
-    }
-    case 1: {  // ROR
-      const unsigned c = count % bits;
-      r = c == 0 ? v : ((v >> c) | (v << (bits - c))) & mask;
-      cf = Msb(r, size);
-      const uint64_t of = cf ^ ((r >> (bits - 2)) & 1);
-      f.SetArith((cf ? kCf : 0) | (of ? kOf : 0), kCf | kOf);
-      return r;
-    }
-    case 2:    // RCL: a (bits+1)-bit rotate through CF
-    case 3: {  // RCR
-      const unsigned c = size <= kSize16 ? count % (bits + 1) : count;
-      unsigned __int128 wide = (static_cast<unsigned __int128>(f.cf()) << bits) | v;
-      const unsigned width = bits + 1;
-      const unsigned __int128 wmask = (static_cast<unsigned __int128>(1) << width) - 1;
-      if (c != 0) {
-        wide = op == 2 ? ((wide << c) | (wide >> (width - c))) & wmask
-                       : ((wide >> c) | (wide << (width - c))) & wmask;
-      }
-      r = static_cast<uint64_t>(wide) & mask;
-      cf = static_cast<uint64_t>(wide >> bits) & 1;
-      const uint64_t of = op == 2 ? (Msb(r, size) ^ cf) : (Msb(r, size) ^ ((r >> (bits - 2)) & 1));
-      f.SetArith((cf ? kCf : 0) | (of ? kOf : 0), kCf | kOf);
-      return r;
-    }
-    case 4:
-    case 6:  // SHL/SAL
-      r = count < bits ? (v << count) & mask : 0;
-      cf = count <= bits ? (v >> (bits - count)) & 1 : 0;
-      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ cf) ? kOf : 0) | ResultFlags(r, size));
-      return r;
-    case 5:  // SHR
-      r = count < bits ? v >> count : 0;
-      cf = count <= bits ? (v >> (count - 1)) & 1 : 0;
-      // OF: the SDM defines it (= the operand's MSB) for count 1 only; this CPU computes
-      // MSB(r) ^ MSB-1(r) for every count, which is that value for count 1.
-      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ ((r >> (bits - 2)) & 1)) ? kOf : 0) |
-                 ResultFlags(r, size));
-      return r;
-    default: {  // SAR
-      const int64_t sv = SignExtend(v, size);
-      r = static_cast<uint64_t>(count < bits ? sv >> count : sv >> (bits - 1)) & mask;
-      cf = static_cast<uint64_t>(sv >> (count <= bits ? count - 1 : bits - 1)) & 1;
-      f.SetArith((cf ? kCf : 0) | ResultFlags(r, size));
-      return r;
-    }
-  }
-}
-
 StepStatus Group2(Interpreter& cpu, const DecodedInsn& insn) {
   const int size = OpSize(insn);
   const uint16_t op = insn.opcode();
@@ -143,6 +79,69 @@ StepStatus DoubleShift(Interpreter& cpu, const DecodedInsn& insn) {
 }
 
 }  // namespace
+
+uint64_t Shift(Flags& f, int op, int size, uint64_t v, unsigned count) {
+  const unsigned bits = 8u << size;
+  const uint64_t mask = SizeMask(size);
+  v &= mask;
+  count &= size == kSize64 ? 0x3f : 0x1f;
+  if (count == 0) return v;
+  uint64_t r, cf;
+  switch (op) {
+    case 0: {  // ROL: only CF and OF
+      const unsigned c = count % bits;
+      r = c == 0 ? v : ((v << c) | (v >> (bits - c))) & mask;
+      cf = r & 1;
+      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ cf) ? kOf : 0), kCf | kOf);
+      return r;
+    }
+    case 1: {  // ROR
+      const unsigned c = count % bits;
+      r = c == 0 ? v : ((v >> c) | (v << (bits - c))) & mask;
+      cf = Msb(r, size);
+      const uint64_t of = cf ^ ((r >> (bits - 2)) & 1);
+      f.SetArith((cf ? kCf : 0) | (of ? kOf : 0), kCf | kOf);
+      return r;
+    }
+    case 2:    // RCL: a (bits+1)-bit rotate through CF
+    case 3: {  // RCR
+      const unsigned c = size <= kSize16 ? count % (bits + 1) : count;
+      unsigned __int128 wide = (static_cast<unsigned __int128>(f.cf()) << bits) | v;
+      const unsigned width = bits + 1;
+      const unsigned __int128 wmask = (static_cast<unsigned __int128>(1) << width) - 1;
+      if (c != 0) {
+        wide = op == 2 ? ((wide << c) | (wide >> (width - c))) & wmask
+                       : ((wide >> c) | (wide << (width - c))) & wmask;
+      }
+      r = static_cast<uint64_t>(wide) & mask;
+      cf = static_cast<uint64_t>(wide >> bits) & 1;
+      const uint64_t of = op == 2 ? (Msb(r, size) ^ cf) : (Msb(r, size) ^ ((r >> (bits - 2)) & 1));
+      f.SetArith((cf ? kCf : 0) | (of ? kOf : 0), kCf | kOf);
+      return r;
+    }
+    case 4:
+    case 6:  // SHL/SAL
+      r = count < bits ? (v << count) & mask : 0;
+      cf = count <= bits ? (v >> (bits - count)) & 1 : 0;
+      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ cf) ? kOf : 0) | ResultFlags(r, size));
+      return r;
+    case 5:  // SHR
+      r = count < bits ? v >> count : 0;
+      cf = count <= bits ? (v >> (count - 1)) & 1 : 0;
+      // OF: the SDM defines it (= the operand's MSB) for count 1 only; this CPU computes
+      // MSB(r) ^ MSB-1(r) for every count, which is that value for count 1.
+      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ ((r >> (bits - 2)) & 1)) ? kOf : 0) |
+                 ResultFlags(r, size));
+      return r;
+    default: {  // SAR
+      const int64_t sv = SignExtend(v, size);
+      r = static_cast<uint64_t>(count < bits ? sv >> count : sv >> (bits - 1)) & mask;
+      cf = static_cast<uint64_t>(sv >> (count <= bits ? count - 1 : bits - 1)) & 1;
+      f.SetArith((cf ? kCf : 0) | ResultFlags(r, size));
+      return r;
+    }
+  }
+}
 
 void RegisterShift(HandlerTable& t) {
   t[0xc0] = t[0xc1] = t[0xd0] = t[0xd1] = t[0xd2] = t[0xd3] = Group2;

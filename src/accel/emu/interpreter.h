@@ -359,8 +359,9 @@ inline uint64_t Interpreter::EffectiveAddress(const DecodedInsn& insn) const {
   return ea & SizeMask(insn.address_size());
 }
 
-inline uint8_t* Interpreter::FastHost(Seg seg, uint64_t offset, int size_log, int asize,
-                                      Access access, uint64_t* physical) const {
+[[gnu::always_inline]] inline uint8_t* Interpreter::FastHost(Seg seg, uint64_t offset, int size_log,
+                                                             int asize, Access access,
+                                                             uint64_t* physical) const {
   if (!(state_.efer & kEferLma) || !state_.seg[kCs].l) return nullptr;
   const bool user = state_.cpl() == 3 && !supervisor_;
   // Alignment checking applies to CPL3 with CR0.AM and RFLAGS.AC (Linux keeps CR0.AM on).
