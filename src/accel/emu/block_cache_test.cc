@@ -253,6 +253,17 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
       forms.push_back({rex, 0xd1, uint8_t(0xc0 | op << 3 | 2)});
       forms.push_back({rex, 0xd3, uint8_t(0xc0 | op << 3 | 1)});
     }
+    for (int op = 0; op < 8; ++op) {
+      forms.push_back({rex, uint8_t(op << 3 | 1), 0x46, 0x08});  // op [rsi+8], reg
+      forms.push_back({rex, uint8_t(op << 3 | 3), 0x46, 0x08});  // op reg, [rsi+8]
+      forms.push_back({rex, 0x83, uint8_t(0x46 | op << 3), 0x08, 0x85});
+      forms.push_back({rex, 0x81, uint8_t(0x46 | op << 3), 0x08, 0x78, 0x56, 0x34, 0x92});
+    }
+    for (int cc = 0; cc < 16; ++cc) {
+      forms.push_back({rex, 0x0f, uint8_t(0x40 + cc), 0xc3});  // cmovcc
+      forms.push_back({rex, 0x0f, uint8_t(0x90 + cc), 0xc4});  // setcc spl / r12b
+      forms.push_back({0x0f, uint8_t(0x90 + cc), 0xc4});       // setcc ah
+    }
     forms.push_back({rex, 0x0f, 0xaf, 0xc3});              // imul
     forms.push_back({rex, 0x8d, 0x44, 0x8e, 0x10});        // lea
     forms.push_back({rex, 0x8d, 0x05, 0x10, 0, 0, 0x80});  // lea reg, [rip-...]
@@ -262,9 +273,12 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
     forms.push_back({uint8_t(rex & 0x41), 0x53});          // push rbx / r11
     forms.push_back({uint8_t(rex & 0x41), 0x5d});          // pop rbp / r13
   }
-  forms.push_back({0x0f, 0xb6, 0xc4});  // movzx eax, ah
-  forms.push_back({0x54});              // push rsp
-  forms.push_back({0x5c});              // pop rsp
+  forms.push_back({0x0f, 0xb6, 0xc4});              // movzx eax, ah
+  forms.push_back({0xf0, 0x01, 0x06});              // lock add [rsi], eax
+  forms.push_back({0xf0, 0x48, 0x0f, 0xb1, 0x1e});  // lock cmpxchg [rsi], rbx
+  forms.push_back({0x48, 0x87, 0x06});              // xchg [rsi], rax (locked)
+  forms.push_back({0x54});                          // push rsp
+  forms.push_back({0x5c});                          // pop rsp
   for (int cc = 0; cc < 16; ++cc) {
     forms.push_back({uint8_t(0x70 + cc), 0x10});
     forms.push_back({0x0f, uint8_t(0x80 + cc), 0x00, 0x01, 0, 0});
@@ -329,7 +343,7 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
       EXPECT_TRUE(fast_state.rip == next || insn.opcode() >= 0x70) << "only Jcc branches";
     }
   }
-  EXPECT_GE(specialized, 250);
+  EXPECT_GE(specialized, 500);
 }
 
 }  // namespace

@@ -105,6 +105,55 @@ StepStatus JccNear(Interpreter& cpu, const DecodedInsn& insn) {
   return StepStatus::kOk;
 }
 
+// 01-3B with a memory operand: op [mem], reg (read-modify-write; CMP only reads) and
+// op reg, [mem]. LOCKed forms never come here (RunLocked).
+template <int Op, bool kToRm, int Size>
+StepStatus AluMem(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  const uint64_t ea = cpu.EffectiveAddress(insn);
+  uint64_t m;
+  if (!cpu.Read(insn.segment(), ea, Size, &m, insn.address_size())) return cpu.MemoryFault();
+  uint64_t& reg = s.gpr[insn.reg()];
+  if constexpr (kToRm) {
+    const uint64_t r = AluOp2<Op, Size>(s.flags, m, reg);
+    if (Op != kCmp && !cpu.Write(insn.segment(), ea, Size, r, insn.address_size()))
+      return cpu.MemoryFault();
+  } else {
+    const uint64_t r = AluOp2<Op, Size>(s.flags, reg, m);
+    if constexpr (Op != kCmp) Put<Size>(reg, r);
+  }
+  return StepStatus::kOk;
+}
+
+// 81 / 83 with a memory operand.
+template <int Op, int Size>
+StepStatus AluMemImm(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  const uint64_t ea = cpu.EffectiveAddress(insn);
+  uint64_t m;
+  if (!cpu.Read(insn.segment(), ea, Size, &m, insn.address_size())) return cpu.MemoryFault();
+  const uint64_t r = AluOp2<Op, Size>(s.flags, m, insn.imm());
+  if (Op != kCmp && !cpu.Write(insn.segment(), ea, Size, r, insn.address_size()))
+    return cpu.MemoryFault();
+  return StepStatus::kOk;
+}
+
+// 0F 40-4F, register form: a 32-bit destination is zero-extended even when nothing moves.
+template <int Cc, int Size>
+StepStatus CmovRegReg(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  uint64_t& dst = s.gpr[insn.reg()];
+  Put<Size>(dst, s.flags.Condition(Cc) ? s.gpr[insn.rm()] : dst);
+  return StepStatus::kOk;
+}
+
+// 0F 90-9F, register form (AH..BH without REX, as the generic handler).
+template <int Cc>
+StepStatus SetccReg(Interpreter& cpu, const DecodedInsn& insn) {
+  cpu.SetReg(insn.rm(), kSize8, insn.rex(), cpu.state().flags.Condition(Cc) ? 1 : 0);
+  return StepStatus::kOk;
+}
+
 // C1 / D1 / D3, register form: group 2 by an immediate, by 1 or by CL.
 template <int Size, int kCountFrom>  // 0: imm8, 1: one, 2: CL
 StepStatus ShiftReg(Interpreter& cpu, const DecodedInsn& insn) {
@@ -187,6 +236,23 @@ constexpr std::array<Handler, 16> JccTable(std::index_sequence<kCcs...>) {
   return {&JccNear<static_cast<int>(kCcs)>...};
 }
 
+template <bool kToRm, int Size, size_t... kOps>
+constexpr std::array<Handler, 8> AluMemTable(std::index_sequence<kOps...>) {
+  return {&AluMem<static_cast<int>(kOps), kToRm, Size>...};
+}
+template <int Size, size_t... kOps>
+constexpr std::array<Handler, 8> AluMemImmTable(std::index_sequence<kOps...>) {
+  return {&AluMemImm<static_cast<int>(kOps), Size>...};
+}
+template <int Size, size_t... kCcs>
+constexpr std::array<Handler, 16> CmovTable(std::index_sequence<kCcs...>) {
+  return {&CmovRegReg<static_cast<int>(kCcs), Size>...};
+}
+template <size_t... kCcs>
+constexpr std::array<Handler, 16> SetccTable(std::index_sequence<kCcs...>) {
+  return {&SetccReg<static_cast<int>(kCcs)>...};
+}
+
 constexpr auto kAluRegRegToRm32 = AluRegRegTable<true, kSize32>(std::make_index_sequence<8>());
 constexpr auto kAluRegRegToRm64 = AluRegRegTable<true, kSize64>(std::make_index_sequence<8>());
 constexpr auto kAluRegRegToReg32 = AluRegRegTable<false, kSize32>(std::make_index_sequence<8>());
@@ -194,17 +260,30 @@ constexpr auto kAluRegRegToReg64 = AluRegRegTable<false, kSize64>(std::make_inde
 constexpr auto kAluRegImm32 = AluRegImmTable<kSize32>(std::make_index_sequence<8>());
 constexpr auto kAluRegImm64 = AluRegImmTable<kSize64>(std::make_index_sequence<8>());
 constexpr auto kJcc = JccTable(std::make_index_sequence<16>());
+constexpr auto kAluMemToRm32 = AluMemTable<true, kSize32>(std::make_index_sequence<8>());
+constexpr auto kAluMemToRm64 = AluMemTable<true, kSize64>(std::make_index_sequence<8>());
+constexpr auto kAluMemToReg32 = AluMemTable<false, kSize32>(std::make_index_sequence<8>());
+constexpr auto kAluMemToReg64 = AluMemTable<false, kSize64>(std::make_index_sequence<8>());
+constexpr auto kAluMemImm32 = AluMemImmTable<kSize32>(std::make_index_sequence<8>());
+constexpr auto kAluMemImm64 = AluMemImmTable<kSize64>(std::make_index_sequence<8>());
+constexpr auto kCmov32 = CmovTable<kSize32>(std::make_index_sequence<16>());
+constexpr auto kCmov64 = CmovTable<kSize64>(std::make_index_sequence<16>());
+constexpr auto kSetcc = SetccTable(std::make_index_sequence<16>());
 
 bool CarryOp(int op) { return op == kAdc || op == kSbb; }
 
 }  // namespace
 
 Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
+  if (Interpreter::IsLocked(insn)) return &Interpreter::RunLocked;
+  const uint16_t op = insn.opcode();
+  // SETcc writes a byte whatever the operand size.
+  if (mode == CpuMode::kLong64 && op >= (kMap0F | 0x90) && op <= (kMap0F | 0x9f))
+    return insn.is_reg_form() ? kSetcc[op & 0xf] : nullptr;
   const int size = insn.operand_size();
   if (mode != CpuMode::kLong64 || insn.lock() || (size != kSize32 && size != kSize64))
     return nullptr;
   const bool wide = size == kSize64;
-  const uint16_t op = insn.opcode();
   if ((op >= 0x70 && op <= 0x7f) || (op >= (kMap0F | 0x80) && op <= (kMap0F | 0x8f)))
     return wide ? kJcc[op & 0xf] : nullptr;
   if (op >= 0x50 && op <= 0x5f) {
@@ -216,9 +295,18 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
     if (op == 0x8b) return wide ? &MovLoad<kSize64> : &MovLoad<kSize32>;
     if (op == 0x89) return wide ? &MovStore<kSize64> : &MovStore<kSize32>;
     if (op == 0x8d) return wide ? &LeaReg<kSize64> : &LeaReg<kSize32>;
+    if (op == 0x81 || op == 0x83) {
+      if (CarryOp(insn.group_op())) return nullptr;
+      return (wide ? kAluMemImm64 : kAluMemImm32)[insn.group_op()];
+    }
+    if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3) && !CarryOp(op >> 3)) {
+      if ((op & 7) == 1) return (wide ? kAluMemToRm64 : kAluMemToRm32)[op >> 3];
+      return (wide ? kAluMemToReg64 : kAluMemToReg32)[op >> 3];
+    }
     return nullptr;
   }
   if (!insn.is_reg_form()) return nullptr;
+  if (op >= (kMap0F | 0x40) && op <= (kMap0F | 0x4f)) return (wide ? kCmov64 : kCmov32)[op & 0xf];
   switch (op) {
     case 0x89:
       return wide ? &MovRegReg<true, kSize64> : &MovRegReg<true, kSize32>;
@@ -226,6 +314,10 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
       return wide ? &MovRegReg<false, kSize64> : &MovRegReg<false, kSize32>;
     case 0x85:
       return wide ? &TestRegReg<kSize64> : &TestRegReg<kSize32>;
+    case 0x81:
+    case 0x83:
+      if (CarryOp(insn.group_op())) return nullptr;
+      return (wide ? kAluRegImm64 : kAluRegImm32)[insn.group_op()];
     case 0xc1:
       return wide ? &ShiftReg<kSize64, 0> : &ShiftReg<kSize32, 0>;
     case 0xd1:
@@ -236,10 +328,6 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
       return wide ? &ImulRegReg<kSize64> : &ImulRegReg<kSize32>;
     case 0x63:
       return wide ? &MovsxdRegReg : nullptr;
-    case 0x81:
-    case 0x83:
-      if (CarryOp(insn.group_op())) return nullptr;
-      return (wide ? kAluRegImm64 : kAluRegImm32)[insn.group_op()];
     default:
       break;
   }

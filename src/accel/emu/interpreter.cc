@@ -407,11 +407,13 @@ StepStatus Interpreter::Execute() {
   fault_status_ = StepStatus::kOk;
   mmio_reads_used_ = 0;
   mmio_write_pending_ = false;
-  // LOCK, and XCHG with memory (always locked): the operand's update is a host CAS.
-  locked_ =
-      insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
+  locked_ = IsLocked(insn);
   locked_armed_ = false;
-  StepStatus result = handler(*this, insn);
+  return Retire(handler(*this, insn), insn);
+}
+
+[[gnu::always_inline]] inline StepStatus Interpreter::Retire(StepStatus result,
+                                                             const DecodedInsn& insn) {
   locked_ = false;
   if (retry_) {
     retry_ = false;  // nothing happened: RIP stays, the next step runs the instruction again
@@ -446,6 +448,20 @@ StepStatus Interpreter::Execute() {
 StepStatus Interpreter::InjectNmi() {
   state_.nmi_blocked = true;
   return InjectInterrupt(2);
+}
+
+StepStatus Interpreter::RunLocked(Interpreter& cpu, const DecodedInsn& insn) {
+  cpu.locked_ = true;
+  cpu.locked_armed_ = false;
+  const StepStatus result = Table()[insn.opcode()](cpu, insn);
+  cpu.locked_ = false;
+  if (cpu.retry_) {
+    cpu.retry_ = false;  // another thread changed the operand: nothing retires, run it again
+    cpu.mmio_reads_count_ = 0;
+    cpu.next_rip_ = cpu.state_.rip;
+    return StepStatus::kOk;
+  }
+  return result;
 }
 
 bool Interpreter::BlocksApply() const {
@@ -497,13 +513,27 @@ StepStatus Interpreter::RunBlocks(uint64_t max, uint64_t* retired) {
       break;
     }
     const BlockInsn* insn = blocks_.insns(*block);
-    const BlockInsn* const end = insn + block->count;
+    const BlockInsn* const last = insn + block->count - 1;
     const uint64_t page = block->physical >> 12;
+    // Nothing of an MMIO access is pending at a block's start (BlocksApply), and a plain
+    // instruction that makes one leaves the block; locked ones run through RunLocked.
+    mmio_reads_used_ = 0;
+    mmio_write_pending_ = false;
     bool leave = false;
-    for (; insn != end; ++insn) {
+    for (;; ++insn) {
       const uint64_t next = state_.rip + insn->insn.length();
       next_rip_ = next;
-      status = Dispatch(insn->insn, insn->handler);
+      if (insn != last) {
+        fault_status_ = StepStatus::kOk;
+        status = insn->handler(*this, insn->insn);
+        if (status == StepStatus::kOk && !mmio_write_pending_) {
+          state_.rip = next_rip_;
+        } else {
+          status = Retire(status, insn->insn);
+        }
+      } else {
+        status = Dispatch(insn->insn, insn->handler);  // the full path for the block's end
+      }
       if (status != StepStatus::kOk) {
         if (status == StepStatus::kException && deliver_) {
           status = Deliver();
@@ -519,6 +549,7 @@ StepStatus Interpreter::RunBlocks(uint64_t max, uint64_t* retired) {
         leave = true;
         break;
       }
+      if (insn == last) break;
     }
     // The last instruction may have changed the mode, the shadow, TF or the MMIO replay.
     if (leave || !BlocksApply()) break;

@@ -231,6 +231,13 @@ class Interpreter {
   void set_dirty_log(DirtyLog* log) { dirty_log_ = log; }
 
   static const HandlerTable& Table();
+  // A LOCKed instruction (or XCHG with memory) inside a block: the generic handler with the
+  // locked operand set up, and a retry that retires nothing (next RIP left at RIP).
+  static StepStatus RunLocked(Interpreter& cpu, const DecodedInsn& insn);
+  // LOCK, and XCHG with memory (always locked): the operand's update is a host CAS.
+  static bool IsLocked(const DecodedInsn& insn) {
+    return insn.lock() || ((insn.opcode() == 0x86 || insn.opcode() == 0x87) && !insn.is_reg_form());
+  }
 
  private:
   bool ReadSlow(Seg seg, uint64_t offset, int size_log, uint64_t* value, int asize);
@@ -258,6 +265,7 @@ class Interpreter {
   StepStatus Execute();
   // Runs one decoded instruction whose next_rip_ is set, and retires it (or not) by status.
   StepStatus Dispatch(const DecodedInsn& insn, Handler handler);
+  StepStatus Retire(StepStatus result, const DecodedInsn& insn);
   // Blocks: whether the next instruction may start one, the block at RIP (null: Step must
   // run it), and the loop over blocks (counts retired instructions into *n).
   bool BlocksApply() const;
