@@ -1,7 +1,8 @@
-// Lazy arithmetic flags (the blink idea): an ALU instruction records its operands, result
-// and kind; CF/PF/AF/ZF/SF/OF are computed only when something reads them (Jcc, PUSHF,
-// ADC, a register dump). Instructions whose flags are awkward to express that way (shifts,
-// multiplies, bit scans) write the six flags eagerly with kNone.
+// Lazy arithmetic flags (the blink idea): an ALU instruction or shift records its operands,
+// result and kind; CF/PF/AF/ZF/SF/OF are computed only when something reads them (Jcc,
+// PUSHF, ADC, a register dump), and a condition computes only the flags it tests.
+// Instructions whose flags are awkward to express that way (rotates, multiplies, bit scans)
+// write the flags eagerly with kNone.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,22 @@ inline constexpr uint64_t kVip = 1u << 20;
 inline constexpr uint64_t kId = 1u << 21;
 inline constexpr uint64_t kArithFlags = kCf | kPf | kAf | kZf | kSf | kOf;
 
-enum class FlagOp : uint8_t { kNone, kAdd, kAdc, kSub, kSbb, kLogic, kInc, kDec, kNeg };
+// kShl/kShr/kSar: SHL/SAL, SHR, SAR by a masked count of 1 or more (dst = operand, src =
+// count), which write all six flags.
+enum class FlagOp : uint8_t {
+  kNone,
+  kAdd,
+  kAdc,
+  kSub,
+  kSbb,
+  kLogic,
+  kInc,
+  kDec,
+  kNeg,
+  kShl,
+  kShr,
+  kSar
+};
 
 inline constexpr uint64_t SizeMask(int size_log) {
   return size_log == 3 ? ~0ull : (1ull << (8u << size_log)) - 1;
@@ -81,41 +97,45 @@ class Flags {
 
   // Condition codes 0-15 as in Jcc/SETcc/CMOVcc (SDM Vol. 1 Appendix B).
   bool Condition(int cc) const {
-    // The common pairs straight from the recorded operands: a compare (SUB) or a logic op
-    // (TEST/AND, OF = CF = 0) followed by a branch on Z, C, C|Z, S, or the signed orders.
-    if (op_ == FlagOp::kSub || op_ == FlagOp::kLogic) {
-      const uint64_t mask = SizeMask(size_log_);
-      const uint64_t r = res_ & mask;
-      const bool sub = op_ == FlagOp::kSub;
+    bool r;
+    if ((cc >> 1) != 5 && op_ != FlagOp::kNone) {
+      // Parity aside, a condition needs CF, ZF, SF or OF only: computed alone from the
+      // recorded operation, without the whole six.
+      const uint64_t mask = SizeMask(size_log_), sign = SignBit(size_log_);
+      const uint64_t res = res_ & mask;
+      const bool zf = res == 0, sf = (res & sign) != 0;
+      if ((cc >> 1) == 2) return (cc & 1) ? !zf : zf;  // E / NE, the most common
+      if ((cc >> 1) == 4) return (cc & 1) ? !sf : sf;  // S / NS
       const uint64_t d = dst_ & mask, s = src_ & mask;
-      const int shift = 64 - (8 << size_log_);
-      bool c;
+      bool cf, of;
+      if (op_ == FlagOp::kSub) {
+        cf = d < s;
+        of = ((d ^ s) & (d ^ res) & sign) != 0;
+      } else if (op_ == FlagOp::kLogic) {
+        cf = of = false;
+      } else {
+        CarryOverflow(d, s, res, &cf, &of);
+      }
       switch (cc >> 1) {
-        case 1:  // B / AE
-          c = sub && d < s;
-          return (cc & 1) ? !c : c;
-        case 2:  // E / NE
-          return (cc & 1) ? r != 0 : r == 0;
-        case 3:  // BE / A
-          c = (sub && d < s) || r == 0;
-          return (cc & 1) ? !c : c;
-        case 4:  // S / NS
-          c = (r & SignBit(size_log_)) != 0;
-          return (cc & 1) ? !c : c;
-        case 6:  // L / GE: SF != OF, which after SUB is the signed d < s
-          c = sub ? static_cast<int64_t>(d << shift) < static_cast<int64_t>(s << shift)
-                  : (r & SignBit(size_log_)) != 0;
-          return (cc & 1) ? !c : c;
-        case 7:  // LE / G
-          c = r == 0 || (sub ? static_cast<int64_t>(d << shift) < static_cast<int64_t>(s << shift)
-                             : (r & SignBit(size_log_)) != 0);
-          return (cc & 1) ? !c : c;
+        case 0:
+          r = of;
+          break;
+        case 1:
+          r = cf;
+          break;
+        case 3:
+          r = cf || zf;
+          break;
+        case 6:
+          r = sf != of;
+          break;
         default:
+          r = zf || sf != of;
           break;
       }
+      return (cc & 1) ? !r : r;
     }
     const uint64_t f = Arith();
-    bool r;
     switch (cc >> 1) {
       case 0:
         r = f & kOf;
@@ -146,13 +166,11 @@ class Flags {
   }
 
  private:
-  uint64_t Arith() const {
-    if (op_ == FlagOp::kNone) return other_ & kArithFlags;
-    const uint64_t mask = SizeMask(size_log_);
+  // CF and OF of the recorded operation on its masked operands and result.
+  void CarryOverflow(uint64_t d, uint64_t s, uint64_t r, bool* cf_out, bool* of_out) const {
     const uint64_t sign = SignBit(size_log_);
-    const uint64_t d = dst_ & mask, s = src_ & mask, r = res_ & mask;
+    const unsigned bits = 8u << size_log_;
     bool cf = false, of = false;
-    uint64_t af = (d ^ s ^ r) & 0x10;
     switch (op_) {
       case FlagOp::kAdd:
         cf = r < d;
@@ -170,9 +188,6 @@ class Flags {
         cf = d < s || (carry_in_ && d == s);
         of = ((d ^ s) & (d ^ r) & sign) != 0;
         break;
-      case FlagOp::kLogic:
-        af = 0;  // undefined in the SDM; cleared on this CPU (differential harness)
-        break;
       case FlagOp::kInc:
         cf = carry_in_;
         of = r == sign;
@@ -185,9 +200,41 @@ class Flags {
         cf = s != 0;
         of = s == sign;
         break;
+      // Shifts: d is the operand, s the masked count (1 or more). OF is defined for a count
+      // of 1; for others this CPU gives MSB(r) ^ CF (SHL), MSB(r) ^ MSB-1(r) (SHR), 0 (SAR).
+      case FlagOp::kShl:
+        cf = s <= bits && ((d >> (bits - s)) & 1);
+        of = ((r & sign) != 0) != cf;
+        break;
+      case FlagOp::kShr:
+        cf = s <= bits && ((d >> (s - 1)) & 1);
+        of = ((r >> (bits - 1)) & 1) != ((r >> (bits - 2)) & 1);
+        break;
+      case FlagOp::kSar: {
+        const int shift = 64 - static_cast<int>(bits);
+        const int64_t sd = static_cast<int64_t>(d << shift) >> shift;
+        cf = (sd >> (s <= bits ? s - 1 : bits - 1)) & 1;
+        break;
+      }
+      case FlagOp::kLogic:
       case FlagOp::kNone:
         break;
     }
+    *cf_out = cf;
+    *of_out = of;
+  }
+
+  uint64_t Arith() const {
+    if (op_ == FlagOp::kNone) return other_ & kArithFlags;
+    const uint64_t mask = SizeMask(size_log_);
+    const uint64_t sign = SignBit(size_log_);
+    const uint64_t d = dst_ & mask, s = src_ & mask, r = res_ & mask;
+    bool cf, of;
+    CarryOverflow(d, s, r, &cf, &of);
+    uint64_t af = (d ^ s ^ r) & 0x10;
+    if (op_ == FlagOp::kLogic) af = 0;  // undefined in the SDM; cleared on this CPU (harness)
+    // Shifts: AF is undefined; this CPU sets it (differential harness).
+    if (op_ == FlagOp::kShl || op_ == FlagOp::kShr || op_ == FlagOp::kSar) af = kAf;
     return (cf ? kCf : 0) | (EvenParity(r) ? kPf : 0) | af | (r == 0 ? kZf : 0) |
            ((r & sign) ? kSf : 0) | (of ? kOf : 0);
   }

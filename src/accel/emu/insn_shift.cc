@@ -119,25 +119,22 @@ uint64_t Shift(Flags& f, int op, int size, uint64_t v, unsigned count) {
       f.SetArith((cf ? kCf : 0) | (of ? kOf : 0), kCf | kOf);
       return r;
     }
+    // SHL, SHR, SAR: flags recorded lazily (flags.h computes CF and OF from the operand and
+    // count: for SHR, OF is MSB(r) ^ MSB-1(r) on this CPU for every count, which is the
+    // SDM's value for count 1).
     case 4:
     case 6:  // SHL/SAL
       r = count < bits ? (v << count) & mask : 0;
-      cf = count <= bits ? (v >> (bits - count)) & 1 : 0;
-      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ cf) ? kOf : 0) | ResultFlags(r, size));
+      f.Record(FlagOp::kShl, size, v, count, r);
       return r;
     case 5:  // SHR
       r = count < bits ? v >> count : 0;
-      cf = count <= bits ? (v >> (count - 1)) & 1 : 0;
-      // OF: the SDM defines it (= the operand's MSB) for count 1 only; this CPU computes
-      // MSB(r) ^ MSB-1(r) for every count, which is that value for count 1.
-      f.SetArith((cf ? kCf : 0) | ((Msb(r, size) ^ ((r >> (bits - 2)) & 1)) ? kOf : 0) |
-                 ResultFlags(r, size));
+      f.Record(FlagOp::kShr, size, v, count, r);
       return r;
     default: {  // SAR
       const int64_t sv = SignExtend(v, size);
       r = static_cast<uint64_t>(count < bits ? sv >> count : sv >> (bits - 1)) & mask;
-      cf = static_cast<uint64_t>(sv >> (count <= bits ? count - 1 : bits - 1)) & 1;
-      f.SetArith((cf ? kCf : 0) | ResultFlags(r, size));
+      f.Record(FlagOp::kSar, size, v, count, r);
       return r;
     }
   }
