@@ -62,9 +62,12 @@ class DecodeCache {
     if (++epoch_ == 0) ClearSlow();
   }
   // A guest store to [physical, physical + len), len <= 4096: drops decodes on its pages.
-  void InvalidateWrite(uint64_t physical, size_t len) {
-    InvalidatePage(physical >> 12);
-    if (((physical + len - 1) >> 12) != (physical >> 12)) InvalidatePage((physical >> 12) + 1);
+  // True when there were some (the store may have changed code about to run).
+  bool InvalidateWrite(uint64_t physical, size_t len) {
+    bool dropped = InvalidatePage(physical >> 12);
+    if (((physical + len - 1) >> 12) != (physical >> 12))
+      dropped |= InvalidatePage((physical >> 12) + 1);
+    return dropped;
   }
 
   // For the block cache (block_cache.h), which shares this cache's invalidation: marks
@@ -99,15 +102,15 @@ class DecodeCache {
     return (physical ^ ((physical >> 14) * 0x9e3779b1u)) & (kEntries - 1);
   }
   static size_t PageSlot(uint64_t page) { return page & (kPageSlots - 1); }
-  void InvalidatePage(uint64_t page) {
+  bool InvalidatePage(uint64_t page) {
     uint32_t& g = generations_[PageSlot(page)];
-    if (g & 1) {
-      if (g == (kLastGeneration | 1)) {
-        ClearSlow();  // the counter wraps: no entry may keep a generation that comes back
-      } else {
-        g += 1;  // next even value: a new generation with no decodes yet
-      }
+    if (!(g & 1)) return false;
+    if (g == (kLastGeneration | 1)) {
+      ClearSlow();  // the counter wraps: no entry may keep a generation that comes back
+    } else {
+      g += 1;  // next even value: a new generation with no decodes yet
     }
+    return true;
   }
   void ClearSlow();
 

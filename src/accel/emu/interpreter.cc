@@ -105,7 +105,7 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
     const uint8_t* src = i == 0 ? bytes : bytes + first;
     size_t n = i == 0 ? first : len - first;
     // Self-modifying code: a later fetch must see this store (SDM Vol. 3 8.1.3).
-    decoded_.InvalidateWrite(phys[i], n);
+    if (decoded_.InvalidateWrite(phys[i], n)) leave_block_ = true;
     NoteOwnWrite(phys[i] >> 12);
     if (locked_armed_ && phys[i] == locked_physical_ && n == locked_len_) {
       if (!LockedWrite(src)) {
@@ -131,6 +131,7 @@ bool Interpreter::LinearWrite(uint64_t linear, const uint8_t* bytes, size_t len)
       std::memcpy(&data, src, n);
       mmio_ = {true, phys[i], static_cast<uint8_t>(n), data};
       mmio_write_pending_ = true;
+      leave_block_ = true;
     } else if (dirty_log_ != nullptr) {
       dirty_log_->Mark(phys[i], n);
     }
@@ -459,6 +460,7 @@ StepStatus Interpreter::RunLocked(Interpreter& cpu, const DecodedInsn& insn) {
     cpu.retry_ = false;  // another thread changed the operand: nothing retires, run it again
     cpu.mmio_reads_count_ = 0;
     cpu.next_rip_ = cpu.state_.rip;
+    cpu.leave_block_ = true;
     return StepStatus::kOk;
   }
   return result;
@@ -512,47 +514,47 @@ StepStatus Interpreter::RunBlocks(uint64_t max, uint64_t* retired) {
       if (status == StepStatus::kOk) ++n;
       break;
     }
+    // At most the budget: the last instruction run is the block's own last, or the one the
+    // budget ends on; it takes the full Dispatch path, which any instruction may.
+    const uint64_t count = std::min<uint64_t>(block->count, max - n);
     const BlockInsn* insn = blocks_.insns(*block);
-    const BlockInsn* const last = insn + block->count - 1;
-    const uint64_t page = block->physical >> 12;
-    // Nothing of an MMIO access is pending at a block's start (BlocksApply), and a plain
-    // instruction that makes one leaves the block; locked ones run through RunLocked.
+    const BlockInsn* const last = insn + count - 1;
+    // Nothing of an MMIO access is pending at a block's start (BlocksApply). The inner
+    // instructions are plain: they neither branch nor change how code is fetched, so each
+    // simply retires on kOk unless it raised leave_block_ (an MMIO store pending, a store
+    // that dropped decodes, a LOCK retry).
     mmio_reads_used_ = 0;
     mmio_write_pending_ = false;
+    leave_block_ = false;
+    const uint64_t start = n;
     bool leave = false;
-    for (;; ++insn) {
-      const uint64_t next = state_.rip + insn->insn.length();
-      next_rip_ = next;
-      if (insn != last) {
-        fault_status_ = StepStatus::kOk;
-        status = insn->handler(*this, insn->insn);
-        if (status == StepStatus::kOk && !mmio_write_pending_) {
-          state_.rip = next_rip_;
-        } else {
-          status = Retire(status, insn->insn);
-        }
-      } else {
-        status = Dispatch(insn->insn, insn->handler);  // the full path for the block's end
-      }
-      if (status != StepStatus::kOk) {
-        if (status == StepStatus::kException && deliver_) {
-          status = Deliver();
-          if (status == StepStatus::kOk) ++n;
-        }
+    for (; insn != last; ++insn) {
+      next_rip_ = state_.rip + insn->insn.length();
+      fault_status_ = StepStatus::kOk;
+      status = insn->handler(*this, insn->insn);
+      if (status != StepStatus::kOk || leave_block_) [[unlikely]] {
+        status = Retire(status, insn->insn);
         leave = true;
         break;
       }
-      ++n;
-      // Leave the block on a taken branch, a LOCK retry, a store to this block's own page
-      // (its decodes may be stale) or the end of the budget.
-      if (state_.rip != next || decoded_.page_generation(page) != block->generation || n == max) {
-        leave = true;
-        break;
-      }
-      if (insn == last) break;
+      state_.rip = next_rip_;
     }
+    n = start + static_cast<uint64_t>(insn - blocks_.insns(*block));
+    if (!leave) {
+      next_rip_ = state_.rip + insn->insn.length();
+      status = Dispatch(insn->insn, insn->handler);  // the full path for the last one
+    }
+    if (status != StepStatus::kOk) {
+      if (status == StepStatus::kException && deliver_) {
+        status = Deliver();
+        if (status == StepStatus::kOk) ++n;
+      }
+      break;
+    }
+    ++n;
+    if (leave || n == max) break;
     // The last instruction may have changed the mode, the shadow, TF or the MMIO replay.
-    if (leave || !BlocksApply()) break;
+    if (!BlocksApply()) break;
   }
   *retired = n;
   return status;

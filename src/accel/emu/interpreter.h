@@ -316,6 +316,9 @@ class Interpreter {
   DecodeCache decoded_;
   BlockCache blocks_;
   bool blocks_enabled_ = true;
+  // Set inside a block's run when its next instruction must not simply follow: a store
+  // dropped decodes (maybe this block's), an MMIO store is pending, a LOCK retry.
+  bool leave_block_ = false;
   // The last translated fetch's linear page and frame, good while tlb_.version() is
   // fetch_version_ and the fetch's privilege is fetch_user_ (Execute).
   uint64_t fetch_page_ = ~uint64_t{0};
@@ -428,7 +431,7 @@ inline bool Interpreter::Write(Seg seg, uint64_t offset, int size_log, uint64_t 
   }
   const size_t len = size_t{1} << size_log;
   // As LinearWrite: stale decodes of this page go, other vCPUs hear of it, dirty tracking.
-  decoded_.InvalidateWrite(physical, len);
+  if (decoded_.InvalidateWrite(physical, len)) leave_block_ = true;
   NoteOwnWrite(physical >> 12);
   std::memcpy(host, &value, len);  // little-endian host: the low `len` bytes
   if (dirty_log_ != nullptr) dirty_log_->Mark(physical, len);
