@@ -167,6 +167,51 @@ StepStatus ShiftReg(Interpreter& cpu, const DecodedInsn& insn) {
   return StepStatus::kOk;
 }
 
+// SHL/SAL (4, 6), SHR (5), SAR (7) of a register: as Shift() computes them for 32- and
+// 64-bit operands, whose masked count is always below the width.
+template <int Op, int Size, int kCountFrom>
+StepStatus ShiftRegOp(Interpreter& cpu, const DecodedInsn& insn) {
+  CpuState& s = cpu.state();
+  uint64_t& reg = s.gpr[insn.rm()];
+  const unsigned raw = kCountFrom == 0   ? static_cast<unsigned>(insn.imm())
+                       : kCountFrom == 1 ? 1u
+                                         : static_cast<unsigned>(s.gpr[kRcx]);
+  const unsigned count = raw & (Size == kSize64 ? 0x3f : 0x1f);
+  const uint64_t v = reg & SizeMask(Size);
+  if (count == 0) {
+    Put<Size>(reg, v);
+    return StepStatus::kOk;
+  }
+  uint64_t r;
+  if constexpr (Op == 5) {
+    r = v >> count;
+    s.flags.Record(FlagOp::kShr, Size, v, count, r);
+  } else if constexpr (Op == 7) {
+    r = static_cast<uint64_t>(SignExtend(v, Size) >> count) & SizeMask(Size);
+    s.flags.Record(FlagOp::kSar, Size, v, count, r);
+  } else {
+    r = (v << count) & SizeMask(Size);
+    s.flags.Record(FlagOp::kShl, Size, v, count, r);
+  }
+  Put<Size>(reg, r);
+  return StepStatus::kOk;
+}
+
+template <int Size, int kCountFrom>
+Handler PickShift(int op) {
+  switch (op) {
+    case 4:
+    case 6:
+      return &ShiftRegOp<4, Size, kCountFrom>;
+    case 5:
+      return &ShiftRegOp<5, Size, kCountFrom>;
+    case 7:
+      return &ShiftRegOp<7, Size, kCountFrom>;
+    default:
+      return &ShiftReg<Size, kCountFrom>;  // rotates
+  }
+}
+
 // 0F AF, register form. SF/ZF/AF/PF are left as they were (as the generic handler).
 template <int Size>
 StepStatus ImulRegReg(Interpreter& cpu, const DecodedInsn& insn) {
@@ -319,11 +364,11 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
       if (CarryOp(insn.group_op())) return nullptr;
       return (wide ? kAluRegImm64 : kAluRegImm32)[insn.group_op()];
     case 0xc1:
-      return wide ? &ShiftReg<kSize64, 0> : &ShiftReg<kSize32, 0>;
+      return wide ? PickShift<kSize64, 0>(insn.group_op()) : PickShift<kSize32, 0>(insn.group_op());
     case 0xd1:
-      return wide ? &ShiftReg<kSize64, 1> : &ShiftReg<kSize32, 1>;
+      return wide ? PickShift<kSize64, 1>(insn.group_op()) : PickShift<kSize32, 1>(insn.group_op());
     case 0xd3:
-      return wide ? &ShiftReg<kSize64, 2> : &ShiftReg<kSize32, 2>;
+      return wide ? PickShift<kSize64, 2>(insn.group_op()) : PickShift<kSize32, 2>(insn.group_op());
     case kMap0F | 0xaf:
       return wide ? &ImulRegReg<kSize64> : &ImulRegReg<kSize32>;
     case 0x63:
