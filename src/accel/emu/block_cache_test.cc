@@ -3,9 +3,11 @@
 // running by blocks gives exactly what single steps through the generic table give.
 #include "accel/emu/block_cache.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
 #include <vector>
 
 #include "accel/emu/decoder.h"
@@ -295,7 +297,16 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
     const Handler fast = FastHandler(insn, CpuMode::kLong64);
     if (fast == nullptr) continue;
     ++specialized;
-    for (int i = 0; i < 60; ++i) {
+    std::string hex;
+    for (uint8_t byte : form) hex += fmt::format("{:02x}", byte);
+    ASSERT_TRUE(memory_->Write(kCode, form));
+    // One interpreter of each kind per form (their caches hold this form's decode only).
+    CpuState generic_state, fast_state;
+    Interpreter generic(generic_state, *memory_, env_);
+    Interpreter cpu(fast_state, *memory_, env_);
+    generic.NotifyExternalWrite(kCode, form.size());
+    cpu.NotifyExternalWrite(kCode, form.size());
+    for (int i = 0; i < 40; ++i) {
       CpuState start = state_;
       for (auto& r : start.gpr) r = value();
       start.gpr[kRsi] = start.gpr[14] = kData + 0x100;  // the base with and without REX.B
@@ -316,21 +327,16 @@ TEST_F(BlockRunTest, SpecializedHandlersMatchTheGenericTable) {
       std::vector<uint8_t> data(0x200);
       for (auto& b : data) b = static_cast<uint8_t>(rng());
       ASSERT_TRUE(memory_->Write(kData, data));
-      SCOPED_TRACE(testing::Message() << "form " << std::hex << int(form[0]) << " " << int(form[1])
-                                      << " " << int(form[2]) << " case " << i);
-      CpuState generic_state = start;
+      SCOPED_TRACE(testing::Message() << "form " << hex << " case " << i);
+      generic_state = start;
       generic_state.rip = kCode;
-      Interpreter generic(generic_state, *memory_, env_);
-      ASSERT_TRUE(memory_->Write(kCode, form));
-      generic.NotifyExternalWrite(kCode, form.size());
       ASSERT_EQ(generic.Step(), StepStatus::kOk);
       std::vector<uint8_t> generic_data(0x200);
       ASSERT_TRUE(memory_->Read(kData, generic_data));
 
       ASSERT_TRUE(memory_->Write(kData, data));
-      CpuState fast_state = start;
+      fast_state = start;
       fast_state.rip = kCode;
-      Interpreter cpu(fast_state, *memory_, env_);
       const uint64_t next = kCode + insn.length();
       // The handler itself, as a block runs it (RunBlocks sets the next RIP first).
       ASSERT_EQ(cpu.Run(1, nullptr), StepStatus::kOk);
