@@ -114,7 +114,7 @@ const Block* BlockCache::Build(uint64_t physical, const uint8_t* code, size_t le
     arena_[arena_used_ + block.count] = {fast ? fast : table[insn.opcode()], insn};
     ++block.count;
     offset += insn.length();
-    if (EndsBlock(insn) || offset >= len) break;
+    if ((EndsBlock(insn) && !ContinuesBlock(insn, CpuMode::kLong64)) || offset >= len) break;
   }
   if (block.count == 0) return nullptr;
   block.bytes = static_cast<uint16_t>(offset);

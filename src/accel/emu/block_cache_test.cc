@@ -44,15 +44,16 @@ TEST(BlockCacheTest, BranchesAndSystemInstructionsEndABlockDataInstructionsDoNot
   EXPECT_TRUE(EndsBlock(Decode({0x0f, 0x28, 0xc1})));   // movaps: not in the plain set
 }
 
-TEST(BlockCacheTest, BlockStopsAfterItsFirstBranchAndAtThePageEnd) {
+TEST(BlockCacheTest, BlockGoesOnPastJccAndStopsAfterOtherBranchesAndAtThePageEnd) {
   BlockCache blocks;
   DecodeCache decodes;
-  const std::vector<uint8_t> code = {0x48, 0x01, 0xd8, 0x90, 0x74, 0x00, 0x90, 0x90};
+  // add rax, rbx; nop; je +0; nop; jmp +0; nop
+  const std::vector<uint8_t> code = {0x48, 0x01, 0xd8, 0x90, 0x74, 0x00, 0x90, 0xeb, 0x00, 0x90};
   const Block* b =
       blocks.Build(0x5000, code.data(), code.size(), decodes, Interpreter::Table().data());
   ASSERT_NE(b, nullptr);
-  EXPECT_EQ(b->count, 3);  // add, nop, je
-  EXPECT_EQ(b->bytes, 6);
+  EXPECT_EQ(b->count, 5);  // add, nop, je (its handler leaves the block when taken), nop, jmp
+  EXPECT_EQ(b->bytes, 9);
   EXPECT_EQ(blocks.Lookup(0x5000, decodes), b);
   // An instruction cut by the page's end is not part of a block.
   const std::vector<uint8_t> cut = {0x90, 0x48, 0x01};

@@ -11,4 +11,8 @@ namespace vireo::emu {
 // null when there is none (the generic handler is used).
 Handler FastHandler(const DecodedInsn& insn, CpuMode mode);
 
+// True for a branch whose FastHandler leaves the block itself when taken
+// (Interpreter::BranchOutOfBlock), so the block may go on past it: Jcc in 64-bit mode.
+bool ContinuesBlock(const DecodedInsn& insn, CpuMode mode);
+
 }  // namespace vireo::emu

@@ -98,10 +98,11 @@ StepStatus TestRegReg(Interpreter& cpu, const DecodedInsn& insn) {
   return StepStatus::kOk;
 }
 
-// 70-7F / 0F 80-8F in 64-bit mode (operand size 64: the target is not truncated).
+// 70-7F / 0F 80-8F in 64-bit mode (operand size 64: the target is not truncated). It does
+// not end its block: taken, it leaves the block; not taken, the block goes on.
 template <int Cc>
 StepStatus JccNear(Interpreter& cpu, const DecodedInsn& insn) {
-  if (cpu.state().flags.Condition(Cc)) cpu.Branch(cpu.next_rip() + insn.imm(), kSize64);
+  if (cpu.state().flags.Condition(Cc)) cpu.BranchOutOfBlock(cpu.next_rip() + insn.imm());
   return StepStatus::kOk;
 }
 
@@ -319,6 +320,16 @@ bool CarryOp(int op) { return op == kAdc || op == kSbb; }
 
 }  // namespace
 
+bool IsConditionalNear(const DecodedInsn& insn) {
+  const uint16_t op = insn.opcode();
+  return (op >= 0x70 && op <= 0x7f) || (op >= (kMap0F | 0x80) && op <= (kMap0F | 0x8f));
+}
+
+bool ContinuesBlock(const DecodedInsn& insn, CpuMode mode) {
+  return mode == CpuMode::kLong64 && IsConditionalNear(insn) && !insn.lock() &&
+         insn.operand_size() == kSize64;
+}
+
 Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
   if (Interpreter::IsLocked(insn)) return &Interpreter::RunLocked;
   const uint16_t op = insn.opcode();
@@ -329,8 +340,7 @@ Handler FastHandler(const DecodedInsn& insn, CpuMode mode) {
   if (mode != CpuMode::kLong64 || insn.lock() || (size != kSize32 && size != kSize64))
     return nullptr;
   const bool wide = size == kSize64;
-  if ((op >= 0x70 && op <= 0x7f) || (op >= (kMap0F | 0x80) && op <= (kMap0F | 0x8f)))
-    return wide ? kJcc[op & 0xf] : nullptr;
+  if (IsConditionalNear(insn)) return wide ? kJcc[op & 0xf] : nullptr;
   if (op >= 0x50 && op <= 0x5f) {
     if (!wide) return nullptr;
     return op < 0x58 ? &Push64 : &Pop64;

@@ -196,6 +196,12 @@ class Interpreter {
   // RIP of the next instruction; branches overwrite it (masked by operand size on retire).
   uint64_t next_rip() const { return next_rip_; }
   void Branch(uint64_t target, int size_log);
+  // A taken branch from inside a decoded block (a specialized Jcc, which does not end its
+  // block): the block is left after this instruction.
+  void BranchOutOfBlock(uint64_t target) {
+    next_rip_ = target;
+    leave_block_ = true;
+  }
   CpuEnvironment& env() { return env_; }
   // Software TLB maintenance (CR0/CR3/CR4 writes, INVLPG): all entries, or all but global.
   void FlushTlb(bool include_global) { tlb_.Flush(include_global); }
