@@ -6,8 +6,10 @@
 // A block starts at a guest-physical address, lies in one 4 KiB page, and ends after its
 // first instruction that is not "plain" (EndsBlock): a branch, or anything that may change
 // the mode, CS, paging, RFLAGS.TF/IF or the interrupt shadow, or make an exit other than
-// MMIO. So only the last instruction of a block can redirect execution or change how the
-// next one is fetched; a taken branch or a fault simply leaves the block.
+// MMIO. The one exception is a 64-bit Jcc (ContinuesBlock, fast_handlers.h): its handler
+// leaves the block itself when taken. So only the last instruction of a block, or a taken
+// Jcc, can redirect execution or change how the next one is fetched; a fault simply leaves
+// the block.
 //
 // Validity comes from the DecodeCache, which keeps the per-page generations that guest
 // stores bump (self-modifying code) and the epoch that a cross-vCPU code store or INIT
